@@ -1,0 +1,9 @@
+"""The CRM domain app."""
+
+from django.apps import AppConfig
+
+
+class CrmConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "crm"
+    verbose_name = "CRM"

@@ -1,0 +1,182 @@
+"""CRM domain models: customers, products, orders and their lines, API tokens.
+
+Invariants live in the database as well as in validation (see migrations 0002 for the
+triggers): emails are unique whatever their case, prices are positive, stock never goes
+negative, order lines are immutable (they keep the unit price paid) and an order's
+``total_amount`` always equals the sum of its lines.
+
+Order history is never deleted with a customer: ``Order.customer`` is PROTECT, and a
+customer that has orders is archived (``archived_at``) instead of deleted.
+"""
+
+import hashlib
+import secrets
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+PHONE_VALIDATOR = RegexValidator(
+    regex=r"^(\+\d{7,15}|\d{3}-\d{3}-\d{4})$",
+    message="Enter a valid phone number: + and 7 to 15 digits, or 123-456-7890.",
+    code="invalid_phone",
+)
+
+
+class CustomerQuerySet(models.QuerySet):
+    def active(self):
+        return self.filter(archived_at__isnull=True)
+
+
+class Customer(models.Model):
+    name = models.CharField(max_length=255)
+    email = models.EmailField(max_length=254)
+    phone = models.CharField(max_length=20, blank=True, default="", validators=[PHONE_VALIDATOR])
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    archived_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Set instead of deleting a customer who has order history.",
+    )
+
+    objects = CustomerQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                Lower("email"),
+                name="crm_customer_email_ci_unique",
+                violation_error_message="Email already exists",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.email}>"
+
+    def validate_constraints(self, exclude=None):
+        # Report the case-insensitive uniqueness on the email field (Django reports
+        # expression constraints as non-field errors).
+        if not exclude or "email" not in exclude:
+            clash = Customer.objects.filter(email__iexact=self.email)
+            if self.pk:
+                clash = clash.exclude(pk=self.pk)
+            if self.email and clash.exists():
+                raise ValidationError({"email": ValidationError("Email already exists", code="unique")})
+        exclude = set(exclude or ()) | {"email"}
+        super().validate_constraints(exclude=exclude)
+
+
+class Product(models.Model):
+    name = models.CharField(max_length=255)
+    price = models.DecimalField(
+        max_digits=12, decimal_places=2, validators=[MinValueValidator(Decimal("0.01"))]
+    )
+    stock = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(price__gt=0),
+                name="crm_product_price_positive",
+                violation_error_message="Price must be greater than 0.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(stock__gte=0),
+                name="crm_product_stock_non_negative",
+                violation_error_message="Stock cannot be negative.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Order(models.Model):
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="orders")
+    products = models.ManyToManyField(Product, through="OrderLine", related_name="orders")
+    order_date = models.DateTimeField(default=timezone.now, db_index=True)
+    # Maintained by database triggers from the order lines; never written by hand.
+    total_amount = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0"))
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(total_amount__gte=0), name="crm_order_total_non_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Order #{self.pk}"
+
+
+class OrderLine(models.Model):
+    """One ordered unit price and quantity; immutable once written."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="order_lines")
+    quantity = models.PositiveIntegerField(default=1)
+    unit_price = models.DecimalField(max_digits=12, decimal_places=2)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(quantity__gte=1), name="crm_orderline_quantity_positive"),
+            models.CheckConstraint(condition=models.Q(unit_price__gt=0), name="crm_orderline_unit_price_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} x {self.product_id} @ {self.unit_price}"
+
+    @property
+    def line_total(self) -> Decimal:
+        return self.unit_price * self.quantity
+
+
+def hash_token(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class ApiToken(models.Model):
+    """A bearer token for API clients; only its SHA-256 is stored."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, blank=True, default="")
+    prefix = models.CharField(max_length=8, editable=False, help_text="First characters, to recognise a token.")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"
+
+    @classmethod
+    def issue(cls, *, user, name: str = "") -> tuple["ApiToken", str]:
+        """Create a token and return it with the raw value, which is never stored."""
+        raw = secrets.token_urlsafe(32)
+        token = cls.objects.create(user=user, name=name, prefix=raw[:8], token_hash=hash_token(raw))
+        return token, raw
+
+    @classmethod
+    def authenticate(cls, raw: str):
+        """The active user owning this raw token, or None."""
+        token = (
+            cls.objects.select_related("user")
+            .filter(token_hash=hash_token(raw), revoked_at__isnull=True, user__is_active=True)
+            .first()
+        )
+        if token is None:
+            return None
+        cls.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+        return token.user

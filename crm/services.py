@@ -1,0 +1,277 @@
+"""Every write and business rule of the CRM: keyword-only, validated, atomic."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Count, Exists, F, OuterRef, Q, Sum
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+from crm.models import Customer, Order, OrderLine, Product
+
+MAX_BULK_CUSTOMERS = 1000
+
+
+@dataclass(frozen=True)
+class RowError:
+    """A validation problem of one input row (``index`` is 0-based; None for the whole input)."""
+
+    field: str
+    message: str
+    code: str
+    index: int | None = None
+
+    def __str__(self) -> str:
+        text = f"{self.field}: {self.message}" if self.field else self.message
+        return f"row {self.index}: {text}" if self.index is not None else text
+
+
+@dataclass
+class BulkCreateResult:
+    customers: list[Customer] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)
+
+
+def validation_errors(exc: ValidationError, *, index: int | None = None) -> list[RowError]:
+    """Flatten a Django ValidationError into field-named errors."""
+    if not hasattr(exc, "error_dict"):
+        return [RowError("", next(iter(error)), error.code or "invalid", index) for error in exc.error_list]
+    errors = []
+    for field_name, field_errors in exc.error_dict.items():
+        name = "" if field_name == "__all__" else field_name
+        for error in field_errors:
+            message = next(iter(error))  # ValidationError iterates its formatted messages
+            errors.append(RowError(name, message, error.code or "invalid", index))
+    return errors
+
+
+def to_decimal(value, *, field_name: str) -> Decimal:
+    """Exact decimal from an int, str, Decimal or float (a float through its shortest repr)."""
+    try:
+        result = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    except (InvalidOperation, TypeError, ValueError):
+        raise ValidationError({field_name: ValidationError("Enter a number.", code="invalid")}) from None
+    if not result.is_finite():
+        raise ValidationError({field_name: ValidationError("Enter a finite number.", code="invalid")})
+    return result
+
+
+# --- customers ---------------------------------------------------------------------------------
+
+
+def _normalise_customer(name, email, phone) -> Customer:
+    return Customer(
+        name=(name or "").strip(),
+        email=(email or "").strip(),
+        phone=(phone or "").strip(),
+    )
+
+
+def create_customer(*, name: str, email: str, phone: str | None = None) -> Customer:
+    customer = _normalise_customer(name, email, phone)
+    customer.full_clean()
+    customer.save()
+    return customer
+
+
+def bulk_create_customers(*, rows: list[dict]) -> BulkCreateResult:
+    """Create every valid row in one INSERT; report each invalid row with its index.
+
+    Queries do not grow with the number of rows: one SELECT for existing emails, one INSERT
+    (Django may split the INSERT on SQLite, whose parameter limit it assumes is 999).
+    """
+    result = BulkCreateResult()
+    if len(rows) > MAX_BULK_CUSTOMERS:
+        result.errors.append(
+            RowError("input", f"At most {MAX_BULK_CUSTOMERS} customers per call; got {len(rows)}.", "too_many")
+        )
+        return result
+
+    candidates: list[tuple[int, Customer]] = []
+    for index, row in enumerate(rows):
+        customer = _normalise_customer(row.get("name"), row.get("email"), row.get("phone"))
+        try:
+            customer.full_clean(validate_constraints=False)
+        except ValidationError as exc:
+            result.errors.extend(validation_errors(exc, index=index))
+            continue
+        candidates.append((index, customer))
+
+    wanted = {customer.email.lower() for _, customer in candidates}
+    existing = set(
+        Customer.objects.annotate(email_lower=Lower("email"))
+        .filter(email_lower__in=wanted)
+        .values_list("email_lower", flat=True)
+    ) if wanted else set()
+    seen: Counter[str] = Counter()
+    valid = []
+    for index, customer in candidates:
+        key = customer.email.lower()
+        if key in existing:
+            result.errors.append(RowError("email", "Email already exists", "unique", index))
+        elif seen[key]:
+            result.errors.append(RowError("email", "Duplicate email in this batch", "duplicate", index))
+        else:
+            valid.append(customer)
+        seen[key] += 1
+
+    if valid:
+        with transaction.atomic():
+            result.customers = Customer.objects.bulk_create(valid)
+    result.errors.sort(key=lambda error: error.index if error.index is not None else -1)
+    return result
+
+
+# --- products ----------------------------------------------------------------------------------
+
+
+def create_product(*, name: str, price, stock: int | None = 0) -> Product:
+    product = Product(
+        name=(name or "").strip(),
+        price=to_decimal(price, field_name="price"),
+        stock=0 if stock is None else stock,
+    )
+    if isinstance(product.stock, int) and product.stock < 0:
+        # PositiveIntegerField's own message is generic; say the rule.
+        raise ValidationError({"stock": ValidationError("Stock cannot be negative.", code="min_value")})
+    product.full_clean()
+    product.save()
+    return product
+
+
+def restock_low_stock(*, threshold: int | None = None, amount: int | None = None) -> list[Product]:
+    """Add ``amount`` to every product whose stock is below ``threshold``, in one UPDATE.
+
+    Returns the changed products with their new stock.
+    """
+    threshold = settings.CRM_LOW_STOCK_THRESHOLD if threshold is None else threshold
+    amount = settings.CRM_RESTOCK_AMOUNT if amount is None else amount
+    if amount <= 0:
+        raise ValidationError({"amount": ValidationError("Restock amount must be positive.", code="min_value")})
+    table = Product._meta.db_table
+    # One statement does the update and returns the changed rows (PostgreSQL and SQLite >= 3.35
+    # both support RETURNING; Django's QuerySet.update() cannot return rows). raw() applies the
+    # backend's converters, so prices come back as exact Decimals on SQLite too.
+    with transaction.atomic():
+        changed = Product.objects.raw(
+            f'UPDATE "{table}" SET "stock" = "stock" + %s WHERE "stock" < %s '
+            f'RETURNING "id", "name", "price", "stock", "created_at"',
+            [amount, threshold],
+        )
+        return sorted(changed, key=lambda product: product.pk)
+
+
+# --- orders ------------------------------------------------------------------------------------
+
+
+def create_order(*, customer_id: int, product_ids: list[int], order_date: datetime | None = None) -> Order:
+    """Create an order all-or-nothing: check, lock and take stock, write lines at current prices.
+
+    A product listed twice is ordered twice. The product rows are locked (in id order, so two
+    orders cannot deadlock) and stock is taken with a guarded UPDATE, so concurrent orders can
+    never oversell.
+    """
+    if not product_ids:
+        raise ValidationError({"product_ids": ValidationError("Select at least one product.", code="required")})
+    customer = Customer.objects.active().filter(pk=customer_id).first()
+    if customer is None:
+        raise ValidationError({"customer_id": ValidationError(f"Invalid customer ID: {customer_id}", code="invalid")})
+    quantities = Counter(product_ids)
+
+    with transaction.atomic():
+        products = {p.pk: p for p in Product.objects.select_for_update().filter(pk__in=quantities).order_by("pk")}
+        for product_id in product_ids:
+            if product_id not in products:
+                raise ValidationError(
+                    {"product_ids": ValidationError(f"Invalid product ID: {product_id}", code="invalid")}
+                )
+        for product_id, quantity in sorted(quantities.items()):
+            taken = Product.objects.filter(pk=product_id, stock__gte=quantity).update(stock=F("stock") - quantity)
+            if not taken:
+                product = products[product_id]
+                raise ValidationError(
+                    {
+                        "product_ids": ValidationError(
+                            f"Insufficient stock for {product.name} (ID {product_id}): "
+                            f"{quantity} ordered, {Product.objects.get(pk=product_id).stock} in stock",
+                            code="insufficient_stock",
+                        )
+                    }
+                )
+        order = Order.objects.create(customer=customer, order_date=order_date or timezone.now())
+        OrderLine.objects.bulk_create(
+            [
+                OrderLine(order=order, product_id=pid, quantity=qty, unit_price=products[pid].price)
+                for pid, qty in quantities.items()
+            ]
+        )
+        # The total is maintained by the database trigger from the lines.
+        order.refresh_from_db(fields=["total_amount"])
+    return order
+
+
+# --- cleanup and reporting ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CleanupResult:
+    deleted: int
+    archived: int
+
+
+def inactive_customers(*, days: int = 365, now: datetime | None = None):
+    """Active customers created before the window with no order inside it."""
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    recent_orders = Order.objects.filter(customer=OuterRef("pk"), order_date__gte=cutoff)
+    return Customer.objects.active().filter(created_at__lt=cutoff).exclude(Exists(recent_orders))
+
+
+def clean_inactive_customers(*, days: int = 365, now: datetime | None = None, dry_run: bool = False) -> CleanupResult:
+    """Delete inactive customers who never ordered; archive those with older orders.
+
+    Order history is never deleted: a customer with any order is archived instead.
+    """
+    now = now or timezone.now()
+    inactive = inactive_customers(days=days, now=now)
+    any_order = Order.objects.filter(customer=OuterRef("pk"))
+    never_ordered = inactive.exclude(Exists(any_order))
+    with_history = inactive.filter(Exists(any_order))
+    if dry_run:
+        return CleanupResult(deleted=never_ordered.count(), archived=with_history.count())
+    with transaction.atomic():
+        archived = with_history.update(archived_at=now)
+        deleted, _ = never_ordered.delete()
+    return CleanupResult(deleted=deleted, archived=archived)
+
+
+@dataclass(frozen=True)
+class CrmReport:
+    customers: int
+    orders: int
+    revenue: Decimal
+
+
+def crm_report() -> CrmReport:
+    """Counts and revenue, computed in SQL (two aggregate queries)."""
+    orders = Order.objects.aggregate(count=Count("id"), revenue=Sum("total_amount"))
+    return CrmReport(
+        customers=Customer.objects.active().count(),
+        orders=orders["count"],
+        revenue=(orders["revenue"] or Decimal("0")).quantize(Decimal("0.01")),
+    )
+
+
+def orders_since(*, since: datetime):
+    return Order.objects.filter(order_date__gte=since).select_related("customer").order_by("order_date", "id")
+
+
+def low_stock_products(*, threshold: int | None = None):
+    threshold = settings.CRM_LOW_STOCK_THRESHOLD if threshold is None else threshold
+    return Product.objects.filter(Q(stock__lt=threshold))

@@ -1,0 +1,9 @@
+"""The scheduling engine: runs the jobs declared in CRONJOBS, whatever fires them."""
+
+from django.apps import AppConfig
+
+
+class CronjobsConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "cronjobs"
+    verbose_name = "Scheduled jobs"
