@@ -151,6 +151,11 @@ GRAPHENE = {
 
 # --- Scheduled jobs (django-crontab format; see README "Scheduled jobs") -------------------------
 CRONJOBS = []
+# Run history older than this is deleted by cronjobs.retention.prune_job_runs.
+CRONJOBS_RUN_RETENTION_DAYS = env_int("CRONJOBS_RUN_RETENTION_DAYS", 30)
+# A run of a job without a timeout, still "running" after this many seconds, is presumed dead
+# (its process vanished on another host), so it stops blocking the job.
+CRONJOBS_STALE_AFTER = env_int("CRONJOBS_STALE_AFTER", 86400)
 
 # --- Celery ------------------------------------------------------------------------------------
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://localhost:6379/0")

@@ -7,3 +7,7 @@ class CronjobsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "cronjobs"
     verbose_name = "Scheduled jobs"
+
+    def ready(self) -> None:
+        # Registers the system checks and the registry's setting_changed receiver.
+        from cronjobs import checks, registry  # noqa: F401

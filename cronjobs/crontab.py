@@ -1,0 +1,279 @@
+"""System crontab backend: read, plan and write this checkout's lines, leaving every other line as it was.
+
+Each line we install ends with a marker `[cronjobs <instance> <name>]`, where the instance is a hash of
+the project directory, so two projects or two checkouts of one project on a host never touch each
+other's lines. Lines written by plain django-crontab for this checkout (its comment and our manage.py
+path) are recognised as legacy and replaced on `add`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import re
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+
+from cronjobs.registry import Job, Problem
+
+MARKER_RE = re.compile(r"\[cronjobs (?P<instance>[0-9a-f]{12}) (?P<name>[A-Za-z0-9_.-]+)\]\s*$")
+LEGACY_RUN_RE = re.compile(r"\bcrontab run (?P<hash>[0-9a-f]{32})\b")
+
+
+class CrontabError(Exception):
+    """Reading or writing the crontab failed; nothing was changed."""
+
+
+@dataclass(frozen=True)
+class CrontabConfig:
+    """django-crontab's settings as this backend reads them."""
+
+    executable: tuple[str, ...]
+    python: str
+    manage_path: Path | None
+    settings_module: str
+    prefix: str
+    suffix: str
+    comment: str
+
+    @property
+    def project_dir(self) -> Path | None:
+        return self.manage_path.parent if self.manage_path else None
+
+    @property
+    def instance(self) -> str:
+        """Identifies this checkout in crontab markers: a hash of its project directory."""
+        return hashlib.sha256(str(self.project_dir).encode()).hexdigest()[:12]
+
+
+def _find_manage_py() -> Path | None:
+    # django-crontab imports `manage`; finding its spec gives the same answer without running it.
+    explicit = getattr(settings, "CRONTAB_DJANGO_MANAGE_PATH", None)
+    if explicit:
+        return Path(explicit).resolve()
+    spec = importlib.util.find_spec("manage")
+    if spec and spec.origin:
+        return Path(spec.origin).resolve()
+    if sys.argv and Path(sys.argv[0]).name == "manage.py":
+        return Path(sys.argv[0]).resolve()
+    return None
+
+
+def _settings_module() -> str:
+    return (
+        getattr(settings, "CRONTAB_DJANGO_SETTINGS_MODULE", None)
+        or os.environ.get("DJANGO_SETTINGS_MODULE")
+        or settings.SETTINGS_MODULE
+    )
+
+
+def get_config() -> CrontabConfig:
+    """Read the CRONTAB_* settings (django-crontab's names and defaults, except the lock; see README)."""
+    project_name = getattr(settings, "CRONTAB_DJANGO_PROJECT_NAME", None) or _settings_module().split(".")[0]
+    return CrontabConfig(
+        executable=tuple(shlex.split(getattr(settings, "CRONTAB_EXECUTABLE", "/usr/bin/crontab"))),
+        python=getattr(settings, "CRONTAB_PYTHON_EXECUTABLE", None) or sys.executable,
+        manage_path=_find_manage_py(),
+        settings_module=_settings_module(),
+        prefix=getattr(settings, "CRONTAB_COMMAND_PREFIX", "") or "",
+        suffix=getattr(settings, "CRONTAB_COMMAND_SUFFIX", "") or "",
+        comment=getattr(settings, "CRONTAB_COMMENT", None) or f"django-cronjobs for {project_name}",
+    )
+
+
+def settings_problems() -> list[Problem]:
+    """CRONTAB_* settings that would produce a broken crontab (reported as cronjobs.E010)."""
+    problems = []
+
+    def bad(msg: str, hint: str = "") -> None:
+        problems.append(Problem("cronjobs.E010", msg, hint))
+
+    executable = getattr(settings, "CRONTAB_EXECUTABLE", "/usr/bin/crontab")
+    try:
+        if not isinstance(executable, str) or not shlex.split(executable):
+            bad(f"CRONTAB_EXECUTABLE must be a command line, got {executable!r}", "e.g. '/usr/bin/crontab -u deploy'")
+    except ValueError as exc:
+        bad(f"CRONTAB_EXECUTABLE cannot be parsed: {exc}", "Quote it as you would in a shell.")
+    for name in ("CRONTAB_COMMAND_PREFIX", "CRONTAB_COMMAND_SUFFIX", "CRONTAB_COMMENT", "CRONTAB_PYTHON_EXECUTABLE"):
+        value = getattr(settings, name, "") or ""
+        if not isinstance(value, str) or "\n" in value or "\r" in value:
+            bad(f"{name} must be a one-line string, got {value!r}", "A newline would split the crontab line.")
+    explicit = getattr(settings, "CRONTAB_DJANGO_MANAGE_PATH", None)
+    if explicit and not Path(explicit).is_file():
+        bad(f"CRONTAB_DJANGO_MANAGE_PATH {explicit!r} is not a file", "Point it at the project's manage.py.")
+    return problems
+
+
+def _cron_quote(value: str) -> str:
+    # cron turns an unescaped % into a newline before the shell sees the command.
+    return shlex.quote(value).replace("%", "\\%")
+
+
+def command_for(job: Job, config: CrontabConfig) -> str:
+    """The shell command of the job's crontab line: a scheduled run from the project directory."""
+    if config.manage_path is None:
+        raise CrontabError("cannot find manage.py; set CRONTAB_DJANGO_MANAGE_PATH")
+    parts = [
+        "cd",
+        _cron_quote(str(config.project_dir)),
+        "&&",
+        config.prefix,  # after `cd &&`, so `VAR=value` prefixes reach python, not cd
+        _cron_quote(config.python),
+        _cron_quote(str(config.manage_path)),
+        "crontab",
+        "run",
+        job.name,
+        "--scheduled",
+        f"--settings={_cron_quote(config.settings_module)}",
+        job.suffix,
+        config.suffix,
+    ]
+    return " ".join(part for part in parts if part)
+
+
+def render_line(job: Job, config: CrontabConfig) -> str:
+    """The whole crontab line for a job, newline included."""
+    comment = config.comment.replace("%", "\\%")
+    return f"{job.schedule} {command_for(job, config)} # {comment} [cronjobs {config.instance} {job.name}]\n"
+
+
+@dataclass(frozen=True)
+class LineInfo:
+    """What a crontab line is, as far as this checkout is concerned."""
+
+    kind: str  # "ours", "legacy" (plain django-crontab, this checkout), "foreign" (another cronjobs/django-crontab install), "other"
+    name: str = ""  # job name for "ours", hash for "legacy"
+
+
+def classify(line: str, config: CrontabConfig) -> LineInfo:
+    """Say whose line this is; never raises, whatever the line holds."""
+    if line.lstrip().startswith("#"):
+        return LineInfo("other")
+    marker = MARKER_RE.search(line)
+    if marker:
+        if marker["instance"] == config.instance:
+            return LineInfo("ours", marker["name"])
+        return LineInfo("foreign", marker["name"])
+    legacy = LEGACY_RUN_RE.search(line)
+    if legacy:
+        tokens = line.split()
+        ours = (
+            config.manage_path is not None
+            and str(config.manage_path) in tokens
+            and line.rstrip().endswith(f"# {config.comment}")
+        )
+        return LineInfo("legacy" if ours else "foreign", legacy["hash"])
+    return LineInfo("other")
+
+
+@dataclass
+class Plan:
+    """A new crontab text and what changed, by job name."""
+
+    text: str
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+
+    def report(self) -> list[str]:
+        return [
+            f"{label}: {', '.join(names) if names else '-'}"
+            for label, names in (
+                ("added", self.added),
+                ("changed", self.changed),
+                ("removed", self.removed),
+                ("kept", self.kept),
+            )
+        ]
+
+
+def plan_add(current: str, jobs: list[Job], config: CrontabConfig) -> Plan:
+    """Replace this checkout's lines by one line per enabled job; every other line stays byte for byte.
+
+    Lines are updated in place; new ones go after the last of ours (or at the end).
+    """
+    desired = {job.name: render_line(job, config) for job in jobs if job.enabled}
+    lines = current.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"  # crontab refuses a file without a final newline anyway
+    plan = Plan(text="")
+    out: list[str] = []
+    insert_at: int | None = None
+    for line in lines:
+        info = classify(line, config)
+        if info.kind == "ours" and info.name in desired and info.name not in plan.kept + plan.changed:
+            new = desired[info.name]
+            out.append(new)
+            (plan.kept if new == line else plan.changed).append(info.name)
+            insert_at = len(out)
+        elif info.kind in ("ours", "legacy"):
+            plan.removed.append(info.name if info.kind == "ours" else f"legacy {info.name}")
+            insert_at = len(out)
+        else:
+            out.append(line)
+    missing = [name for name in desired if name not in plan.kept + plan.changed]
+    position = len(out) if insert_at is None else insert_at
+    out[position:position] = [desired[name] for name in missing]
+    plan.added.extend(missing)
+    plan.text = "".join(out)
+    return plan
+
+
+def plan_remove(current: str, config: CrontabConfig) -> Plan:
+    """Drop this checkout's lines (and its plain django-crontab lines); keep everything else."""
+    plan = Plan(text="")
+    out = []
+    for line in current.splitlines(keepends=True):
+        info = classify(line, config)
+        if info.kind in ("ours", "legacy"):
+            plan.removed.append(info.name if info.kind == "ours" else f"legacy {info.name}")
+        else:
+            out.append(line)
+    plan.text = "".join(out)
+    return plan
+
+
+def _crontab(config: CrontabConfig, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    # argv, never a shell: CRONTAB_EXECUTABLE may carry arguments (`crontab -u deploy`) and paths.
+    # LC_ALL=C keeps "no crontab for" in English whatever the locale.
+    try:
+        return subprocess.run(
+            [*config.executable, *args],
+            input=stdin,
+            capture_output=True,
+            timeout=60,
+            env={**os.environ, "LC_ALL": "C"},
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise CrontabError(f"cannot run {shlex.join(config.executable)}: {exc}") from exc
+
+
+def read_crontab(config: CrontabConfig) -> str:
+    """The current crontab text; '' when the user has none. Any other failure raises CrontabError."""
+    result = _crontab(config, "-l")
+    stderr = result.stderr.decode("utf-8", "replace").strip()
+    if result.returncode == 0:
+        return result.stdout.decode("utf-8", "surrogateescape")
+    if re.search(r"^(crontab: )?no crontab for ", stderr, re.MULTILINE) and not result.stdout.strip():
+        return ""
+    raise CrontabError(
+        f"`{shlex.join([*config.executable, '-l'])}` failed (exit {result.returncode}): {stderr or 'no message'}"
+    )
+
+
+def write_crontab(config: CrontabConfig, text: str) -> None:
+    """Install `text` through `crontab -`, then read it back to make sure cron holds exactly that."""
+    result = _crontab(config, "-", stdin=text.encode("utf-8", "surrogateescape"))
+    if result.returncode != 0:
+        stderr = result.stderr.decode("utf-8", "replace").strip()
+        raise CrontabError(f"crontab refused the new file (exit {result.returncode}), nothing changed: {stderr}")
+    installed = read_crontab(config)
+    if installed != text:
+        raise CrontabError("the crontab read back differs from what was written; check it with `crontab -l`")

@@ -1,0 +1,1 @@
+"""The `crontab` command, extending django-crontab's."""

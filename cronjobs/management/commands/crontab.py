@@ -1,0 +1,237 @@
+"""`manage.py crontab add|show|remove|run`: django-crontab's command, rebuilt on the registry and runner.
+
+Exit codes of `run`: 0 the job succeeded or its skip was recorded (or another process holds the
+slot), 1 the job failed or timed out (traceback on stderr), 2 unknown job or bad configuration.
+`add`/`remove`: 0 done, 1 the crontab could not be read or written (nothing changed), 2 bad
+configuration (nothing changed).
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from cron_descriptor import ExpressionDescriptor, Options
+from django.core.management.base import CommandError
+from django.db import DatabaseError
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django_crontab.management.commands.crontab import Command as DjangoCrontabCommand
+
+from cronjobs import crontab as backend
+from cronjobs.checks import problem_to_error
+from cronjobs.models import JobRun
+from cronjobs.registry import LEGACY_HASH_RE, Job, JobConfigError, UnknownJob, get_registry, schedule_timezone
+from cronjobs.runner import TRIGGERS, run
+
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+
+
+class Command(DjangoCrontabCommand):
+    help = (
+        "add: install CRONJOBS in the crontab; show: list installed jobs with their next and last run; "
+        "remove: uninstall them; run <name or legacy hash>: run one job through the runner."
+    )
+    # `run` validates only the job it runs (one broken entry must not stop every other job), and
+    # `add` validates everything itself before touching the crontab.
+    requires_system_checks = []
+
+    def add_arguments(self, parser):
+        parser.add_argument("subcommand", choices=["add", "show", "remove", "run"])
+        parser.add_argument("jobhash", nargs="?", metavar="job", help="run: a job name or django-crontab hash")
+        parser.add_argument(
+            "--scheduled",
+            action="store_true",
+            help="run: a scheduled run (what installed lines use): claims the latest scheduled minute",
+        )
+        parser.add_argument("--scheduled-for", help="run: claim this minute (ISO 8601) instead")
+        parser.add_argument("--trigger", choices=TRIGGERS, help="run: trigger to record (default crontab or manual)")
+        parser.add_argument("--dry-run", action="store_true", help="add/remove: print the plan, change nothing")
+
+    def handle(self, *args, **options):
+        subcommand = options["subcommand"]
+        if subcommand == "run":
+            return self.handle_run(options)
+        if options["jobhash"]:
+            raise CommandError(f"`crontab {subcommand}` takes no job argument", returncode=EXIT_CONFIG)
+        return getattr(self, f"handle_{subcommand}")(options)
+
+    # --- add / remove ---------------------------------------------------------------------------
+    def _config(self) -> backend.CrontabConfig:
+        problems = backend.settings_problems()
+        if problems:
+            self._fail_config(problems)
+        config = backend.get_config()
+        if config.manage_path is None:
+            raise CommandError("cannot find manage.py; set CRONTAB_DJANGO_MANAGE_PATH", returncode=EXIT_CONFIG)
+        return config
+
+    def _fail_config(self, problems) -> None:
+        for problem in problems:
+            error = problem_to_error(problem)
+            self.stderr.write(f"{error.id}: {error.msg}" + (f"\n\tHINT: {error.hint}" if error.hint else ""))
+        raise CommandError(
+            f"{len(problems)} configuration error(s); the crontab was not changed", returncode=EXIT_CONFIG
+        )
+
+    def _apply(self, config: backend.CrontabConfig, plan_for, options) -> None:
+        try:
+            current = backend.read_crontab(config)
+        except backend.CrontabError as exc:
+            raise CommandError(f"{exc}; the crontab was not changed", returncode=EXIT_FAILED) from exc
+        plan = plan_for(current)
+        for line in plan.report():
+            self.stdout.write(f"  {line}")
+        if plan.text == current:
+            self.stdout.write("crontab already up to date; nothing written")
+            return
+        if options["dry_run"]:
+            self.stdout.write("dry run; nothing written")
+            return
+        try:
+            backend.write_crontab(config, plan.text)
+        except backend.CrontabError as exc:
+            raise CommandError(str(exc), returncode=EXIT_FAILED) from exc
+        self.stdout.write(f"crontab written and verified ({shlex.join(config.executable)})")
+
+    def handle_add(self, options):
+        registry = get_registry()
+        problems = registry.all_problems()
+        if problems:
+            self._fail_config(problems)
+        config = self._config()
+        self._apply(config, lambda current: backend.plan_add(current, list(registry.jobs), config), options)
+
+    def handle_remove(self, options):
+        config = self._config()
+        self._apply(config, lambda current: backend.plan_remove(current, config), options)
+
+    # --- show -----------------------------------------------------------------------------------
+    def handle_show(self, options):
+        registry = get_registry()
+        config = backend.get_config()
+        unreadable = None
+        try:
+            current = backend.read_crontab(config)
+        except backend.CrontabError as exc:
+            unreadable, current = str(exc), ""
+        installed: dict[str, str] = {}
+        stale, legacy, foreign = [], [], 0
+        for line in current.splitlines(keepends=True):
+            info = backend.classify(line, config)
+            if info.kind == "ours":
+                installed[info.name] = line
+                if info.name not in registry.names():
+                    stale.append(f"{info.name}: installed but not in CRONJOBS (run `crontab add` to remove it)")
+            elif info.kind == "legacy":
+                try:
+                    name = registry.get(info.name).name
+                    legacy.append(f"{info.name}: plain django-crontab line for job {name} (run `crontab add`)")
+                except UnknownJob:
+                    legacy.append(f"{info.name}: plain django-crontab line matching no job (run `crontab add`)")
+            elif info.kind == "foreign":
+                foreign += 1
+
+        tz = schedule_timezone()
+        now = timezone.now()
+        self.stdout.write(f"Jobs in CRONJOBS (times in {tz.key}):")
+        for job in registry.jobs:
+            self.stdout.write(f"  {job.name}  [{job.schedule}]  {describe(job)}")
+            if job.description:
+                self.stdout.write(f"      {job.description}")
+            self.stdout.write(f"      installed: {self._install_state(job, installed, config, unreadable)}")
+            if job.problems:
+                for problem in job.problems:
+                    self.stdout.write(f"      ERROR {problem.id}: {problem.msg}")
+            else:
+                self.stdout.write(f"      next run:  {job.next_run(now).astimezone(tz):%Y-%m-%d %H:%M %Z}")
+            self.stdout.write(f"      last run:  {last_run(job.name, tz)}")
+        for problem in registry.problems:
+            self.stdout.write(f"  ERROR {problem.id}: {problem.msg}")
+        for note in stale + legacy:
+            self.stdout.write(f"  stale line  {note}")
+        if foreign:
+            self.stdout.write(f"  {foreign} line(s) of other projects or checkouts (left alone)")
+        if unreadable:
+            raise CommandError(unreadable, returncode=EXIT_FAILED)
+
+    @staticmethod
+    def _install_state(job: Job, installed: dict, config, unreadable) -> str:
+        if unreadable:
+            return "unknown (crontab unreadable)"
+        line = installed.get(job.name)
+        if not job.enabled:
+            return "disabled" + (" but still installed (run `crontab add`)" if line else "")
+        if line is None:
+            return "no (run `crontab add`)"
+        try:
+            current = backend.render_line(job, config)
+        except backend.CrontabError:
+            current = None
+        return "yes" if line == current else "yes, but out of date (run `crontab add`)"
+
+    # --- run ------------------------------------------------------------------------------------
+    def handle_run(self, options):
+        name = options["jobhash"]
+        if not name:
+            raise CommandError("`crontab run` needs a job name (or legacy hash)", returncode=EXIT_CONFIG)
+        try:
+            job = get_registry().get(name)
+            if job.problems:
+                raise JobConfigError("; ".join(p.msg for p in job.problems))
+            job.resolve()
+        except UnknownJob as exc:
+            raise CommandError(str(exc), returncode=EXIT_CONFIG) from exc
+        except JobConfigError as exc:
+            raise CommandError(f"job {name!r} cannot run: {exc}", returncode=EXIT_CONFIG) from exc
+
+        # A legacy hash only ever comes from a line plain django-crontab installed: a scheduled run.
+        scheduled = options["scheduled"] or bool(options["scheduled_for"]) or bool(LEGACY_HASH_RE.match(name))
+        scheduled_for = None
+        if options["scheduled_for"]:
+            scheduled_for = parse_datetime(options["scheduled_for"])
+            if scheduled_for is None:
+                raise CommandError(f"--scheduled-for {options['scheduled_for']!r} is not an ISO datetime", returncode=EXIT_CONFIG)
+        elif scheduled:
+            scheduled_for = job.latest_run(timezone.now())
+        trigger = options["trigger"] or ("crontab" if scheduled else "manual")
+
+        record = run(job, scheduled_for=scheduled_for, trigger=trigger)
+        label = f"{job.name} run #{record.pk}"
+        if record.duplicate:
+            self.stdout.write(
+                f"{job.name}: slot {record.scheduled_for:%Y-%m-%d %H:%M} already claimed by run #{record.pk} "
+                f"({record.host} pid {record.pid}, {record.status}); not run again"
+            )
+        elif record.status == JobRun.Status.SUCCEEDED:
+            self.stdout.write(f"{label} succeeded in {record.duration}" + (f": {record.result}" if record.result else ""))
+        elif record.status == JobRun.Status.SKIPPED:
+            self.stdout.write(f"{label} skipped: {record.result}")
+        else:
+            if record.traceback:
+                self.stderr.write(record.traceback.rstrip("\n"))
+            raise CommandError(f"{label} {record.status}: {record.result}", returncode=EXIT_FAILED)
+
+
+def describe(job: Job) -> str:
+    """A human description of the schedule, or a note when it cannot be described."""
+    try:
+        options = Options()
+        options.use_24hour_time_format = True
+        return ExpressionDescriptor(job.cron_expression, options).get_description()
+    except Exception as exc:  # cron-descriptor raises its own types for expressions it cannot read
+        return f"(cannot describe: {exc})"
+
+
+def last_run(job_name: str, tz) -> str:
+    try:
+        record = JobRun.objects.filter(job_name=job_name).order_by("-started_at", "-id").first()
+    except DatabaseError as exc:
+        return f"unknown (run history unavailable: {exc.__class__.__name__}; run `manage.py migrate`)"
+    if record is None:
+        return "never"
+    when = record.started_at.astimezone(tz)
+    return f"{record.status} at {when:%Y-%m-%d %H:%M:%S %Z} ({record.trigger})" + (
+        f": {record.result.splitlines()[0][:120]}" if record.result else ""
+    )
+

@@ -1,0 +1,400 @@
+"""The parsed, immutable form of settings.CRONJOBS: one Job per entry, looked up by name or legacy hash.
+
+Entry grammar (django-crontab's two formats, plus an optional trailing options dict):
+
+    (schedule, "module.function")
+    (schedule, "module.function", "suffix")                         # format 1
+    (schedule, "module.function", [args])
+    (schedule, "module.function", [args], {kwargs})
+    (schedule, "module.function", [args], {kwargs}, "suffix")       # format 2
+    ... any of the above followed by {options}
+
+A dict right after `[args]` is always kwargs (django-crontab's meaning); one whose keys are all option
+names is refused as ambiguous, because we cannot know which was meant. Options: name, timeout,
+grace, enabled, description, allow_overlap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from importlib import import_module
+from types import MappingProxyType
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from croniter import croniter
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+OPTION_KEYS = frozenset({"name", "timeout", "grace", "enabled", "description", "allow_overlap"})
+
+# The macros Vixie/Debian cron and cronie understand, as croniter reads them. @reboot is left out on
+# purpose: it has no minute to claim and no next run.
+MACROS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+
+# One cron field as cron itself accepts it: croniter also takes L, W, #, ? and H, which cron rejects
+# (and a rejected line makes crontab refuse the user's whole file), so those fail here first.
+_ATOM = r"(?:\d+|[a-z]{3})"
+_RANGE = rf"(?:\*|{_ATOM}(?:-{_ATOM})?)(?:/\d+)?"
+_FIELD_RE = re.compile(rf"^{_RANGE}(?:,{_RANGE})*$", re.IGNORECASE)
+
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$")
+LEGACY_HASH_RE = re.compile(r"^[0-9a-f]{32}$")
+
+
+class JobConfigError(Exception):
+    """A job exists but cannot be run as configured (bad entry, unimportable target, ambiguous name)."""
+
+
+class UnknownJob(LookupError):
+    """No job in CRONJOBS has this name or legacy hash."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One configuration error, reported by `manage.py check` under `id`."""
+
+    id: str
+    msg: str
+    hint: str
+    index: int | None = None  # position of the entry in CRONJOBS, when there is one
+
+
+def legacy_hash(entry: Any) -> str | None:
+    """django-crontab's job hash, computed exactly as django_crontab.crontab.Crontab.__hash_job does.
+
+    None when the entry cannot be JSON encoded (django-crontab itself crashes on those).
+    """
+    try:
+        encoded = json.JSONEncoder(sort_keys=True).encode(entry)
+    except (TypeError, ValueError):
+        return None
+    return hashlib.md5(encoded.encode("utf-8")).hexdigest()  # noqa: S324 - compatibility, not security
+
+
+def schedule_error(schedule: Any) -> str | None:
+    """Why `schedule` is not a schedule that both cron and croniter accept, or None when it is."""
+    if not isinstance(schedule, str):
+        return f"the schedule must be a string, not {type(schedule).__name__}"
+    text = schedule.strip()
+    if text != schedule or "\n" in schedule or "%" in schedule:
+        return "the schedule has surrounding whitespace, a newline or a '%'"
+    if text.startswith("@"):
+        if text not in MACROS:
+            return f"unknown macro {text!r} (one of {', '.join(sorted(MACROS))})"
+        return None
+    fields = text.split()
+    if len(fields) != 5:
+        return f"expected 5 fields (minute hour day-of-month month day-of-week), got {len(fields)}"
+    for value in fields:
+        if not _FIELD_RE.match(value):
+            return f"field {value!r} is not valid cron syntax"
+    try:
+        croniter(text)
+    except Exception as exc:  # croniter raises several unrelated types for bad input
+        return str(exc)
+    return None
+
+
+def schedule_timezone() -> ZoneInfo:
+    """The zone schedules are read in: settings.TIME_ZONE (DJANGO_TIME_ZONE), like the system cron."""
+    return ZoneInfo(settings.TIME_ZONE or "UTC")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One CRONJOBS entry, parsed. Immutable; compare and hash by value of the entry.
+
+    `problems` lists what is wrong with the entry itself; a job with problems is never run.
+    """
+
+    name: str
+    schedule: str
+    path: str
+    args: tuple = ()
+    kwargs: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    suffix: str = ""
+    timeout: float | None = None
+    grace: float | None = None
+    enabled: bool = True
+    description: str = ""
+    allow_overlap: bool = False
+    legacy_hashes: tuple[str, ...] = ()
+    index: int = 0
+    problems: tuple[Problem, ...] = ()
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.index, self.legacy_hashes))
+
+    @property
+    def legacy_hash(self) -> str | None:
+        """The hash plain django-crontab would put in its crontab line for this entry."""
+        return self.legacy_hashes[0] if self.legacy_hashes else None
+
+    @property
+    def cron_expression(self) -> str:
+        """The schedule as five fields (macros expanded), for croniter and cron-descriptor."""
+        return MACROS.get(self.schedule, self.schedule)
+
+    def resolve(self) -> Callable[..., Any]:
+        """Import and return the target callable; JobConfigError says why when that fails."""
+        module_path, _, attribute = self.path.rpartition(".")
+        try:
+            target = getattr(import_module(module_path), attribute)
+        except Exception as exc:  # ImportError, AttributeError, or anything the module raises on import
+            raise JobConfigError(f"cannot import {self.path!r} for job {self.name!r}: {exc!r}") from exc
+        if not callable(target):
+            raise JobConfigError(f"{self.path!r} (job {self.name!r}) is not callable")
+        return target
+
+    def next_run(self, after: datetime) -> datetime:
+        """The first scheduled minute strictly after `after`, aware, in the schedule's zone."""
+        tz = schedule_timezone()
+        return croniter(self.cron_expression, after.astimezone(tz)).get_next(datetime)
+
+    def latest_run(self, at: datetime) -> datetime:
+        """The latest scheduled minute at or before `at` (the slot a late-starting cron line belongs to)."""
+        tz = schedule_timezone()
+        start = at.astimezone(tz).replace(second=0, microsecond=0) + timedelta(seconds=1)
+        return croniter(self.cron_expression, start).get_prev(datetime)
+
+
+@dataclass(frozen=True)
+class Registry:
+    """Every job from CRONJOBS plus the problems found while parsing them."""
+
+    jobs: tuple[Job, ...]
+    problems: tuple[Problem, ...]
+
+    def get(self, name_or_hash: str) -> Job:
+        """The job with this name or legacy django-crontab hash; UnknownJob when none has it."""
+        for job in self.jobs:
+            if job.name == name_or_hash:
+                return job
+        for job in self.jobs:
+            if name_or_hash in job.legacy_hashes:
+                return job
+        raise UnknownJob(f"no job named {name_or_hash!r} in CRONJOBS (known: {', '.join(self.names()) or 'none'})")
+
+    def names(self) -> list[str]:
+        return [job.name for job in self.jobs]
+
+    def all_problems(self) -> list[Problem]:
+        """Parse problems, each job's own problems, and targets that cannot be imported or called."""
+        found = list(self.problems)
+        for job in self.jobs:
+            found.extend(job.problems)
+            if any(p.id == "cronjobs.E004" for p in job.problems):
+                continue
+            try:
+                job.resolve()
+            except JobConfigError as exc:
+                not_callable = "is not callable" in str(exc)
+                found.append(
+                    Problem(
+                        "cronjobs.E005" if not_callable else "cronjobs.E004",
+                        f"CRONJOBS[{job.index}]: {exc}",
+                        "Point the entry at a function (module.function)."
+                        if not_callable
+                        else "Check the dotted path and that the module imports without errors.",
+                        job.index,
+                    )
+                )
+        return found
+
+
+def _problem(code: int, index: int, msg: str, hint: str) -> Problem:
+    return Problem(f"cronjobs.E{code:03d}", f"CRONJOBS[{index}]: {msg}", hint, index)
+
+
+FORMATS_HINT = (
+    "Use (schedule, 'module.function'[, 'suffix']) or "
+    "(schedule, 'module.function', [args][, {kwargs}[, 'suffix']]), optionally followed by an options dict."
+)
+
+
+def _split_entry(entry: Any, index: int) -> tuple[dict, list[Problem]]:
+    """Split one entry into its parts, or say why it is malformed or ambiguous."""
+    if not isinstance(entry, (list, tuple)) or len(entry) < 2:
+        return {}, [_problem(2, index, f"expected a tuple of at least (schedule, path), got {entry!r}", FORMATS_HINT)]
+    parts: dict[str, Any] = {"schedule": entry[0], "path": entry[1], "args": (), "kwargs": {}, "suffix": "", "options": {}}
+    rest = list(entry[2:])
+    bad = _problem(2, index, f"cannot tell what the elements after the path mean in {entry!r}", FORMATS_HINT)
+    if rest and isinstance(rest[0], str):  # format 1: a suffix
+        parts["suffix"] = rest.pop(0)
+    elif rest and isinstance(rest[0], (list, tuple)):  # format 2: args, kwargs, suffix
+        parts["args"] = tuple(rest.pop(0))
+        if rest and isinstance(rest[0], dict):
+            if len(rest) == 1 and rest[0] and set(rest[0]) <= OPTION_KEYS:
+                return {}, [
+                    _problem(
+                        2,
+                        index,
+                        f"the dict {rest[0]!r} after the arguments could be kwargs or options",
+                        "Write (schedule, path, args, {kwargs}, {options}); an empty {} marks no kwargs.",
+                    )
+                ]
+            parts["kwargs"] = rest.pop(0)
+            if rest and isinstance(rest[0], str):
+                parts["suffix"] = rest.pop(0)
+        elif rest and not isinstance(rest[0], dict):
+            return {}, [bad]
+    if rest and isinstance(rest[0], dict):
+        parts["options"] = rest.pop(0)
+    if rest:
+        return {}, [bad]
+    return parts, []
+
+
+def _number(options: dict, key: str, index: int, problems: list[Problem], minimum: float) -> float | None:
+    value = options.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum or value != value:
+        problems.append(_problem(8, index, f"option {key!r} must be a number of seconds >= {minimum}, got {value!r}", "e.g. {'timeout': 600}"))
+        return None
+    return float(value)
+
+
+def _parse_entry(entry: Any, index: int) -> tuple[Job | None, list[Problem]]:
+    parts, problems = _split_entry(entry, index)
+    if not parts:
+        return None, problems
+    schedule, path, options = parts["schedule"], parts["path"], parts["options"]
+    if not isinstance(path, str) or not re.match(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)+$", path):
+        return None, [_problem(2, index, f"the target must be a dotted path 'module.function', got {path!r}", FORMATS_HINT)]
+
+    error = schedule_error(schedule)
+    if error:
+        problems.append(_problem(3, index, f"invalid schedule {schedule!r}: {error}", "Five cron fields like '*/5 * * * *', or a macro like '@daily'."))
+        schedule = str(schedule)
+
+    unknown = set(options) - OPTION_KEYS
+    if unknown:
+        problems.append(_problem(8, index, f"unknown option(s) {sorted(unknown)}", f"Options are {sorted(OPTION_KEYS)}."))
+    name = options.get("name", path.rsplit(".", 1)[1])
+    if not isinstance(name, str) or not NAME_RE.match(name) or LEGACY_HASH_RE.match(name):
+        problems.append(
+            _problem(9, index, f"invalid job name {name!r}", "Names are letters, digits, '_', '.', '-' (not a 32-hex hash).")
+        )
+        name = str(name)
+    for key in ("enabled", "allow_overlap"):
+        if key in options and not isinstance(options[key], bool):
+            problems.append(_problem(8, index, f"option {key!r} must be True or False, got {options[key]!r}", ""))
+    if "description" in options and not isinstance(options["description"], str):
+        problems.append(_problem(8, index, "option 'description' must be a string", ""))
+    timeout = _number(options, "timeout", index, problems, minimum=0.001)
+    grace = _number(options, "grace", index, problems, minimum=0)
+
+    if not isinstance(parts["kwargs"], dict) or not all(isinstance(k, str) for k in parts["kwargs"]):
+        problems.append(_problem(7, index, "kwargs must be a dict with string keys", FORMATS_HINT))
+    else:
+        try:
+            # Arguments must survive JSON: django-crontab hashes entries with it and the run history
+            # stores what a job was called with.
+            json.dumps([list(parts["args"]), parts["kwargs"]], allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            problems.append(
+                _problem(7, index, f"arguments are not JSON serialisable: {exc}", "Pass strings, numbers, lists, dicts, True/False/None.")
+            )
+    suffix = parts["suffix"]
+    if "\n" in suffix or "\r" in suffix:
+        problems.append(_problem(2, index, "the suffix contains a newline, which would split the crontab line", ""))
+
+    hashes = [h for h in (legacy_hash(entry),) if h]
+    if options:
+        # The same entry without our options dict is what plain django-crontab installed before it was added.
+        stripped = legacy_hash(list(entry)[:-1])
+        if stripped and stripped not in hashes:
+            hashes.append(stripped)
+    job = Job(
+        name=name,
+        schedule=schedule,
+        path=path,
+        args=parts["args"],
+        kwargs=MappingProxyType(dict(parts["kwargs"])) if isinstance(parts["kwargs"], dict) else MappingProxyType({}),
+        suffix=suffix,
+        timeout=timeout,
+        grace=grace,
+        enabled=options.get("enabled", True) is not False,
+        description=options.get("description", "") if isinstance(options.get("description", ""), str) else "",
+        # Runs never overlap unless a job allows it; CRONTAB_LOCK_JOBS = False (set explicitly) makes
+        # overlap the default, as in django-crontab where locking was opt-in.
+        allow_overlap=options.get("allow_overlap", getattr(settings, "CRONTAB_LOCK_JOBS", True) is False) is True,
+        legacy_hashes=tuple(hashes),
+        index=index,
+        problems=tuple(problems),
+    )
+    return job, []
+
+
+def parse_cronjobs(cronjobs: Any) -> Registry:
+    """Parse a CRONJOBS value. Never raises: everything wrong becomes a Problem."""
+    if not isinstance(cronjobs, (list, tuple)):
+        problem = Problem(
+            "cronjobs.E001",
+            f"CRONJOBS must be a list of tuples, got {type(cronjobs).__name__}",
+            "CRONJOBS = [('*/5 * * * *', 'app.cron.function')]",
+        )
+        return Registry((), (problem,))
+    jobs: list[Job] = []
+    problems: list[Problem] = []
+    for index, entry in enumerate(cronjobs):
+        job, entry_problems = _parse_entry(entry, index)
+        problems.extend(entry_problems)
+        if job is not None:
+            jobs.append(job)
+    seen: dict[str, Job] = {}
+    for i, job in enumerate(jobs):
+        if job.name in seen:
+            duplicate = _problem(
+                6,
+                job.index,
+                f"job name {job.name!r} is already used by CRONJOBS[{seen[job.name].index}]",
+                "Give one of them an options dict: {'name': 'a_unique_name'}.",
+            )
+            jobs[i] = replace(job, problems=job.problems + (duplicate,))
+        else:
+            seen[job.name] = job
+    return Registry(tuple(jobs), tuple(problems))
+
+
+_registry: Registry | None = None
+
+
+def get_registry() -> Registry:
+    """The registry for the current settings.CRONJOBS, parsed once and rebuilt when settings change."""
+    global _registry
+    if _registry is None:
+        _registry = parse_cronjobs(getattr(settings, "CRONJOBS", []))
+    return _registry
+
+
+def get_job(name_or_hash: str) -> Job:
+    """The job with this name or legacy hash. UnknownJob if none; JobConfigError if it cannot run."""
+    job = get_registry().get(name_or_hash)
+    if job.problems:
+        raise JobConfigError("; ".join(p.msg for p in job.problems))
+    return job
+
+
+@receiver(setting_changed)
+def _reset_registry(*, setting: str, **kwargs: Any) -> None:
+    # override_settings / the pytest-django `settings` fixture change CRONJOBS at runtime.
+    global _registry
+    if setting in ("CRONJOBS", "TIME_ZONE", "CRONTAB_LOCK_JOBS"):
+        _registry = None
