@@ -147,7 +147,18 @@ CRM_RESTOCK_AMOUNT = env_int("CRM_RESTOCK_AMOUNT", 10)
 # --- GraphQL -----------------------------------------------------------------------------------
 GRAPHENE = {
     "SCHEMA": "alx_backend_graphql_crm.schema.schema",
+    # Page size cap: a larger `first`/`last` is cut to this; a missing `first` means this many.
+    "RELAY_CONNECTION_MAX_LIMIT": 100,
 }
+# Limits of /graphql (alx_backend_graphql_crm/api): refused documents get a clear error, never a 500.
+GRAPHQL_MAX_QUERY_CHARS = 10_000  # characters of the query text, checked before parsing
+GRAPHQL_MAX_DEPTH = 10  # a connection adds two levels: allOrders{edges{node{customer{name}}}} is 5
+GRAPHQL_MAX_FIELDS = 300  # selected fields, fragments counted at each use: the cost limit
+GRAPHQL_MAX_ALIASES = 20  # each alias of a list field runs its own queries
+GRAPHQL_MAX_OFFSET = 10_000  # `offset` beyond this is refused; deep pages use `after` cursors
+GRAPHQL_INTROSPECTION = None  # None: on exactly when DEBUG is on (GraphiQL's docs need it)
+# GraphiQL's JavaScript and CSS, vendored (no CDN): see static/graphiql/README.md.
+STATICFILES_DIRS = [BASE_DIR / "static"]
 
 # --- Scheduled jobs (django-crontab format; see README "Scheduled jobs") -------------------------
 CRONJOBS = []

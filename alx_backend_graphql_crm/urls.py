@@ -2,10 +2,12 @@
 
 from django.contrib import admin
 from django.urls import path
-from django.views.decorators.csrf import ensure_csrf_cookie
-from graphene_django.views import GraphQLView
+
+from alx_backend_graphql_crm.api.views import ApiGraphQLView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("graphql", ensure_csrf_cookie(GraphQLView.as_view(graphiql=True))),
+    # Not csrf_exempt: session requests need the CSRF token; bearer-token requests are exempted
+    # by crm.auth.BearerTokenMiddleware. The view sets the CSRF cookie GraphiQL sends back.
+    path("graphql", ApiGraphQLView.as_view(graphiql=True), name="graphql"),
 ]

@@ -1,0 +1,1 @@
+"""The GraphQL toolkit every app's schema builds on: errors, permissions, scalars, limits, view."""

@@ -1,0 +1,153 @@
+"""Relay connections filtered by a django-filter FilterSet through one ``filter:`` input object."""
+
+from django import forms
+from django.conf import settings
+from django_filters import OrderingFilter
+from graphene import Argument, Boolean, DateTime, Float, InputObjectType, Int, List, NonNull, String, relay
+from graphene.types.argument import to_arguments
+from graphene.utils.str_converters import to_camel_case
+from graphene_django.fields import DjangoConnectionField
+from graphene_django.filter import DjangoFilterConnectionField
+
+from alx_backend_graphql_crm.api.errors import UserInputError
+from alx_backend_graphql_crm.api.scalars import Decimal
+
+# Form field class of a filter -> GraphQL input type of its entry in `filter:`. Most specific first.
+_INPUT_TYPES = [
+    (forms.DateTimeField, DateTime),
+    (forms.DecimalField, Decimal),
+    (forms.IntegerField, Int),
+    (forms.FloatField, Float),
+    (forms.NullBooleanField, Boolean),
+    (forms.BooleanField, Boolean),
+    (forms.CharField, String),
+]
+
+
+class CountableConnection(relay.Connection):
+    """A Relay connection that also tells how many items match (the COUNT the page needs anyway)."""
+
+    class Meta:
+        abstract = True
+
+    total_count = Int(required=True, description="Items matching the filter, on every page.")
+
+    @staticmethod
+    def resolve_total_count(connection, info):
+        return connection.length
+
+
+def _input_type_for(filter_) -> type:
+    explicit = filter_.extra.get("graphql_type")
+    if explicit is not None:
+        return explicit
+    for field_class, graphql_type in _INPUT_TYPES:
+        if issubclass(filter_.field_class, field_class):
+            return graphql_type
+    raise TypeError(f"No GraphQL input type for {type(filter_).__name__} ({filter_.field_class.__name__})")
+
+
+def filter_input_type(filterset_class, name: str) -> type[InputObjectType]:
+    """An input object with one optional entry per filter of ``filterset_class`` (ordering excepted)."""
+    attrs = {
+        filter_name: _input_type_for(filter_)(description=filter_.label or None)
+        for filter_name, filter_ in filterset_class.base_filters.items()
+        if not isinstance(filter_, OrderingFilter)
+    }
+    return type(name, (InputObjectType,), attrs)
+
+
+class StableOrderingFilter(OrderingFilter):
+    """An OrderingFilter that ends every ordering with the primary key, so pages never overlap."""
+
+    def filter(self, qs, value):
+        qs = super().filter(qs, value)
+        if value and "pk" not in value and "-pk" not in value:
+            qs = qs.order_by(*qs.query.order_by, "pk")
+        return qs
+
+
+def _ordering_filter(filterset_class) -> tuple[str, OrderingFilter] | None:
+    for filter_name, filter_ in filterset_class.base_filters.items():
+        if isinstance(filter_, OrderingFilter):
+            return filter_name, filter_
+    return None
+
+
+class FilteredConnectionField(DjangoFilterConnectionField):
+    """A connection with ``filter: <Type>Filter``, ``orderBy: [String!]`` and a capped page size.
+
+    Arguments: ``first``/``last`` (capped at ``RELAY_CONNECTION_MAX_LIMIT``; a missing ``first``
+    means that many), ``after``/``before``, ``offset`` (capped at ``GRAPHQL_MAX_OFFSET``),
+    ``filter`` and ``orderBy``. A FilterSet's OrderingFilter gives the ``orderBy`` whitelist;
+    a single string is accepted where the list is expected (GraphQL's input coercion).
+    Invalid filter values are reported as a ``UserInputError`` naming the filter entry.
+    """
+
+    def __init__(self, type_, *, filterset_class, filter_input_name: str, **kwargs):
+        self._filter_input = filter_input_type(filterset_class, filter_input_name)
+        super().__init__(type_, filterset_class=filterset_class, **kwargs)
+
+    @property
+    def args(self):
+        extra = {"filter": Argument(self._filter_input, description="Filters, combined with AND.")}
+        ordering = _ordering_filter(self.filterset_class)
+        if ordering:
+            allowed = ", ".join(sorted(ordering[1].param_map))
+            extra["order_by"] = Argument(
+                List(NonNull(String)), description=f"Field names, '-' for descending; one of: {allowed}."
+            )
+        return to_arguments(self._base_args or {}, extra)
+
+    @args.setter
+    def args(self, args):
+        self._base_args = args
+
+    @classmethod
+    def connection_resolver(cls, resolver, connection, default_manager, queryset_resolver, max_limit,
+                            enforce_first_or_last, root, info, **args):
+        # graphene-django refuses a too-large `first` with an AssertionError (masked as an
+        # internal error) and slices with a negative offset (a ValueError): say it clearly.
+        for name in ("first", "last", "offset"):
+            value = args.get(name)
+            if value is not None and value < 0:
+                raise UserInputError(f"'{name}' must be zero or more; got {value}.")
+        for name in ("first", "last"):
+            if max_limit and args.get(name) is not None:
+                args[name] = min(args[name], max_limit)  # capped; pageInfo.hasNextPage tells there is more
+        max_offset = settings.GRAPHQL_MAX_OFFSET
+        if args.get("offset") is not None and args["offset"] > max_offset:
+            raise UserInputError(f"'offset' is at most {max_offset}; got {args['offset']}. Use 'after' cursors.")
+        if args.get("offset") and args.get("before"):
+            raise UserInputError("'offset' and 'before' cannot be used together.")
+        return super().connection_resolver(
+            resolver, connection, default_manager, queryset_resolver, max_limit,
+            enforce_first_or_last, root, info, **args,
+        )
+
+    def get_queryset_resolver(self):
+        filterset_class = self.filterset_class
+
+        def resolve_queryset(connection, iterable, info, args):
+            queryset = DjangoConnectionField.resolve_queryset(connection, iterable, info, args)
+            data = dict(args.get("filter") or {})
+            ordering = _ordering_filter(filterset_class)
+            if ordering and args.get("order_by"):
+                data[ordering[0]] = ",".join(args["order_by"])
+            filterset = filterset_class(data=data, queryset=queryset, request=info.context)
+            if not filterset.is_valid():
+                problems = "; ".join(
+                    f"{_argument_name(filterset_class, name)}: {' '.join(messages)}"
+                    for name, messages in filterset.errors.items()
+                )
+                raise UserInputError(f"Invalid filter or ordering: {problems}")
+            return filterset.qs
+
+        return resolve_queryset
+
+
+def _argument_name(filterset_class, filter_name: str) -> str:
+    ordering = _ordering_filter(filterset_class)
+    if ordering and filter_name == ordering[0]:
+        return "orderBy"
+    return f"filter.{to_camel_case(filter_name)}"

@@ -1,0 +1,41 @@
+"""The /graphql view: limits from settings, masked errors, GraphiQL from our own static files."""
+
+from django.conf import settings
+from django.http import HttpResponseBadRequest
+from graphene_django.views import GraphQLView, HttpError
+
+from alx_backend_graphql_crm.api.errors import format_error
+from alx_backend_graphql_crm.api.limits import validation_rules
+
+
+class ApiGraphQLView(GraphQLView):
+    """graphene-django's view with our limits and error masking.
+
+    CSRF stays on (the view is not csrf_exempt): a session-authenticated POST needs the token,
+    which GraphiQL sends; bearer-token requests are exempted by ``crm.auth.BearerTokenMiddleware``.
+    GraphiQL renders ``templates/graphene/graphiql.html``, which loads vendored assets.
+    """
+
+    format_error = staticmethod(format_error)
+
+    def execute_graphql_request(self, request, data, query, variables, operation_name, show_graphiql=False):
+        # Checked here, before parsing: the size limit protects the parser itself.
+        if query is not None and not isinstance(query, str):
+            raise HttpError(HttpResponseBadRequest("'query' must be a string."))
+        if variables is not None and not isinstance(variables, dict):
+            raise HttpError(HttpResponseBadRequest("'variables' must be a JSON object."))
+        if operation_name is not None and not isinstance(operation_name, str):
+            raise HttpError(HttpResponseBadRequest("'operationName' must be a string."))
+        max_chars = settings.GRAPHQL_MAX_QUERY_CHARS
+        if query and len(query) > max_chars:
+            raise HttpError(
+                HttpResponseBadRequest(f"The query is {len(query)} characters long; the limit is {max_chars}.")
+            )
+        # Read per request, so settings (and DEBUG, which enables introspection) take effect at once.
+        self.validation_rules = validation_rules(
+            max_depth=settings.GRAPHQL_MAX_DEPTH,
+            max_fields=settings.GRAPHQL_MAX_FIELDS,
+            max_aliases=settings.GRAPHQL_MAX_ALIASES,
+            introspection=settings.DEBUG if settings.GRAPHQL_INTROSPECTION is None else settings.GRAPHQL_INTROSPECTION,
+        )
+        return super().execute_graphql_request(request, data, query, variables, operation_name, show_graphiql)
