@@ -1,0 +1,175 @@
+"""Fixtures for the scheduling engine tests: a throw-away crontab user and a database subprocesses can share."""
+
+import json
+import os
+import secrets
+import shlex
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from tests.services import crontab_usable, on_postgres
+
+ROOT = Path(__file__).resolve().parents[2]
+SUBPROCESS_SETTINGS = "tests.cronjobs.subprocess_settings"
+
+
+def clean_env(**extra) -> dict:
+    """The environment of a started process: nothing Django-related inherited, only what is passed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL", "CRONJOBS_"))}
+    env.update(extra)
+    return env
+
+
+@dataclass
+class CrontabUser:
+    """A throw-away system user whose crontab the tests may change (never root's own)."""
+
+    name: str
+
+    @property
+    def executable(self) -> str:
+        return f"/usr/bin/crontab -u {self.name}"
+
+    def install(self, text: str) -> None:
+        if text == "":
+            self.clear()
+            return
+        subprocess.run(["crontab", "-u", self.name, "-"], input=text.encode(), check=True, capture_output=True)
+
+    def read(self) -> str | None:
+        """The crontab text, or None when the user has no crontab."""
+        result = subprocess.run(["crontab", "-u", self.name, "-l"], capture_output=True)
+        if result.returncode != 0:
+            assert b"no crontab for" in result.stderr, result.stderr
+            return None
+        return result.stdout.decode()
+
+    def clear(self) -> None:
+        subprocess.run(["crontab", "-u", self.name, "-r"], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def crontab_user_session():
+    if not crontab_usable():
+        pytest.skip("needs the crontab binary, useradd and root (apt-get install cron) for a throw-away user")
+    name = f"cjt{secrets.token_hex(4)}"
+    subprocess.run(["useradd", "-M", "-N", "-s", "/bin/sh", name], check=True, capture_output=True)
+    user = CrontabUser(name)
+    yield user
+    user.clear()
+    subprocess.run(["userdel", name], capture_output=True)
+
+
+@pytest.fixture
+def crontab_user(crontab_user_session):
+    crontab_user_session.clear()
+    yield crontab_user_session
+    crontab_user_session.clear()
+
+
+@dataclass
+class SharedDb:
+    """A database that this test and the processes it starts both see."""
+
+    url: str
+    sqlite_path: Path | None
+
+    def runs(self, job_name: str) -> list[dict]:
+        sql = (
+            "SELECT id, job_name, status, trigger, scheduled_for, result, traceback, host, pid "
+            "FROM cronjobs_jobrun WHERE job_name = {} ORDER BY id"
+        )
+        if self.sqlite_path:
+            with sqlite3.connect(self.sqlite_path) as db:
+                db.row_factory = sqlite3.Row
+                return [dict(row) for row in db.execute(sql.format("?"), (job_name,))]
+        with connection.cursor() as cursor:
+            cursor.execute(sql.format("%s"), [job_name])
+            columns = [c[0] for c in cursor.description]
+            return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _world_dir(prefix: str) -> Path:
+    # pytest's tmp_path sits under a 0700 folder; the cron end-to-end job runs as the throw-away user
+    # and must reach the config, write the SQLite db (and its WAL files) and its output.
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))  # noqa: S108
+    folder.chmod(0o777)
+    return folder
+
+
+@pytest.fixture
+def world_dir():
+    folder = _world_dir("cronjobs-test-")
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def _sqlite_file_db():
+    folder = _world_dir("cronjobs-db-")
+    path = folder / "db.sqlite3"
+    url = f"sqlite:///{path}"
+    result = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", f"--settings={SUBPROCESS_SETTINGS}"],
+        cwd=ROOT,
+        env=clean_env(DATABASE_URL=url),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for file in folder.iterdir():
+        file.chmod(0o666)
+    yield path
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def shared_db(request):
+    """SQLite: a migrated file database (not the in-memory test db). PostgreSQL: the test database itself,
+    with transactional tests so that started processes see committed rows."""
+    if on_postgres():
+        request.getfixturevalue("transactional_db")
+        s = connection.settings_dict
+        url = f"postgres://{s['USER']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+        if s.get("PASSWORD"):
+            url = f"postgres://{s['USER']}:{s['PASSWORD']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+        return SharedDb(url, None)
+    path = request.getfixturevalue("_sqlite_file_db")
+    with sqlite3.connect(path) as db:
+        db.execute("DELETE FROM cronjobs_jobrun")
+    return SharedDb(f"sqlite:///{path}", path)
+
+
+def write_config(folder: Path, db: SharedDb, **settings) -> Path:
+    """The JSON file tests/cronjobs/subprocess_settings.py reads; readable by any user."""
+    path = folder / "cronjobs-test-config.json"
+    path.write_text(json.dumps({"DATABASE_URL": db.url, "settings": settings}))
+    path.chmod(0o644)
+    return path
+
+
+def manage(*args, config: Path | None = None, timeout=120, **popen):
+    """Run manage.py with the subprocess settings and a clean environment."""
+    env = clean_env(**({"CRONJOBS_TEST_CONFIG": str(config)} if config else {}))
+    return subprocess.run(
+        [sys.executable, "manage.py", *args, f"--settings={SUBPROCESS_SETTINGS}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **popen,
+    )
+
+
+def config_prefix(config: Path) -> str:
+    return f"CRONJOBS_TEST_CONFIG={shlex.quote(str(config))}"
