@@ -46,7 +46,7 @@ def append_lines(filename: str, lines: list[str]) -> Path:
     path = log_path(filename)
     folder = path.parent
     if not folder.is_dir():
-        raise JobLogError(errno.ENOENT, f"log folder {folder} does not exist (CRM_LOG_DIR)", str(folder))
+        raise JobLogError(f"log folder {folder} does not exist (CRM_LOG_DIR)")
     try:
         fd = os.open(path, _FLAGS, 0o640)
     except OSError as exc:
@@ -56,7 +56,7 @@ def append_lines(filename: str, lines: list[str]) -> Path:
             reason = "permission denied (check CRM_LOG_DIR's owner and mode)"
         else:
             reason = exc.strerror or str(exc)
-        raise JobLogError(exc.errno, f"cannot write job log {path}: {reason}", str(path)) from exc
+        raise JobLogError(f"cannot write job log {path}: {reason}") from exc
     try:
         for line in lines:
             os.write(fd, f"{line}\n".encode())
