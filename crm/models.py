@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator, RegexValidator
+from django.core.validators import MinValueValidator, ProhibitNullCharactersValidator, RegexValidator
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -33,7 +33,8 @@ class CustomerQuerySet(models.QuerySet):
 
 
 class Customer(models.Model):
-    name = models.CharField(max_length=255)
+    # PostgreSQL cannot store NUL in text: refuse it in validation, not with a crash on save.
+    name = models.CharField(max_length=255, validators=[ProhibitNullCharactersValidator()])
     email = models.EmailField(max_length=254)
     phone = models.CharField(max_length=20, blank=True, default="", validators=[PHONE_VALIDATOR])
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
@@ -72,7 +73,7 @@ class Customer(models.Model):
 
 
 class Product(models.Model):
-    name = models.CharField(max_length=255)
+    name = models.CharField(max_length=255, validators=[ProhibitNullCharactersValidator()])
     price = models.DecimalField(
         max_digits=12, decimal_places=2, validators=[MinValueValidator(Decimal("0.01"))]
     )

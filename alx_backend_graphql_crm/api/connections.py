@@ -8,6 +8,7 @@ from graphene.types.argument import to_arguments
 from graphene.utils.str_converters import to_camel_case
 from graphene_django.fields import DjangoConnectionField
 from graphene_django.filter import DjangoFilterConnectionField
+from graphql_relay import cursor_to_offset
 
 from alx_backend_graphql_crm.api.errors import UserInputError
 from alx_backend_graphql_crm.api.scalars import Decimal
@@ -118,7 +119,11 @@ class FilteredConnectionField(DjangoFilterConnectionField):
         max_offset = settings.GRAPHQL_MAX_OFFSET
         if args.get("offset") is not None and args["offset"] > max_offset:
             raise UserInputError(f"'offset' is at most {max_offset}; got {args['offset']}. Use 'after' cursors.")
-        if args.get("offset") and args.get("before"):
+        for name in ("after", "before"):
+            # graphene-django ignores a bad cursor alone but crashes on one combined with `offset`.
+            if args.get(name) is not None and cursor_to_offset(args[name]) is None:
+                raise UserInputError(f"'{name}' is not a cursor from this connection.")
+        if args.get("offset") is not None and args.get("before") is not None:
             raise UserInputError("'offset' and 'before' cannot be used together.")
         return super().connection_resolver(
             resolver, connection, default_manager, queryset_resolver, max_limit,

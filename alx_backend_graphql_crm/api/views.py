@@ -16,7 +16,11 @@ class ApiGraphQLView(GraphQLView):
     GraphiQL renders ``templates/graphene/graphiql.html``, which loads vendored assets.
     """
 
-    format_error = staticmethod(format_error)
+    @staticmethod
+    def format_error(error):
+        if isinstance(error, HttpError):
+            return {"message": str(error)}  # our own refusals of a malformed request (400, 405)
+        return format_error(error)
 
     def execute_graphql_request(self, request, data, query, variables, operation_name, show_graphiql=False):
         # Checked here, before parsing: the size limit protects the parser itself.

@@ -3,10 +3,12 @@
 from decimal import Decimal
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.test import Client
 from django.utils import timezone
 from graphql_relay import to_global_id
 
+from crm import services
 from crm.models import Customer, Order, Product
 from tests.crm.gql_helpers import ALL_CRM_PERMISSIONS, ok, post, user_with
 from tests.factories import CustomerFactory, ProductFactory
@@ -240,3 +242,33 @@ class TestRules:
         status, body = post(client, 'mutation($p: Decimal!) { createProduct(input: {name: "L", price: $p}) { errors } }', {"p": "abc"})
         assert status == 400 and "Decimal cannot represent 'abc'" in body["errors"][0]["message"]
         assert not Product.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("mutation", [
+    'mutation { createCustomer(input: {name: "A\\u0000", email: "a@example.com"}) { errors } }',
+    'mutation { createCustomer(input: {name: "A", email: "a\\u0000@example.com", phone: "+1234567\\u0000"}) { errors } }',
+    'mutation { bulkCreateCustomers(input: [{name: "A\\u0000", email: "a@example.com"}]) { errors } }',
+    'mutation { createProduct(input: {name: "P\\u0000", price: 1}) { errors } }',
+])
+def test_nul_characters_are_a_user_mistake_on_every_database(client, mutation):
+    # PostgreSQL cannot store NUL in text; the refusal must come back in the payload, not as a crash.
+    data = ok(client, mutation)
+    [payload] = data.values()
+    assert payload["errors"], payload  # email and phone are refused by their own format validators
+    if "name:" in " ".join(payload["errors"]) or "row 0: name" in " ".join(payload["errors"]):
+        assert any("Null characters are not allowed." in e for e in payload["errors"]), payload
+    assert not Customer.objects.exists() and not Product.objects.exists()
+
+
+@pytest.mark.django_db
+def test_services_refuse_nul_in_names():
+    # The defect behind the test above lived in the models (fixed in migration 0003): SQLite stored
+    # the NUL, PostgreSQL crashed on save.
+    with pytest.raises(ValidationError) as exc:
+        services.create_customer(name="A\x00", email="a@example.com")
+    assert exc.value.message_dict == {"name": ["Null characters are not allowed."]}
+    with pytest.raises(ValidationError):
+        services.create_product(name="P\x00", price="1")
+    result = services.bulk_create_customers(rows=[{"name": "B\x00", "email": "b@example.com"}])
+    assert [str(error) for error in result.errors] == ["row 0: name: Null characters are not allowed."]
