@@ -231,7 +231,14 @@ def _split_entry(entry: Any, index: int) -> tuple[dict, list[Problem]]:
     """Split one entry into its parts, or say why it is malformed or ambiguous."""
     if not isinstance(entry, (list, tuple)) or len(entry) < 2:
         return {}, [_problem(2, index, f"expected a tuple of at least (schedule, path), got {entry!r}", FORMATS_HINT)]
-    parts: dict[str, Any] = {"schedule": entry[0], "path": entry[1], "args": (), "kwargs": {}, "suffix": "", "options": {}}
+    parts: dict[str, Any] = {
+        "schedule": entry[0],
+        "path": entry[1],
+        "args": (),
+        "kwargs": {},
+        "suffix": "",
+        "options": {},
+    }
     rest = list(entry[2:])
     bad = _problem(2, index, f"cannot tell what the elements after the path mean in {entry!r}", FORMATS_HINT)
     if rest and isinstance(rest[0], str):  # format 1: a suffix
@@ -265,7 +272,14 @@ def _number(options: dict, key: str, index: int, problems: list[Problem], minimu
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum or value != value:
-        problems.append(_problem(8, index, f"option {key!r} must be a number of seconds >= {minimum}, got {value!r}", "e.g. {'timeout': 600}"))
+        problems.append(
+            _problem(
+                8,
+                index,
+                f"option {key!r} must be a number of seconds >= {minimum}, got {value!r}",
+                "e.g. {'timeout': 600}",
+            )
+        )
         return None
     return float(value)
 
@@ -276,20 +290,33 @@ def _parse_entry(entry: Any, index: int) -> tuple[Job | None, list[Problem]]:
         return None, problems
     schedule, path, options = parts["schedule"], parts["path"], parts["options"]
     if not isinstance(path, str) or not re.match(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)+$", path):
-        return None, [_problem(2, index, f"the target must be a dotted path 'module.function', got {path!r}", FORMATS_HINT)]
+        return None, [
+            _problem(2, index, f"the target must be a dotted path 'module.function', got {path!r}", FORMATS_HINT)
+        ]
 
     error = schedule_error(schedule)
     if error:
-        problems.append(_problem(3, index, f"invalid schedule {schedule!r}: {error}", "Five cron fields like '*/5 * * * *', or a macro like '@daily'."))
+        problems.append(
+            _problem(
+                3,
+                index,
+                f"invalid schedule {schedule!r}: {error}",
+                "Five cron fields like '*/5 * * * *', or a macro like '@daily'.",
+            )
+        )
         schedule = str(schedule)
 
     unknown = set(options) - OPTION_KEYS
     if unknown:
-        problems.append(_problem(8, index, f"unknown option(s) {sorted(unknown)}", f"Options are {sorted(OPTION_KEYS)}."))
+        problems.append(
+            _problem(8, index, f"unknown option(s) {sorted(unknown)}", f"Options are {sorted(OPTION_KEYS)}.")
+        )
     name = options.get("name", path.rsplit(".", 1)[1])
     if not isinstance(name, str) or not NAME_RE.match(name) or LEGACY_HASH_RE.match(name):
         problems.append(
-            _problem(9, index, f"invalid job name {name!r}", "Names are letters, digits, '_', '.', '-' (not a 32-hex hash).")
+            _problem(
+                9, index, f"invalid job name {name!r}", "Names are letters, digits, '_', '.', '-' (not a 32-hex hash)."
+            )
         )
         name = str(name)
     for key in ("enabled", "allow_overlap"):
@@ -309,7 +336,12 @@ def _parse_entry(entry: Any, index: int) -> tuple[Job | None, list[Problem]]:
             json.dumps([list(parts["args"]), parts["kwargs"]], allow_nan=False)
         except (TypeError, ValueError) as exc:
             problems.append(
-                _problem(7, index, f"arguments are not JSON serialisable: {exc}", "Pass strings, numbers, lists, dicts, True/False/None.")
+                _problem(
+                    7,
+                    index,
+                    f"arguments are not JSON serialisable: {exc}",
+                    "Pass strings, numbers, lists, dicts, True/False/None.",
+                )
             )
     suffix = parts["suffix"]
     if "\n" in suffix or "\r" in suffix:

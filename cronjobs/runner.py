@@ -77,7 +77,9 @@ def run(job: Job | str, scheduled_for: datetime | None = None, trigger: str = "m
             return _record_skip(job, slot, trigger, "job is disabled (enabled: False)")
         late = (now - slot).total_seconds()
         if job.grace is not None and late > job.grace:
-            return _record_skip(job, slot, trigger, f"missed: starting {late:.0f}s after its minute, grace is {job.grace:g}s")
+            return _record_skip(
+                job, slot, trigger, f"missed: starting {late:.0f}s after its minute, grace is {job.grace:g}s"
+            )
 
     reap_dead_runs(job.name)
     try:
@@ -97,7 +99,11 @@ def run(job: Job | str, scheduled_for: datetime | None = None, trigger: str = "m
         if claimed is not None:
             return claimed
         holder = JobRun.objects.filter(job_name=job.name, status=JobRun.Status.RUNNING, exclusive=True).first()
-        where = f"run #{holder.pk} on {holder.host} pid {holder.pid} since {holder.started_at:%Y-%m-%d %H:%M:%S}" if holder else "another run"
+        where = (
+            f"run #{holder.pk} on {holder.host} pid {holder.pid} since {holder.started_at:%Y-%m-%d %H:%M:%S}"
+            if holder
+            else "another run"
+        )
         return _record_skip(job, slot, trigger, f"still running: {where}")
 
     status, result, tb, interrupt = _execute(job, target)
@@ -272,7 +278,10 @@ def _death_verdict(record: JobRun, now: datetime) -> tuple[str, str] | None:
         timeout = None
     if timeout is not None:
         if now > record.started_at + timedelta(seconds=timeout) + TIMEOUT_MARGIN:
-            return JobRun.Status.TIMED_OUT, f"no outcome {timeout:g}s (its timeout) + 60s after the start; presumed dead"
+            return (
+                JobRun.Status.TIMED_OUT,
+                f"no outcome {timeout:g}s (its timeout) + 60s after the start; presumed dead",
+            )
         return None
     stale_after = getattr(settings, "CRONJOBS_STALE_AFTER", 86400)
     if now > record.started_at + timedelta(seconds=stale_after):

@@ -149,10 +149,10 @@ def shared_db(request):
     return SharedDb(f"sqlite:///{path}", path)
 
 
-def write_config(folder: Path, db: SharedDb, **settings) -> Path:
+def write_config(folder: Path, db: SharedDb | None, **settings) -> Path:
     """The JSON file tests/cronjobs/subprocess_settings.py reads; readable by any user."""
     path = folder / "cronjobs-test-config.json"
-    path.write_text(json.dumps({"DATABASE_URL": db.url, "settings": settings}))
+    path.write_text(json.dumps({"DATABASE_URL": db.url if db else "", "settings": settings}))
     path.chmod(0o644)
     return path
 

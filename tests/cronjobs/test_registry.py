@@ -65,7 +65,14 @@ def test_options_dict_sets_name_timeout_grace_enabled_description_overlap():
             f"{JOBS}.add",
             [1],
             {},
-            {"name": "nightly_add", "timeout": 30, "grace": 120, "enabled": False, "description": "adds", "allow_overlap": True},
+            {
+                "name": "nightly_add",
+                "timeout": 30,
+                "grace": 120,
+                "enabled": False,
+                "description": "adds",
+                "allow_overlap": True,
+            },
         )
     )
     assert (job.name, job.timeout, job.grace, job.enabled, job.description, job.allow_overlap) == (

@@ -121,7 +121,12 @@ def test_running_job_makes_the_next_start_a_recorded_skip():
 
 def test_allow_overlap_runs_alongside_a_running_one():
     JobRun.objects.create(
-        job_name="return_nothing", trigger="work", exclusive=False, host=runner.HOST, pid=os.getpid(), started_at=timezone.now()
+        job_name="return_nothing",
+        trigger="work",
+        exclusive=False,
+        host=runner.HOST,
+        pid=os.getpid(),
+        started_at=timezone.now(),
     )
     assert runner.run("return_nothing").status == "succeeded"
 
@@ -140,7 +145,11 @@ def test_dead_process_on_this_host_is_closed_and_does_not_block():
 def test_reused_pid_is_not_mistaken_for_the_run():
     # Our own pid is alive, but this process started long after the recorded run did.
     dead = JobRun.objects.create(
-        job_name="succeed", trigger="crontab", host=runner.HOST, pid=os.getpid(), started_at=timezone.now() - timedelta(days=400)
+        job_name="succeed",
+        trigger="crontab",
+        host=runner.HOST,
+        pid=os.getpid(),
+        started_at=timezone.now() - timedelta(days=400),
     )
     assert runner.run("succeed").status == "succeeded"
     dead.refresh_from_db()
@@ -149,7 +158,11 @@ def test_reused_pid_is_not_mistaken_for_the_run():
 
 def test_run_on_another_host_past_its_timeout_is_closed():
     other = JobRun.objects.create(
-        job_name="timed", trigger="celery", host="elsewhere", pid=1, started_at=timezone.now() - timedelta(seconds=600 + 61)
+        job_name="timed",
+        trigger="celery",
+        host="elsewhere",
+        pid=1,
+        started_at=timezone.now() - timedelta(seconds=600 + 61),
     )
     assert runner.run("timed").status == "succeeded"
     other.refresh_from_db()
@@ -201,9 +214,15 @@ def test_config_errors_raise_and_record_nothing():
 def test_prune_deletes_only_finished_runs_older_than_retention(settings):
     settings.CRONJOBS_RUN_RETENTION_DAYS = 30
     now = timezone.now()
-    old = JobRun.objects.create(job_name="a", trigger="crontab", status="succeeded", host="h", started_at=now - timedelta(days=31))
-    recent = JobRun.objects.create(job_name="a", trigger="crontab", status="failed", host="h", started_at=now - timedelta(days=29))
-    stuck = JobRun.objects.create(job_name="b", trigger="crontab", status="running", host="h", started_at=now - timedelta(days=90))
+    old = JobRun.objects.create(
+        job_name="a", trigger="crontab", status="succeeded", host="h", started_at=now - timedelta(days=31)
+    )
+    recent = JobRun.objects.create(
+        job_name="a", trigger="crontab", status="failed", host="h", started_at=now - timedelta(days=29)
+    )
+    stuck = JobRun.objects.create(
+        job_name="b", trigger="crontab", status="running", host="h", started_at=now - timedelta(days=90)
+    )
     assert prune_job_runs() == "Deleted 1 job runs older than 30 days"
     assert set(JobRun.objects.values_list("pk", flat=True)) == {recent.pk, stuck.pk}
     assert old.pk not in set(JobRun.objects.values_list("pk", flat=True))
