@@ -1,7 +1,7 @@
 """URL routes: admin, GraphQL, health."""
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from alx_backend_graphql_crm.api.views import ApiGraphQLView
 
@@ -10,4 +10,5 @@ urlpatterns = [
     # Not csrf_exempt: session requests need the CSRF token; bearer-token requests are exempted
     # by crm.auth.BearerTokenMiddleware. The view sets the CSRF cookie GraphiQL sends back.
     path("graphql", ApiGraphQLView.as_view(graphiql=True), name="graphql"),
+    path("", include("cronjobs.urls")),
 ]

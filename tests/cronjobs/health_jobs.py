@@ -1,0 +1,5 @@
+"""Trivial job targets for the health tests."""
+
+
+def noop():
+    return "ok"

@@ -1,0 +1,135 @@
+"""/health/ and /health/cron/: each state, the 503, and a query count independent of the job count."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+from django.db import DatabaseError
+from django.test.utils import CaptureQueriesContext
+
+from cronjobs.models import JobRun
+
+pytestmark = pytest.mark.django_db
+NOW = datetime(2026, 3, 2, 12, 48, 30, tzinfo=UTC)  # a Monday
+
+
+@pytest.fixture(autouse=True)
+def frozen():
+    with time_machine.travel(NOW, tick=False):
+        yield
+
+
+@pytest.fixture
+def jobs(settings):
+    settings.TIME_ZONE = "UTC"
+    settings.CRONJOBS = [
+        ("*/5 * * * *", "tests.cronjobs.health_jobs.noop", {"name": "fresh"}),
+        ("0 * * * *", "tests.cronjobs.health_jobs.noop", {"name": "hourly_late"}),
+        ("0 * * * *", "tests.cronjobs.health_jobs.noop", {"name": "hourly_failing"}),
+        ("0 * * * *", "tests.cronjobs.health_jobs.noop", {"name": "switched_off", "enabled": False}),
+        ("0 3 * * *", "tests.cronjobs.health_jobs.noop", {"name": "never_ran"}),
+    ]
+
+
+def record(name, status, *, started, finished=True):
+    return JobRun.objects.create(
+        job_name=name,
+        trigger="crontab",
+        status=status,
+        exclusive=False,
+        host="test",
+        started_at=started,
+        finished_at=started + timedelta(seconds=1) if finished else None,
+        result="boom" if status == "failed" else "",
+    )
+
+
+def states(body):
+    return {job["name"]: job["state"] for job in body["jobs"]}
+
+
+def test_health_ok(client):
+    response = client.get("/health/")
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+def test_health_503_when_the_database_fails(client, monkeypatch):
+    from django.db.backends.utils import CursorWrapper
+
+    def broken(self, sql, params=None):
+        raise DatabaseError("connection refused")
+
+    monkeypatch.setattr(CursorWrapper, "execute", broken)
+    response = client.get("/health/")
+    assert response.status_code == 503
+    assert response.json() == {"status": "error", "database": "connection refused"}
+
+
+def test_all_fresh_is_200(client, jobs, settings):
+    settings.CRONJOBS = settings.CRONJOBS[:1]
+    record("fresh", "succeeded", started=NOW - timedelta(minutes=2))
+    response = client.get("/health/cron/")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok" and states(body) == {"fresh": "ok"}
+    [job] = body["jobs"]
+    assert job["next_run"] == "2026-03-02T12:50:00+00:00" and job["last_run"]["status"] == "succeeded"
+
+
+def test_each_state_and_503(client, jobs):
+    record("fresh", "succeeded", started=NOW - timedelta(minutes=7, seconds=20))  # the 12:40 slot
+    record("fresh", "skipped", started=NOW - timedelta(minutes=2))  # skips don't count as runs
+    record("hourly_late", "succeeded", started=NOW - timedelta(hours=1, minutes=7))  # 11:41; 12:00 + 30 min grace missed
+    record("hourly_failing", "succeeded", started=NOW - timedelta(hours=1))
+    record("hourly_failing", "failed", started=NOW - timedelta(minutes=7))
+    record("switched_off", "failed", started=NOW - timedelta(days=3))
+
+    response = client.get("/health/cron/")
+    assert response.status_code == 503
+    body = response.json()
+    assert states(body) == {
+        "fresh": "late",  # 12:45 slot missed, past its 2.5 minute grace
+        "hourly_late": "late",
+        "hourly_failing": "failing",
+        "switched_off": "disabled",
+        "never_ran": "new",
+    }
+    assert body["late"] == ["fresh", "hourly_late"] and body["failing"] == ["hourly_failing"]
+    problems = {job["name"]: job["problem"] for job in body["jobs"]}
+    assert problems["hourly_failing"].startswith("failing: last run #") and "boom" in problems["hourly_failing"]
+
+
+def test_within_grace_is_not_late(client, jobs, settings):
+    job = ("0 * * * *", "tests.cronjobs.health_jobs.noop", {"name": "hourly", "grace": 3600})
+    settings.CRONJOBS = [job]
+    record("hourly", "succeeded", started=NOW - timedelta(hours=1, minutes=7))  # 12:00 missed, 48 min < 60 grace
+    assert client.get("/health/cron/").status_code == 200
+    settings.CRONJOBS = [(*job[:2], {"name": "hourly", "grace": 1800})]
+    assert client.get("/health/cron/").status_code == 503
+
+
+def test_disabled_job_ignored(client, settings):
+    settings.CRONJOBS = [("* * * * *", "tests.cronjobs.health_jobs.noop", {"name": "off", "enabled": False})]
+    record("off", "failed", started=NOW - timedelta(days=1))
+    response = client.get("/health/cron/")
+    assert response.status_code == 200 and states(response.json()) == {"off": "disabled"}
+
+
+def test_running_job_is_healthy(client, settings):
+    settings.CRONJOBS = [("* * * * *", "tests.cronjobs.health_jobs.noop", {"name": "busy"})]
+    record("busy", "running", started=NOW - timedelta(seconds=20), finished=False)
+    assert states(client.get("/health/cron/").json()) == {"busy": "running"}
+
+
+@pytest.mark.parametrize("count", [5, 50])
+def test_query_count_independent_of_jobs_and_runs(client, settings, count, django_db_blocker):
+    settings.CRONJOBS = [("*/5 * * * *", "tests.cronjobs.health_jobs.noop", {"name": f"job{i}"}) for i in range(count)]
+    for i in range(count):
+        for minutes in (3, 8, 13):
+            record(f"job{i}", "succeeded", started=NOW - timedelta(minutes=minutes))
+    from django.db import connection
+
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get("/health/cron/")
+    assert response.status_code == 200 and len(response.json()["jobs"]) == count
+    assert len(queries) == 2
