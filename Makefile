@@ -28,6 +28,10 @@ run: $(VENV)/.runtime
 test: $(VENV)/.dev
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# Prints figures, never fails on them: see bench/RESULTS.md. BENCH_ARGS="--runs 3 --figures 1,5".
+bench: $(VENV)/.dev
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 

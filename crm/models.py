@@ -17,6 +17,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, ProhibitNullCharactersValidator, RegexValidator
 from django.db import models
+from django.db.models import Value
 from django.db.models.functions import Lower
 from django.utils import timezone
 
@@ -63,7 +64,11 @@ class Customer(models.Model):
         # Report the case-insensitive uniqueness on the email field (Django reports
         # expression constraints as non-field errors).
         if not exclude or "email" not in exclude:
-            clash = Customer.objects.filter(email__iexact=self.email)
+            # Compare LOWER(email) with LOWER(value) so the lookup uses the unique index on
+            # LOWER(email); ``email__iexact`` compiles to LIKE / UPPER() and scans the table.
+            clash = Customer.objects.annotate(email_lower=Lower("email")).filter(
+                email_lower=Lower(Value(self.email))
+            )
             if self.pk:
                 clash = clash.exclude(pk=self.pk)
             if self.email and clash.exists():
