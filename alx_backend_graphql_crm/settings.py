@@ -164,7 +164,9 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 
 # --- Scheduled jobs (django-crontab format; see README "Scheduled jobs") -------------------------
 # (schedule, "module.function"[, args[, kwargs]][, suffix][, options]); options may set name,
-# timeout (seconds), grace (seconds late before /health/cron/ flags it), enabled, description.
+# timeout (seconds), grace (how many seconds late a run may start before it is recorded as missed
+# and /health/cron/ calls the job late; default: half the interval, 1 minute to 1 hour, for
+# health, no limit for starting), enabled, description, allow_overlap.
 CRONJOBS = [
     ("*/5 * * * *", "crm.cron.log_crm_heartbeat",
      {"timeout": 60, "description": "Check the database and GraphQL; log that the CRM is alive"}),
