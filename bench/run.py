@@ -166,7 +166,9 @@ def render(reports: list[dict], args, started: datetime, elapsed: float) -> str:
     missed: set[str] = set()
     for number in sorted(figures, key=lambda n: (int(n.rstrip("abc")), n)):
         for report, figure in figures[number]:
-            title = f"{figure['title']}: {figure['ours_label']} vs {figure['baseline_label']}"
+            title = figure["title"]
+            if figure["ours_label"]:
+                title += f": {figure['ours_label']} vs {figure['baseline_label']}"
             runs = str(figure["runs"]) if figure["runs"] else "—"
             lines.append("| " + " | ".join([number, title, report["name"], runs, *row_cells(figure)]) + " |")
             if figure["status"] == "ok" and figure["note"]:

@@ -7,6 +7,7 @@ import importlib
 import importlib.util
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -377,6 +378,14 @@ def data_timedelta(days):
     return timedelta(days=days)
 
 
+def fresh_minutes(ctx):
+    """Future minutes no run has claimed yet (random days ahead, so reruns on one database work too)."""
+    from datetime import timedelta
+
+    start = ctx.now.replace(second=0, microsecond=0) + timedelta(days=1 + random.randrange(100_000))  # noqa: S311 - not a secret
+    return iter(start + timedelta(minutes=k) for k in range(1_000_000))
+
+
 def _time_processes(commands, *, env: dict, runs: int) -> list[float]:
     """Median wall time of each command as a whole process, interleaved; the first round is warm-up.
 
@@ -390,7 +399,8 @@ def _time_processes(commands, *, env: dict, runs: int) -> list[float]:
             completed = subprocess.run(argv, env=env, cwd=REPO, capture_output=True, text=True)
             elapsed = time.perf_counter() - started
             if completed.returncode != 0 or "not run again" in completed.stdout:
-                raise RuntimeError(f"{' '.join(argv)} exited {completed.returncode}: {completed.stdout[-500:]} {completed.stderr[-2000:]}")
+                last = (completed.stderr.strip() or completed.stdout.strip()).splitlines()[-1:]
+                raise RuntimeError(f"`{' '.join(argv[1:])}` exited {completed.returncode}: {' '.join(last)}")
             if run:
                 samples[index].append(elapsed)
     return [statistics.median(s) for s in samples]
@@ -401,7 +411,6 @@ def figure_6(ctx) -> Figure:
     fig.baseline_label = "python -c 'import django; django.setup()'"
     if not module_has("cronjobs.runner", "run") or not (REPO / "cronjobs/management/commands/crontab.py").exists():
         return unavailable(fig, "scheduling engine: cronjobs/runner.py and `manage.py crontab run`")
-    from datetime import timedelta
 
     from django.conf import settings
 
@@ -419,7 +428,7 @@ def figure_6(ctx) -> Figure:
     # Installed crontab lines run `crontab run <job> --scheduled`, claiming the current minute;
     # repeated runs within one minute would be refused as duplicates, so each run claims its own
     # (future) minute through --scheduled-for: the same path, a fresh slot every time.
-    minutes = iter(ctx.now.replace(second=0) + timedelta(days=2, minutes=k) for k in range(1_000_000))
+    minutes = fresh_minutes(ctx)
 
     def ours_cmd():
         return [sys.executable, "manage.py", "crontab", "run", job, "--scheduled-for", next(minutes).isoformat()]
@@ -428,6 +437,15 @@ def figure_6(ctx) -> Figure:
     runs = max(5, ctx.runs * 2)
     fig.ours, fig.baseline = _time_processes([ours_cmd, boot_cmd], env=env, runs=runs)
     fig.runs = runs
+    # Which heavy modules the job's process imports that it should not need.
+    argv = ours_cmd()
+    traced = subprocess.run([argv[0], "-X", "importtime", *argv[1:]], env=env, cwd=REPO, capture_output=True, text=True)
+    modules = {line.rsplit("|", 1)[1].strip() for line in traced.stderr.splitlines() if "|" in line}
+    imported = modules | {name.split(".")[0] for name in modules}
+    unwanted = sorted(imported & {"celery", "kombu", "gql", "requests", "graphene_django.views"})
+    fig.extra["unwanted_imports"] = unwanted
+    check = f"imports {', '.join(unwanted)}" if unwanted else "Celery, kombu, gql, requests and GraphiQL's view are not imported"
+    fig.note = "; ".join(filter(None, [fig.note, f"the job's process: {check} (python -X importtime)"]))
     return fig
 
 
@@ -437,7 +455,6 @@ def figure_7(ctx) -> Figure:
     fig.ours_label, fig.baseline_label = "runner.run(no-op job, its minute)", "calling the no-op directly"
     if not module_has("cronjobs.runner", "run"):
         return unavailable(fig, "scheduling engine: cronjobs/runner.py")
-    from datetime import timedelta
 
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
@@ -448,7 +465,7 @@ def figure_7(ctx) -> Figure:
     job = get_job("bench_noop")
     target = job.resolve()
     # Distinct future minutes: every run claims a fresh (job, minute) slot, as cron's runs do.
-    minutes = iter(ctx.now.replace(second=0) + timedelta(days=1, minutes=k) for k in range(1_000_000))
+    minutes = fresh_minutes(ctx)
 
     def claimed():
         record = runner.run(job, scheduled_for=next(minutes), trigger="crontab")
@@ -480,7 +497,7 @@ def figure_7(ctx) -> Figure:
         "ratio_text": f"+{(t_claimed - t_direct) * 1000:.2f} ms, {q_claimed} queries",
     }
     fig.note = (
-        f"{q_claimed} SQL queries per run (plus {c_claimed} BEGIN/SAVEPOINT statements the driver issues); "
+        f"{q_claimed} SQL queries per run (plus {c_claimed} BEGIN/COMMIT-type transaction statements); "
         f"a manual run without a slot: {t_unclaimed * 1000:.2f} ms, {q_unclaimed} queries"
     )
     return fig
@@ -527,7 +544,7 @@ def main() -> int:
             produced = FIGURES[key](ctx)
         except Exception as exc:  # a broken figure is reported, the others still run
             traceback.print_exc()
-            produced = Figure(key, f"figure {key}", "custom", status="error", note=f"error: {exc!r}"[:300])
+            produced = Figure(key, f"figure {key}", "custom", status="error", note=f"error: {exc}"[:300])
         for figure in produced if isinstance(produced, list) else [produced]:
             if figure.status == "ok" and figure.met is None:
                 figure.judge()
