@@ -130,6 +130,8 @@ def fmt_time(seconds: float | None) -> str:
     ms = seconds * 1000
     if ms >= 1000:
         return f"{seconds:.2f} s"
+    if ms < 0.1:
+        return f"{ms * 1000:.2f} µs"
     return f"{ms:.0f} ms" if ms >= 100 else f"{ms:.1f} ms" if ms >= 1 else f"{ms:.2f} ms"
 
 
@@ -153,6 +155,20 @@ def row_cells(figure: dict) -> list[str]:
         ratio = figure["extra"].get("ratio_text", "")
     met = {True: "met", False: "**not met**", None: "—"}[figure["met"]]
     return [ours, base, ratio, target_text, met]
+
+
+def measured_source() -> str:
+    """Which code was measured: BENCH_SOURCE if set, else the git commit (and whether the tree was dirty)."""
+    if os.environ.get("BENCH_SOURCE"):
+        return os.environ["BENCH_SOURCE"]
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "not a git checkout"
+    return f"commit {commit}" + (" plus uncommitted changes" if dirty.strip() else "")
 
 
 def render(reports: list[dict], args, started: datetime, elapsed: float) -> str:
@@ -196,7 +212,8 @@ def render(reports: list[dict], args, started: datetime, elapsed: float) -> str:
     out = [
         "# Benchmark results",
         "",
-        f"Produced by `make bench` (`python -m bench.run`) on {started:%Y-%m-%d %H:%M} UTC in {elapsed:.0f} s.",
+        f"Produced by `make bench` (`python -m bench.run`) on {started:%Y-%m-%d %H:%M} UTC in {elapsed:.0f} s; "
+        f"code measured: {measured_source()}.",
         "",
         f"- Machine: {os.cpu_count()} CPUs ({cpu_model or platform.machine()}), {platform.system()} {platform.release()}",
         f"- Python {platform.python_version()}, Django {django.get_version()}",
