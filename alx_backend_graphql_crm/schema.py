@@ -7,9 +7,11 @@ from django.utils.module_loading import import_string
 # nothing of one another (the cronjobs engine must not import crm), only this list names them.
 QUERY_MIXINS = [
     "crm.schema.Query",
+    "cronjobs.schema.Query",
 ]
 MUTATION_MIXINS = [
     "crm.schema.Mutation",
+    "cronjobs.schema.Mutation",
 ]
 
 

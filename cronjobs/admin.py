@@ -1,14 +1,28 @@
-"""Read-only run history in the Django admin, filterable by job, status and trigger."""
+"""The run history (read-only) and the "Scheduled jobs" page with a Run now button, in the Django admin."""
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.http import urlencode
 
-from cronjobs.models import JobRun
+from cronjobs import health, runner
+from cronjobs.describe import format_duration, human_schedule, outcome_message
+from cronjobs.models import JobRun, ScheduledJob
+from cronjobs.registry import JobConfigError, UnknownJob, schedule_timezone
+
+VIEW = "cronjobs.view_jobrun"
+RUN = "cronjobs.run_job"
 
 
 @admin.register(JobRun)
 class JobRunAdmin(admin.ModelAdmin):
-    list_display = ("job_name", "status", "trigger", "scheduled_for", "started_at", "duration", "host", "pid")
+    list_display = (
+        "job_name", "status", "trigger", "scheduled_for", "started_at", "duration", "triggered_by", "host", "pid",
+    )
     list_filter = (("job_name", admin.AllValuesFieldListFilter), "status", "trigger", "started_at")
+    list_select_related = ("triggered_by",)
     search_fields = ("job_name", "result")
     date_hierarchy = "started_at"
     readonly_fields = [field.name for field in JobRun._meta.fields]
@@ -22,3 +36,87 @@ class JobRunAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+MESSAGE_LEVELS = {
+    JobRun.Status.SUCCEEDED: messages.SUCCESS,
+    JobRun.Status.SKIPPED: messages.WARNING,
+    JobRun.Status.RUNNING: messages.WARNING,
+}
+
+
+@admin.register(ScheduledJob)
+class ScheduledJobAdmin(admin.ModelAdmin):
+    """Every CRONJOBS job: schedule, next run, last run, history link, Run now. Not a model list:
+    the jobs come from settings, so the page replaces every view the admin would generate."""
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm(VIEW)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_urls(self):
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
+        return [
+            path("", self.admin_site.admin_view(self.changelist_view), name=f"{prefix}_changelist"),
+            # admin_view adds the staff login check and csrf_protect, so a POST without the token is refused.
+            path("run/<str:name>/", self.admin_site.admin_view(self.run_now_view), name=f"{prefix}_run"),
+        ]
+
+    def changelist_view(self, request, extra_context=None):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        history = reverse("admin:cronjobs_jobrun_changelist")
+        rows = []
+        for item in health.snapshot():
+            job, last = item.job, item.last_run
+            rows.append(
+                {
+                    "health": item,
+                    "job": job,
+                    "human_schedule": human_schedule(job),
+                    "last_run": last,
+                    "last_duration": format_duration(last),
+                    "last_run_url": reverse("admin:cronjobs_jobrun_change", args=[last.pk]) if last else "",
+                    "history_url": f"{history}?{urlencode({'job_name': job.name})}",
+                    "run_url": reverse("admin:cronjobs_scheduledjob_run", args=[job.name]),
+                    "runnable": not job.problems,
+                }
+            )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Scheduled jobs",
+            "subtitle": None,
+            "opts": self.opts,
+            "rows": rows,
+            "timezone": schedule_timezone().key,
+            "can_run": request.user.has_perm(RUN),
+            "history_url": history,
+            **(extra_context or {}),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/cronjobs/scheduledjob/scheduled_jobs.html", context)
+
+    def run_now_view(self, request, name):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not request.user.has_perm(RUN):
+            raise PermissionDenied
+        back = reverse("admin:cronjobs_scheduledjob_changelist")
+        try:
+            run = runner.run(name, trigger=JobRun.Trigger.ADMIN, user=request.user)
+        except UnknownJob as exc:
+            messages.error(request, f"Nothing ran: {exc}")
+            return HttpResponseRedirect(back)
+        except JobConfigError as exc:
+            messages.error(request, f"Nothing ran: {name} cannot run: {exc}")
+            return HttpResponseRedirect(back)
+        messages.add_message(request, MESSAGE_LEVELS.get(run.status, messages.ERROR), outcome_message(run))
+        return HttpResponseRedirect(back)

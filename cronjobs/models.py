@@ -1,5 +1,6 @@
 """Run history: one JobRun row per run, which is also the lock that keeps a minute from running twice."""
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -42,9 +43,20 @@ class JobRun(models.Model):
     duration = models.DurationField(null=True, blank=True)
     result = models.TextField(blank=True, help_text="What the job returned, or why it was skipped or failed.")
     traceback = models.TextField(blank=True)
+    # Who pressed "Run now" (admin) or called runCronJob (GraphQL); empty for scheduled runs. SET_NULL:
+    # deleting a user must not delete the evidence of what ran.
+    triggered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The user who started this run by hand (admin or GraphQL).",
+    )
 
     class Meta:
         ordering = ["-started_at", "-id"]
+        permissions = [("run_job", "Can run a scheduled job now")]
         constraints = [
             models.UniqueConstraint(
                 fields=["job_name", "scheduled_for"],
@@ -68,3 +80,15 @@ class JobRun(models.Model):
 
     # Set on the instance the runner returns when another process already holds the slot.
     duplicate = False
+
+
+class ScheduledJob(JobRun):
+    """No data of its own: gives the admin's "Scheduled jobs" page (every CRONJOBS job, with a Run
+    now button) its place in the admin index under this app. The jobs live in settings, not here."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "scheduled job"
+        verbose_name_plural = "scheduled jobs"
+        # The page is governed by cronjobs.view_jobrun and cronjobs.run_job; no permissions of its own.
+        default_permissions = ()

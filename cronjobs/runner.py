@@ -48,13 +48,15 @@ class JobTimeout(BaseException):
     does not swallow it."""
 
 
-def run(job: Job | str, scheduled_for: datetime | None = None, trigger: str = "manual") -> JobRun:
+def run(job: Job | str, scheduled_for: datetime | None = None, trigger: str = "manual", *, user=None) -> JobRun:
     """Run `job` once through the guarantees above and return its JobRun row.
 
     job: a Job from cronjobs.registry, or a job name / legacy django-crontab hash.
     scheduled_for: the scheduled minute this run is for (seconds are dropped; naive means
         settings.TIME_ZONE). Given, the run claims the (job, minute) slot; None runs now, unclaimed.
     trigger: one of TRIGGERS, recorded in the row.
+    user: the saved user who asked for this run (admin "Run now", GraphQL runCronJob), recorded in
+        the row's triggered_by; None for scheduled runs.
 
     Returns the row of this run: status succeeded / failed / timed_out / skipped. When another
     process already holds the slot, returns that process's row with `.duplicate = True` and records
@@ -74,11 +76,11 @@ def run(job: Job | str, scheduled_for: datetime | None = None, trigger: str = "m
     now = timezone.now()
     if slot is not None:
         if not job.enabled:
-            return _record_skip(job, slot, trigger, "job is disabled (enabled: False)")
+            return _record_skip(job, slot, trigger, "job is disabled (enabled: False)", user)
         late = (now - slot).total_seconds()
         if job.grace is not None and late > job.grace:
             return _record_skip(
-                job, slot, trigger, f"missed: starting {late:.0f}s after its minute, grace is {job.grace:g}s"
+                job, slot, trigger, f"missed: starting {late:.0f}s after its minute, grace is {job.grace:g}s", user
             )
 
     reap_dead_runs(job.name)
@@ -93,6 +95,7 @@ def run(job: Job | str, scheduled_for: datetime | None = None, trigger: str = "m
                 host=HOST,
                 pid=os.getpid(),
                 started_at=now,
+                triggered_by=user,
             )
     except IntegrityError:
         claimed = _slot_holder(job, slot)
@@ -104,7 +107,7 @@ def run(job: Job | str, scheduled_for: datetime | None = None, trigger: str = "m
             if holder
             else "another run"
         )
-        return _record_skip(job, slot, trigger, f"still running: {where}")
+        return _record_skip(job, slot, trigger, f"still running: {where}", user)
 
     status, result, tb, interrupt = _execute(job, target)
     finished = timezone.now()
@@ -162,7 +165,7 @@ def _slot_holder(job: Job, slot: datetime | None) -> JobRun | None:
     return existing
 
 
-def _record_skip(job: Job, slot: datetime | None, trigger: str, reason: str) -> JobRun:
+def _record_skip(job: Job, slot: datetime | None, trigger: str, reason: str, user=None) -> JobRun:
     now = timezone.now()
     try:
         with transaction.atomic():
@@ -178,6 +181,7 @@ def _record_skip(job: Job, slot: datetime | None, trigger: str, reason: str) -> 
                 finished_at=now,
                 duration=timedelta(0),
                 result=reason,
+                triggered_by=user,
             )
     except IntegrityError:
         claimed = _slot_holder(job, slot)

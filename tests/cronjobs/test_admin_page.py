@@ -1,0 +1,182 @@
+"""The admin's "Scheduled jobs" page: what it shows, who may see it and run jobs, CSRF, and the run it records."""
+
+import re
+from datetime import UTC, datetime, timedelta
+from html import unescape
+
+import pytest
+from django.contrib.messages import get_messages
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from cronjobs.models import JobRun
+from tests.crm.gql_helpers import user_with
+
+pytestmark = pytest.mark.django_db
+
+PAGE = "/admin/cronjobs/scheduledjob/"
+
+
+def run_url(name):
+    return f"{PAGE}run/{name}/"
+
+
+def staff(*permissions, username=None):
+    user = user_with(*permissions, username=username)
+    user.is_staff = True
+    user.save()
+    return type(user).objects.get(pk=user.pk)
+
+
+def logged_in(user, **client_kwargs) -> Client:
+    client = Client(**client_kwargs)
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def jobs(settings):
+    settings.TIME_ZONE = "UTC"
+    settings.CRONJOBS = [
+        ("*/5 * * * *", "tests.cronjobs.jobs.succeed", {"name": "fine", "description": "Says all good"}),
+        ("0 6 * * 1", "tests.cronjobs.jobs.boom", {"name": "broken"}),
+    ]
+
+
+@pytest.fixture
+def operator():
+    return staff("cronjobs.view_jobrun", "cronjobs.run_job", username="operator")
+
+
+@pytest.fixture
+def viewer():
+    return staff("cronjobs.view_jobrun", username="viewer")
+
+
+def row_html(html: str, name: str) -> str:
+    match = re.search(rf'<tr id="job-{name}".*?</tr>', html, re.S)
+    assert match, f"no row for {name}"
+    return match.group(0)
+
+
+def row(html: str, name: str) -> str:
+    """The text of a job's row, as a reader sees it."""
+    return unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", row_html(html, name)))).strip()
+
+
+def messages_of(response):
+    return [(m.level_tag, m.message) for m in get_messages(response.wsgi_request)]
+
+
+class TestPage:
+    def test_every_job_with_schedule_next_last_history_and_run_button(self, operator, jobs):
+        started = datetime.now(UTC) - timedelta(minutes=1)
+        run = JobRun.objects.create(
+            job_name="fine", trigger="crontab", status="succeeded", exclusive=False, host="h",
+            started_at=started, finished_at=started + timedelta(seconds=1.5), duration=timedelta(seconds=1.5),
+        )
+        response = logged_in(operator).get(PAGE)
+        assert response.status_code == 200
+        html = response.content.decode()
+        assert "<title>Scheduled jobs | Django site admin</title>" in html  # the admin's own base template
+        assert 'id="user-tools"' in html and "Schedules are read in <strong>UTC</strong>" in html
+        fine = row(html, "fine")
+        assert "fine Says all good" in fine and "*/5 * * * * Every 5 minutes" in fine
+        assert "ok succeeded" in fine and "1.50 s" in fine and "system crontab" in fine and "History" in fine
+        assert 'data-state="ok"' in row_html(html, "fine") and 'value="Run now"' in row_html(html, "fine")
+        broken = row(html, "broken")
+        assert "0 6 * * 1 At 06:00, only on Monday" in broken and "new never" in broken
+        assert f'href="/admin/cronjobs/jobrun/{run.pk}/change/"' in html
+        assert 'href="/admin/cronjobs/jobrun/?job_name=fine"' in html
+        assert 'action="/admin/cronjobs/scheduledjob/run/broken/"' in html and "csrfmiddlewaretoken" in html
+
+    def test_linked_from_the_admin_index_under_the_app(self, operator, jobs):
+        html = logged_in(operator).get("/admin/").content.decode()
+        app = re.search(r'<div class="app-cronjobs module.*?</div>', html, re.S).group(0)
+        assert f'<a href="{PAGE}">Scheduled jobs</a>' in app
+
+    def test_history_link_lists_that_jobs_runs(self, operator, jobs):
+        now = datetime.now(UTC)
+        for name in ("fine", "broken"):
+            JobRun.objects.create(job_name=name, trigger="crontab", status="succeeded", exclusive=False, host="h", started_at=now)
+        response = logged_in(operator).get("/admin/cronjobs/jobrun/?job_name=fine")
+        assert response.status_code == 200
+        assert [run.job_name for run in response.context["cl"].result_list] == ["fine"]
+
+    def test_queries_do_not_grow_with_jobs(self, operator, settings):
+        counts = {}
+        for count in (5, 50):
+            settings.CRONJOBS = [("*/5 * * * *", "tests.cronjobs.jobs.succeed", {"name": f"job{i}"}) for i in range(count)]
+            now = datetime.now(UTC)
+            JobRun.objects.bulk_create(
+                JobRun(job_name=f"job{i}", trigger="crontab", status="succeeded", exclusive=False, host="h", started_at=now)
+                for i in range(count)
+            )
+            client = logged_in(operator)
+            from django.db import connection
+
+            with CaptureQueriesContext(connection) as queries:
+                assert client.get(PAGE).status_code == 200
+            counts[count] = len(queries)
+        assert counts[5] == counts[50], counts
+
+    def test_viewer_without_run_job_sees_no_button(self, viewer, jobs):
+        response = logged_in(viewer).get(PAGE)
+        assert response.status_code == 200 and "Run now" not in response.content.decode()
+
+    def test_staff_without_view_permission_is_refused(self, jobs):
+        assert logged_in(staff()).get(PAGE).status_code == 403
+
+    def test_not_staff_goes_to_the_login_page(self, jobs):
+        response = logged_in(user_with("cronjobs.view_jobrun", "cronjobs.run_job")).get(PAGE)
+        assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
+        assert Client().get(PAGE)["Location"].startswith("/admin/login/")
+
+
+class TestRunNow:
+    def test_runs_through_the_runner_records_the_user_and_says_the_outcome(self, operator, jobs):
+        response = logged_in(operator).post(run_url("fine"))
+        assert response.status_code == 302 and response["Location"] == PAGE
+        run = JobRun.objects.get()
+        assert (run.job_name, run.trigger, run.status, run.triggered_by) == ("fine", "admin", "succeeded", operator)
+        assert run.scheduled_for is None and run.result == "all good"
+        [(level, message)] = messages_of(response)
+        assert level == "success" and message.startswith(f"fine (run #{run.pk}) succeeded in ") and message.endswith(": all good")
+
+    def test_the_page_then_shows_the_new_run(self, operator, jobs):
+        client = logged_in(operator)
+        response = client.post(run_url("fine"), follow=True)
+        html = response.content.decode()
+        assert "succeeded in" in html  # the message, rendered by the admin's base template
+        assert "succeeded" in row(html, "fine") and "admin" in row(html, "fine")
+
+    def test_a_failing_job_is_reported_as_an_error(self, operator, jobs):
+        response = logged_in(operator).post(run_url("broken"))
+        [(level, message)] = messages_of(response)
+        run = JobRun.objects.get()
+        assert run.status == "failed" and level == "error"
+        assert message.startswith(f"broken (run #{run.pk}) failed after ") and "ValueError: boom from a test job" in message
+
+    def test_unknown_job_says_so_and_runs_nothing(self, operator, jobs):
+        response = logged_in(operator).post(run_url("nope"))
+        assert response.status_code == 302 and not JobRun.objects.exists()
+        assert messages_of(response) == [("error", "Nothing ran: no job named 'nope' in CRONJOBS (known: fine, broken)")]
+
+    def test_staff_without_run_job_gets_403_and_nothing_runs(self, viewer, jobs):
+        assert logged_in(viewer).post(run_url("fine")).status_code == 403
+        assert not JobRun.objects.exists()
+
+    def test_post_without_csrf_token_is_refused(self, operator, jobs):
+        client = logged_in(operator, enforce_csrf_checks=True)
+        response = client.post(run_url("fine"))
+        assert response.status_code == 403 and b"CSRF" in response.content
+        assert not JobRun.objects.exists()
+        # With the token the page carries, the same POST goes through.
+        page = client.get(PAGE).content.decode()
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+        assert client.post(run_url("fine"), {"csrfmiddlewaretoken": token}).status_code == 302
+        assert JobRun.objects.get().triggered_by == operator
+
+    def test_get_is_refused(self, operator, jobs):
+        assert logged_in(operator).get(run_url("fine")).status_code == 405
+        assert not JobRun.objects.exists()
