@@ -18,6 +18,8 @@ from django.utils import timezone
 from crm.models import Customer, Order, OrderLine, Product
 
 MAX_BULK_CUSTOMERS = 1000
+# What Order.total_amount (14 digits, 2 decimals) can hold.
+ORDER_TOTAL_LIMIT = Decimal(10) ** (Order._meta.get_field("total_amount").max_digits - 2)
 
 
 @dataclass(frozen=True)
@@ -202,6 +204,11 @@ def create_order(*, customer_id: int, product_ids: list[int], order_date: dateti
                 raise ValidationError(
                     {"product_ids": ValidationError(f"Invalid product ID: {product_id}", code="invalid")}
                 )
+        total = sum((products[pid].price * qty for pid, qty in quantities.items()), Decimal("0"))
+        if total >= ORDER_TOTAL_LIMIT:
+            raise ValidationError(
+                {"product_ids": ValidationError(f"Order total {total} exceeds the maximum of {ORDER_TOTAL_LIMIT - Decimal('0.01')}.", code="max_value")}
+            )
         for product_id, quantity in sorted(quantities.items()):
             taken = Product.objects.filter(pk=product_id, stock__gte=quantity).update(stock=F("stock") - quantity)
             if not taken:

@@ -146,6 +146,14 @@ class TestCreateOrder:
             services.create_order(customer_id=CustomerFactory().pk, product_ids=[])
         assert "product_ids" in exc.value.message_dict
 
+    def test_total_beyond_what_the_database_holds_refused(self):
+        dear = ProductFactory(price=Decimal("9999999999.99"), stock=1000)
+        with pytest.raises(ValidationError) as exc:
+            services.create_order(customer_id=CustomerFactory().pk, product_ids=[dear.pk] * 101)
+        assert "exceeds the maximum of 999999999999.99" in messages(exc.value)["product_ids"][0]
+        dear.refresh_from_db()
+        assert dear.stock == 1000 and not Order.objects.exists()
+
     def test_short_stock_refused_naming_the_product(self):
         plenty, short = ProductFactory(stock=5), ProductFactory(name="Rare", stock=1)
         with pytest.raises(ValidationError) as exc:
