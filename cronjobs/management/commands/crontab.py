@@ -1,9 +1,10 @@
-"""`manage.py crontab add|show|remove|run`: django-crontab's command, rebuilt on the registry and runner.
+"""`manage.py crontab add|show|remove|run|work`: django-crontab's command, rebuilt on the registry and runner.
 
 Exit codes of `run`: 0 the job succeeded or its skip was recorded (or another process holds the
 slot), 1 the job failed or timed out (traceback on stderr), 2 unknown job or bad configuration.
 `add`/`remove`: 0 done, 1 the crontab could not be read or written (nothing changed), 2 bad
-configuration (nothing changed).
+configuration (nothing changed). `work` (cronjobs.worker): 0 after a SIGTERM / Ctrl-C stop, 2 bad
+configuration (refuses to start).
 """
 
 from __future__ import annotations
@@ -30,14 +31,15 @@ EXIT_CONFIG = 2
 class Command(DjangoCrontabCommand):
     help = (
         "add: install CRONJOBS in the crontab; show: list installed jobs with their next and last run; "
-        "remove: uninstall them; run <name or legacy hash>: run one job through the runner."
+        "remove: uninstall them; run <name or legacy hash>: run one job through the runner; "
+        "work: fire every job on schedule in the foreground until SIGTERM / Ctrl-C."
     )
     # `run` validates only the job it runs (one broken entry must not stop every other job), and
     # `add` validates everything itself before touching the crontab.
     requires_system_checks = []
 
     def add_arguments(self, parser):
-        parser.add_argument("subcommand", choices=["add", "show", "remove", "run"])
+        parser.add_argument("subcommand", choices=["add", "show", "remove", "run", "work"])
         parser.add_argument("jobhash", nargs="?", metavar="job", help="run: a job name or django-crontab hash")
         parser.add_argument(
             "--scheduled",
@@ -47,6 +49,12 @@ class Command(DjangoCrontabCommand):
         parser.add_argument("--scheduled-for", help="run: claim this minute (ISO 8601) instead")
         parser.add_argument("--trigger", choices=TRIGGERS, help="run: trigger to record (default crontab or manual)")
         parser.add_argument("--dry-run", action="store_true", help="add/remove: print the plan, change nothing")
+        parser.add_argument(
+            "--grace", type=float, help="work: seconds running jobs get to finish on stop (default CRONJOBS_WORK_GRACE, 30)"
+        )
+        parser.add_argument(
+            "--catch-up", type=float, help="work: oldest missed minute a late wake-up fires (default CRONJOBS_WORK_CATCH_UP, 300)"
+        )
 
     def handle(self, *args, **options):
         subcommand = options["subcommand"]
@@ -169,6 +177,38 @@ class Command(DjangoCrontabCommand):
         except backend.CrontabError:
             current = None
         return "yes" if line == current else "yes, but out of date (run `crontab add`)"
+
+    # --- work --------------------------------------------------------------------------------------
+    def handle_work(self, options):
+        import sys
+
+        from cronjobs.worker import Scheduler, run_forever, work_settings
+
+        problems = get_registry().all_problems()
+        if problems:
+            for problem in problems:
+                error = problem_to_error(problem)
+                self.stderr.write(f"{error.id}: {error.msg}" + (f"\n\tHINT: {error.hint}" if error.hint else ""))
+            raise CommandError(f"{len(problems)} configuration error(s) in CRONJOBS; not starting", returncode=EXIT_CONFIG)
+        try:
+            grace, catch_up = work_settings()
+        except ValueError as exc:
+            raise CommandError(str(exc), returncode=EXIT_CONFIG) from exc
+        for flag in ("grace", "catch_up"):
+            value = options.get(flag)
+            if value is not None and not value >= 0:
+                raise CommandError(f"--{flag.replace('_', '-')} must be >= 0 seconds, got {value}", returncode=EXIT_CONFIG)
+        manage_py = backend.get_config().manage_path
+        if manage_py is None:
+            raise CommandError("cannot find manage.py; set CRONTAB_DJANGO_MANAGE_PATH", returncode=EXIT_CONFIG)
+        scheduler = Scheduler(
+            jobs=get_registry().jobs,
+            manage_py=manage_py,
+            out=sys.stdout,
+            grace=grace if options.get("grace") is None else options["grace"],
+            catch_up=catch_up if options.get("catch_up") is None else options["catch_up"],
+        )
+        run_forever(scheduler)
 
     # --- run ------------------------------------------------------------------------------------
     def handle_run(self, options):
