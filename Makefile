@@ -23,7 +23,8 @@ run: $(VENV)/.runtime
 	DJANGO_DEBUG=1 $(BIN)/python manage.py migrate --noinput
 	DJANGO_DEBUG=1 $(BIN)/python manage.py seed_db
 	DJANGO_DEBUG=1 $(BIN)/python manage.py ensure_demo_user --url http://$(HOST):$(PORT)
-	DJANGO_DEBUG=1 $(BIN)/python manage.py runserver $(HOST):$(PORT)
+# The web server and the foreground scheduler (`crontab work`) side by side; Ctrl-C stops both.
+	DJANGO_DEBUG=1 PYTHON=$(BIN)/python bin/run $(HOST):$(PORT)
 
 test: $(VENV)/.dev
 	$(BIN)/pytest $(PYTEST_ARGS)

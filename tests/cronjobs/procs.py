@@ -18,11 +18,18 @@ WAIT = 200  # seconds: a minute boundary, process start-up and a slow CI machine
 class Proc:
     """A started process whose merged stdout/stderr is collected line by line while it runs."""
 
-    def __init__(self, name: str, argv: list[str], env: dict):
+    def __init__(self, name: str, argv: list[str], env: dict, new_session: bool = False):
         self.name = name
         self.lines: list[str] = []
         self.process = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            start_new_session=new_session,  # a process group of its own, like a terminal's
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

@@ -1,7 +1,11 @@
 """`crontab work`: due-minute logic and catch-up with an injected clock, shutdown, and bad configuration refused."""
 
 import io
+import os
 import signal
+import socket
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,8 +14,8 @@ import pytest
 
 from cronjobs.registry import parse_cronjobs
 from cronjobs.worker import Scheduler, due_slots, work_settings
-from tests.cronjobs.conftest import manage, write_config
-from tests.cronjobs.procs import start_work
+from tests.cronjobs.conftest import SUBPROCESS_SETTINGS, clean_env, manage, write_config
+from tests.cronjobs.procs import Proc, start_work
 
 JOBS = "tests.cronjobs.jobs"
 
@@ -256,3 +260,32 @@ def test_two_work_processes_fire_the_minute_once_and_stop_cleanly_on_sigterm(sha
     runs = [r for r in shared_db.runs("wait_for_release") if str(r["scheduled_for"]).startswith(minute)]
     assert len(runs) == 1, shared_db.runs("wait_for_release")
     assert runs[0]["status"] == "succeeded" and runs[0]["trigger"] == "work" and runs[0]["result"] == "released"
+
+
+@pytest.mark.slow
+def test_bin_run_serves_the_web_and_crontab_work_and_ctrl_c_stops_both(shared_db, world_dir):
+    """`make run`'s last step: runserver and `crontab work` side by side; a Ctrl-C (SIGINT to the
+    terminal's process group) stops both and nothing is left running."""
+    config = write_config(world_dir, shared_db, CRONJOBS=[["0 0 1 1 *", f"{JOBS}.succeed"]])
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = clean_env(
+        CRONJOBS_TEST_CONFIG=str(config),
+        DJANGO_SETTINGS_MODULE=SUBPROCESS_SETTINGS,
+        PYTHON=sys.executable,
+        PYTHONUNBUFFERED="1",
+    )
+    script = Proc("bin/run", ["bin/run", f"127.0.0.1:{port}"], env, new_session=True)
+    try:
+        script.wait_for("crontab work: 1 job(s)")
+        script.wait_for(f"Starting development server at http://127.0.0.1:{port}/")
+        os.killpg(script.process.pid, signal.SIGINT)
+        assert script.wait() == 130, script.output
+    finally:
+        script.stop()
+    assert script.has("UTC stopped") or script.has(" stopped"), script.output
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    ps = subprocess.run(["ps", "-eo", "pgid,args"], capture_output=True, text=True).stdout
+    assert not [line for line in ps.splitlines() if line.split(None, 1)[0] == str(script.process.pid)], ps
