@@ -8,7 +8,8 @@ from graphene.types.argument import to_arguments
 from graphene.utils.str_converters import to_camel_case
 from graphene_django.fields import DjangoConnectionField
 from graphene_django.filter import DjangoFilterConnectionField
-from graphql_relay import cursor_to_offset
+from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode
+from graphql_relay import cursor_to_offset, offset_to_cursor
 
 from alx_backend_graphql_crm.api.errors import UserInputError
 from alx_backend_graphql_crm.api.scalars import Decimal
@@ -125,10 +126,40 @@ class FilteredConnectionField(DjangoFilterConnectionField):
                 raise UserInputError(f"'{name}' is not a cursor from this connection.")
         if args.get("offset") is not None and args.get("before") is not None:
             raise UserInputError("'offset' and 'before' cannot be used together.")
+        # A forward page that nobody asks the total of does not need COUNT(*) over the whole
+        # result (the costliest query of a large table on PostgreSQL): fetch first + 1 rows instead.
+        args[_SKIP_COUNT] = (
+            args.get("last") is None and args.get("before") is None and not _selects(info, "totalCount")
+        )
         return super().connection_resolver(
             resolver, connection, default_manager, queryset_resolver, max_limit,
             enforce_first_or_last, root, info, **args,
         )
+
+    @classmethod
+    def resolve_connection(cls, connection, args, iterable, max_limit=None):
+        if not args.pop(_SKIP_COUNT, False):
+            return super().resolve_connection(connection, args, iterable, max_limit=max_limit)
+        start = args.pop("offset", None) or 0
+        if args.get("after") is not None:
+            start += cursor_to_offset(args["after"]) + 1
+        first = args.get("first")
+        if first is None:
+            first = max_limit
+        rows = list(iterable[start : start + first + 1])
+        page = rows[:first]
+        edges = [connection.Edge(node=node, cursor=offset_to_cursor(start + i)) for i, node in enumerate(page)]
+        result = connection(
+            edges=edges,
+            page_info=relay.PageInfo(
+                start_cursor=edges[0].cursor if edges else None,
+                end_cursor=edges[-1].cursor if edges else None,
+                has_previous_page=False,  # as graphql-relay answers for a forward page
+                has_next_page=len(rows) > first,
+            ),
+        )
+        result.iterable = iterable
+        return result
 
     def get_queryset_resolver(self):
         filterset_class = self.filterset_class
@@ -149,6 +180,27 @@ class FilteredConnectionField(DjangoFilterConnectionField):
             return filterset.qs
 
         return resolve_queryset
+
+
+_SKIP_COUNT = "_skip_count"
+
+
+def _selects(info, field_name: str) -> bool:
+    """Whether the current field's selection asks for ``field_name`` (through fragments too)."""
+
+    def walk(selection_set) -> bool:
+        for selection in selection_set.selections if selection_set else ():
+            if isinstance(selection, FieldNode) and selection.name.value == field_name:
+                return True
+            if isinstance(selection, InlineFragmentNode) and walk(selection.selection_set):
+                return True
+            if isinstance(selection, FragmentSpreadNode):
+                fragment = info.fragments.get(selection.name.value)
+                if fragment is not None and walk(fragment.selection_set):
+                    return True
+        return False
+
+    return any(walk(node.selection_set) for node in info.field_nodes)
 
 
 def _argument_name(filterset_class, filter_name: str) -> str:

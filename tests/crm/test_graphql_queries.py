@@ -12,6 +12,7 @@ from django.utils import timezone
 from graphql_relay import to_global_id
 
 from alx_backend_graphql_crm.schema import schema
+from crm.models import Product
 from tests.crm.gql_helpers import ALL_CRM_PERMISSIONS, ok, post, user_with
 from tests.factories import CustomerFactory, ProductFactory, make_order
 
@@ -211,3 +212,45 @@ class TestQueryCounts:
         with django_assert_max_num_queries(limit):
             result = schema.execute(query, context_value=request)
         assert not result.errors
+
+
+class TestCountOnlyWhenAsked:
+    """A forward page without totalCount skips COUNT(*) and reads first + 1 rows for hasNextPage."""
+
+    def run(self, clerk, query):
+        clerk.has_perms(ALL_CRM_PERMISSIONS)
+        request = HttpRequest()
+        request.user = clerk
+        with CaptureQueriesContext(connection) as queries:
+            result = schema.execute(query, context_value=request)
+        assert not result.errors, result.errors
+        return result.data["allProducts"], [q["sql"] for q in queries.captured_queries]
+
+    @pytest.mark.parametrize(("first", "has_next"), [(4, True), (5, False), (6, False)])
+    def test_has_next_page_without_count(self, clerk, first, has_next):
+        ProductFactory.create_batch(5)
+        page, sql = self.run(clerk, f"{{ allProducts(first: {first}) {{ pageInfo {{ hasNextPage hasPreviousPage startCursor endCursor }} edges {{ cursor node {{ name }} }} }} }}")
+        assert page["pageInfo"]["hasNextPage"] is has_next and page["pageInfo"]["hasPreviousPage"] is False
+        assert len(page["edges"]) == min(first, 5)
+        assert page["pageInfo"]["endCursor"] == page["edges"][-1]["cursor"]
+        assert not any("COUNT(" in statement.upper() for statement in sql)
+        assert f"LIMIT {first + 1}" in sql[-1]
+
+    def test_after_and_offset_pages_match_the_counting_path(self, clerk):
+        ProductFactory.create_batch(7)
+        fast, _ = self.run(clerk, "{ allProducts(first: 2, offset: 1) { edges { cursor node { name } } pageInfo { hasNextPage endCursor } } }")
+        counted, sql = self.run(clerk, "{ allProducts(first: 2, offset: 1) { totalCount edges { cursor node { name } } pageInfo { hasNextPage endCursor } } }")
+        assert any("COUNT(" in statement.upper() for statement in sql)
+        assert counted.pop("totalCount") == 7
+        assert fast == counted
+        after = fast["pageInfo"]["endCursor"]
+        rest, _ = self.run(clerk, f'{{ allProducts(first: 10, after: "{after}") {{ edges {{ node {{ name }} }} pageInfo {{ hasNextPage }} }} }}')
+        names = list(Product.objects.order_by("pk").values_list("name", flat=True))
+        assert [e["node"]["name"] for e in rest["edges"]] == names[3:]
+        assert rest["pageInfo"]["hasNextPage"] is False
+
+    def test_total_count_inside_a_fragment_still_counts(self, clerk):
+        ProductFactory.create_batch(3)
+        page, sql = self.run(clerk, "query { allProducts(first: 1) { ...Counted } } fragment Counted on ProductConnection { totalCount }")
+        assert page == {"totalCount": 3}
+        assert any("COUNT(" in statement.upper() for statement in sql)
