@@ -46,7 +46,8 @@ def format_duration(run: JobRun | None) -> str:
 
 def outcome_message(run: JobRun) -> str:
     """One sentence on what a run just did, for the admin's message and GraphQL's payload."""
-    label = f"{run.job_name} (run #{run.pk})"
+    # Starts with "Run", not the job name: the admin capitalises a message's first letter.
+    label = f"Run #{run.pk} of {run.job_name}"
     if run.status == JobRun.Status.SUCCEEDED:
         summary = f": {run.result[:200]}" if run.result else ""
         return f"{label} succeeded in {format_duration(run)}{summary}"

@@ -1,5 +1,7 @@
 """The scheduling engine in GraphQL (staff only): cronJobs, cronJobRuns and the runCronJob mutation."""
 
+import functools
+
 import graphene
 from django.core.exceptions import ValidationError
 from django.db.models import prefetch_related_objects
@@ -31,6 +33,7 @@ def staff_required(*permissions: str):
     """Decorate a resolver so it runs only for a staff user holding `permissions`."""
 
     def decorator(resolver):
+        @functools.wraps(resolver)
         def wrapper(root, info, *args, **kwargs):
             require_staff(info.context, permissions)
             return resolver(root, info, *args, **kwargs)

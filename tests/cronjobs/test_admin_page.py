@@ -141,7 +141,7 @@ class TestRunNow:
         assert (run.job_name, run.trigger, run.status, run.triggered_by) == ("fine", "admin", "succeeded", operator)
         assert run.scheduled_for is None and run.result == "all good"
         [(level, message)] = messages_of(response)
-        assert level == "success" and message.startswith(f"fine (run #{run.pk}) succeeded in ") and message.endswith(": all good")
+        assert level == "success" and message.startswith(f"Run #{run.pk} of fine succeeded in ") and message.endswith(": all good")
 
     def test_the_page_then_shows_the_new_run(self, operator, jobs):
         client = logged_in(operator)
@@ -155,7 +155,7 @@ class TestRunNow:
         [(level, message)] = messages_of(response)
         run = JobRun.objects.get()
         assert run.status == "failed" and level == "error"
-        assert message.startswith(f"broken (run #{run.pk}) failed after ") and "ValueError: boom from a test job" in message
+        assert message.startswith(f"Run #{run.pk} of broken failed after ") and "ValueError: boom from a test job" in message
 
     def test_unknown_job_says_so_and_runs_nothing(self, operator, jobs):
         response = logged_in(operator).post(run_url("nope"))

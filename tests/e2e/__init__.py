@@ -1,0 +1,1 @@
+"""End-to-end tests: a real browser (Playwright driving the system Chromium) against a live server."""
