@@ -132,6 +132,16 @@ def _sqlite_file_db():
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def pytest_collection_modifyitems(items):
+    """On PostgreSQL, tests using `shared_db` share the test database: mark them so pytest-django
+    creates it (it decides from the marks, before any fixture runs) and subprocesses never reach
+    the database DATABASE_URL names."""
+    if on_postgres():
+        for item in items:
+            if "shared_db" in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.django_db(transaction=True))
+
+
 @pytest.fixture
 def shared_db(request):
     """SQLite: a migrated file database (not the in-memory test db). PostgreSQL: the test database itself,
