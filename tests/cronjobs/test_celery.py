@@ -162,9 +162,12 @@ def task_outcomes(worker) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.redis
+@pytest.mark.django_db(transaction=True)  # creates the test database shared_db names on PostgreSQL
 def test_worker_and_beat_run_an_every_minute_job_recorded_with_trigger_celery(shared_db, world_dir, broker_url):
-    output = world_dir / "ran.txt"
-    config = celery_config(world_dir, shared_db, [["* * * * *", f"{JOBS}.append_line", [str(output)]]])
+    output, name = world_dir / "ran.txt", f"every_minute_{secrets.token_hex(3)}"  # a name no other test's runs have
+    config = celery_config(
+        world_dir, shared_db, [["* * * * *", f"{JOBS}.append_line", [str(output)], {}, {"name": name}]]
+    )
     worker = start_celery_worker(config, broker_url, f"cjt-{secrets.token_hex(3)}")
     beat = start_celery_beat(config, broker_url, world_dir)
     try:
@@ -172,26 +175,29 @@ def test_worker_and_beat_run_an_every_minute_job_recorded_with_trigger_celery(sh
         beat.wait_for("beat: Starting")
         worker.wait_for("Task cronjobs.run_cronjob[")
         deadline = time.monotonic() + 200
-        while not shared_db.runs("append_line") or shared_db.runs("append_line")[0]["status"] == "running":
+        while not shared_db.runs(name) or shared_db.runs(name)[0]["status"] == "running":
             assert time.monotonic() < deadline, worker.output
             time.sleep(0.1)
     finally:
         beat.stop()
         worker.stop()
-    run = shared_db.runs("append_line")[0]
+    run = shared_db.runs(name)[0]
     assert (run["status"], run["trigger"]) == ("succeeded", "celery"), (run, worker.output)
     assert run["scheduled_for"] is not None
-    assert "Sending due task cronjob:append_line (cronjobs.run_cronjob)" in beat.output
+    assert f"Sending due task cronjob:{name} (cronjobs.run_cronjob)" in beat.output
     assert output.read_text().startswith("ran ")
 
 
 @pytest.mark.slow
 @pytest.mark.redis
 @pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)  # creates the test database shared_db names on PostgreSQL
 def test_crontab_work_and_celery_beat_together_run_each_minute_exactly_once(shared_db, world_dir, broker_url):
     need(on_postgres(), "needs PostgreSQL: run with DATABASE_URL=postgres://... (as .ci/run does)")
-    output = world_dir / "ran.txt"
-    config = celery_config(world_dir, shared_db, [["* * * * *", f"{JOBS}.append_line", [str(output)]]])
+    output, name = world_dir / "ran.txt", f"every_minute_{secrets.token_hex(3)}"
+    config = celery_config(
+        world_dir, shared_db, [["* * * * *", f"{JOBS}.append_line", [str(output)], {}, {"name": name}]]
+    )
     worker = start_celery_worker(config, broker_url, f"cjt-{secrets.token_hex(3)}")
     beat = start_celery_beat(config, broker_url, world_dir)
     work = start_work(config)
@@ -204,18 +210,18 @@ def test_crontab_work_and_celery_beat_together_run_each_minute_exactly_once(shar
         minutes = [ready + timedelta(minutes=n) for n in (1, 2)]
         for minute in minutes:
             label = minute.strftime("%Y-%m-%d %H:%M")
-            work.wait_for(f"finish append_line [{label}] exit 0")
+            work.wait_for(f"finish {name} [{label}] exit 0")
             worker.wait_for(f"'scheduled_for': '{minute.isoformat()}'")
     finally:
         work.stop()
         beat.stop()
         worker.stop()
-    runs = shared_db.runs("append_line")
+    runs = shared_db.runs(name)
     per_minute = Counter(run["scheduled_for"] for run in runs)
     assert all(count == 1 for count in per_minute.values()), runs
     assert set(minutes) <= set(per_minute), runs
     assert {run["status"] for run in runs} == {"succeeded"}, runs
-    assert len(output.read_text().splitlines()) == len(runs)
+    assert len(output.read_text().splitlines()) == len(runs), (runs, work.output, worker.output)
     # Both routes really competed: each minute one of them ran it and the other found it claimed.
     duplicates = work.output.count("already claimed") + sum(
         "'duplicate': True" in line for line in task_outcomes(worker)

@@ -215,6 +215,7 @@ def test_work_refuses_a_negative_grace_with_exit_2(world_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.django_db(transaction=True)  # creates the test database shared_db names on PostgreSQL
 def test_two_work_processes_fire_the_minute_once_and_stop_cleanly_on_sigterm(shared_db, world_dir):
     """The acceptance run: a real `crontab work` (two of them, on one database) fires an every-minute job
     at the next minute boundary; SIGTERM while the job runs waits for it, then exits 0."""
@@ -263,6 +264,7 @@ def test_two_work_processes_fire_the_minute_once_and_stop_cleanly_on_sigterm(sha
 
 
 @pytest.mark.slow
+@pytest.mark.django_db(transaction=True)  # creates the test database shared_db names on PostgreSQL
 def test_bin_run_serves_the_web_and_crontab_work_and_ctrl_c_stops_both(shared_db, world_dir):
     """`make run`'s last step: runserver and `crontab work` side by side; a Ctrl-C (SIGINT to the
     terminal's process group) stops both and nothing is left running."""
