@@ -231,7 +231,9 @@ class Command(DjangoCrontabCommand):
         if options["scheduled_for"]:
             scheduled_for = parse_datetime(options["scheduled_for"])
             if scheduled_for is None:
-                raise CommandError(f"--scheduled-for {options['scheduled_for']!r} is not an ISO datetime", returncode=EXIT_CONFIG)
+                raise CommandError(
+                    f"--scheduled-for {options['scheduled_for']!r} is not an ISO datetime", returncode=EXIT_CONFIG
+                )
         elif scheduled:
             scheduled_for = job.latest_run(timezone.now())
         trigger = options["trigger"] or ("crontab" if scheduled else "manual")
@@ -244,7 +246,9 @@ class Command(DjangoCrontabCommand):
                 f"({record.host} pid {record.pid}, {record.status}); not run again"
             )
         elif record.status == JobRun.Status.SUCCEEDED:
-            self.stdout.write(f"{label} succeeded in {record.duration}" + (f": {record.result}" if record.result else ""))
+            self.stdout.write(
+                f"{label} succeeded in {record.duration}" + (f": {record.result}" if record.result else "")
+            )
         elif record.status == JobRun.Status.SKIPPED:
             self.stdout.write(f"{label} skipped: {record.result}")
         else:
@@ -274,4 +278,3 @@ def last_run(job_name: str, tz) -> str:
     return f"{record.status} at {when:%Y-%m-%d %H:%M:%S %Z} ({record.trigger})" + (
         f": {record.result.splitlines()[0][:120]}" if record.result else ""
     )
-
