@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import shlex
 
-from cron_descriptor import ExpressionDescriptor, Options
 from django.core.management.base import CommandError
 from django.db import DatabaseError
 from django.utils import timezone
@@ -20,6 +19,7 @@ from django_crontab.management.commands.crontab import Command as DjangoCrontabC
 
 from cronjobs import crontab as backend
 from cronjobs.checks import problem_to_error
+from cronjobs.describe import human_schedule
 from cronjobs.models import JobRun
 from cronjobs.registry import LEGACY_HASH_RE, Job, JobConfigError, UnknownJob, get_registry, schedule_timezone
 from cronjobs.runner import TRIGGERS, run
@@ -144,7 +144,7 @@ class Command(DjangoCrontabCommand):
         now = timezone.now()
         self.stdout.write(f"Jobs in CRONJOBS (times in {tz.key}):")
         for job in registry.jobs:
-            self.stdout.write(f"  {job.name}  [{job.schedule}]  {describe(job)}")
+            self.stdout.write(f"  {job.name}  [{job.schedule}]  {human_schedule(job)}")
             if job.description:
                 self.stdout.write(f"      {job.description}")
             self.stdout.write(f"      installed: {self._install_state(job, installed, config, unreadable)}")
@@ -255,16 +255,6 @@ class Command(DjangoCrontabCommand):
             if record.traceback:
                 self.stderr.write(record.traceback.rstrip("\n"))
             raise CommandError(f"{label} {record.status}: {record.result}", returncode=EXIT_FAILED)
-
-
-def describe(job: Job) -> str:
-    """A human description of the schedule, or a note when it cannot be described."""
-    try:
-        options = Options()
-        options.use_24hour_time_format = True
-        return ExpressionDescriptor(job.cron_expression, options).get_description()
-    except Exception as exc:  # cron-descriptor raises its own types for expressions it cannot read
-        return f"(cannot describe: {exc})"
 
 
 def last_run(job_name: str, tz) -> str:
