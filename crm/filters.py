@@ -1,38 +1,16 @@
 """django-filter FilterSets of the CRM's list fields; their names are the GraphQL `filter:` entries."""
 
-import datetime
 
 import django_filters
 import graphene
 from django import forms
 from django.conf import settings
 from django.db.models import Exists, OuterRef
-from django_filters.fields import IsoDateTimeField
 
 from alx_backend_graphql_crm.api.connections import StableOrderingFilter
+from alx_backend_graphql_crm.api.filters import DateTimeFilter
 from alx_backend_graphql_crm.api.scalars import decode_id
 from crm.models import Customer, Order, OrderLine, Product
-
-
-class _BoundedIsoDateTimeField(IsoDateTimeField):
-    """An ISO date-time; a date alone means midnight in the current time zone.
-
-    Refuses values that cannot be converted to UTC (year 1 or 9999 with an offset), which the
-    database adapter would otherwise fail on with an OverflowError.
-    """
-
-    def to_python(self, value):
-        result = super().to_python(value)
-        if result is not None:
-            try:
-                result.astimezone(datetime.UTC)
-            except OverflowError:
-                raise forms.ValidationError("Date-time out of range.", code="invalid") from None
-        return result
-
-
-class DateTimeFilter(django_filters.IsoDateTimeFilter):
-    field_class = _BoundedIsoDateTimeField
 
 
 class IntegerFilter(django_filters.NumberFilter):

@@ -1,11 +1,10 @@
 """django-filter FilterSet of the run history; its filter names are GraphQL's `cronJobRuns(filter: ...)` entries."""
 
-import datetime
 
 import django_filters
 from django import forms
-from django_filters.fields import IsoDateTimeField
 
+from alx_backend_graphql_crm.api.filters import DateTimeFilter
 from cronjobs.models import JobRun
 
 
@@ -27,24 +26,6 @@ class ChoiceStringField(forms.CharField):
 
 class ChoiceStringFilter(django_filters.CharFilter):
     field_class = ChoiceStringField
-
-
-class BoundedIsoDateTimeField(IsoDateTimeField):
-    """An ISO date-time that can be converted to UTC: year 1 or 9999 with an offset would otherwise
-    reach the database adapter and fail there with an OverflowError (an internal error)."""
-
-    def to_python(self, value):
-        result = super().to_python(value)
-        if result is not None:
-            try:
-                result.astimezone(datetime.UTC)
-            except OverflowError:
-                raise forms.ValidationError("Date-time out of range.", code="invalid") from None
-        return result
-
-
-class DateTimeFilter(django_filters.IsoDateTimeFilter):
-    field_class = BoundedIsoDateTimeField
 
 
 class JobRunFilter(django_filters.FilterSet):
