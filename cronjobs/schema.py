@@ -1,6 +1,5 @@
 """The scheduling engine in GraphQL (staff only): cronJobs, cronJobRuns and the runCronJob mutation."""
 
-import functools
 
 import graphene
 from django.core.exceptions import ValidationError
@@ -9,9 +8,8 @@ from graphene import relay
 from graphene_django import DjangoObjectType
 
 from alx_backend_graphql_crm.api.connections import CountableConnection, FilteredConnectionField
-from alx_backend_graphql_crm.api.errors import PermissionDenied
 from alx_backend_graphql_crm.api.mutations import ServiceMutation
-from alx_backend_graphql_crm.api.permissions import check_permissions
+from alx_backend_graphql_crm.api.permissions import permission_required
 from cronjobs import health, runner
 from cronjobs.describe import human_schedule, job_description, outcome_message
 from cronjobs.filters import JobRunFilter
@@ -20,28 +18,6 @@ from cronjobs.registry import JobConfigError, UnknownJob, schedule_timezone
 
 VIEW = "cronjobs.view_jobrun"
 RUN = "cronjobs.run_job"
-
-
-def require_staff(request, permissions) -> None:
-    """Authenticated, holding `permissions`, and staff: job internals are for operators, not API clients."""
-    check_permissions(request, permissions)
-    if not request.user.is_staff:
-        raise PermissionDenied("Permission denied: scheduled jobs are for staff users only.")
-
-
-def staff_required(*permissions: str):
-    """Decorate a resolver so it runs only for a staff user holding `permissions`."""
-
-    def decorator(resolver):
-        @functools.wraps(resolver)
-        def wrapper(root, info, *args, **kwargs):
-            require_staff(info.context, permissions)
-            return resolver(root, info, *args, **kwargs)
-
-        wrapper.required_permissions = permissions
-        return wrapper
-
-    return decorator
 
 
 class CronJobRunNode(DjangoObjectType):
@@ -138,7 +114,7 @@ class Query(graphene.ObjectType):
     )
 
     @staticmethod
-    @staff_required(VIEW)
+    @permission_required(VIEW, staff=True)
     def resolve_cron_jobs(root, info):
         snapshot = health.snapshot()
         # One query for every last run's user, whatever the number of jobs (none when no run has one).
@@ -146,7 +122,7 @@ class Query(graphene.ObjectType):
         return snapshot
 
     @staticmethod
-    @staff_required(VIEW)
+    @permission_required(VIEW, staff=True)
     def resolve_cron_job_runs(root, info, **kwargs):
         return JobRun.objects.select_related("triggered_by").order_by("-started_at", "-id")
 
@@ -157,17 +133,13 @@ class RunCronJob(ServiceMutation):
     An unknown or broken job is reported in `errors`; the job's own failure is the run's status."""
 
     permissions = (RUN,)
+    staff_only = True
 
     class Arguments:
         name = graphene.String(required=True, description="The job's name (or its django-crontab hash).")
 
     run = graphene.Field(CronJobRunNode, description="The run just recorded; null when the job could not start.")
     message = graphene.String(required=True, description="What happened, in one sentence.")
-
-    @classmethod
-    def mutate(cls, root, info, **arguments):
-        require_staff(info.context, cls.permissions)
-        return super().mutate(root, info, **arguments)
 
     @classmethod
     def perform(cls, info, name):

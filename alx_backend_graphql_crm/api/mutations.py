@@ -50,7 +50,8 @@ def errors_from_validation(exc: ValidationError, *, index: int | None = None) ->
 class ServiceMutation(graphene.Mutation):
     """Base of every mutation: checks ``permissions`` first, then runs ``perform``.
 
-    Subclasses declare ``permissions = ("app.add_thing",)`` and implement
+    Subclasses declare ``permissions = ("app.add_thing",)`` (and ``staff_only = True`` for
+    operators' mutations) and implement
     ``perform(cls, info, **arguments) -> dict`` returning the payload's fields. A Django
     ``ValidationError`` from the service becomes ``errors``/``fieldErrors`` in the payload (never
     a top-level error); a missing permission is a top-level error with no data.
@@ -60,6 +61,7 @@ class ServiceMutation(graphene.Mutation):
         abstract = True
 
     permissions: tuple[str, ...] = ()
+    staff_only = False
 
     errors = graphene.List(
         graphene.NonNull(graphene.String),
@@ -79,7 +81,7 @@ class ServiceMutation(graphene.Mutation):
 
     @classmethod
     def mutate(cls, root, info, **arguments):
-        check_permissions(info.context, cls.permissions)
+        check_permissions(info.context, cls.permissions, staff=cls.staff_only)
         try:
             payload = cls.perform(info, **arguments)
         except ValidationError as exc:

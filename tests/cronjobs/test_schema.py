@@ -127,7 +127,7 @@ class TestCronJobs:
 
     def test_not_staff_message_says_so(self, test_jobs):
         _, body = post(logged_in(user_with("cronjobs.view_jobrun")), CONTRACT_QUERY)
-        assert body["errors"][0]["message"] == "Permission denied: scheduled jobs are for staff users only."
+        assert body["errors"][0]["message"] == "Permission denied: this is for staff users only."
 
     def test_same_query_count_with_5_and_50_jobs(self, viewer, settings):
         query = (
