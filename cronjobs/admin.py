@@ -16,8 +16,23 @@ VIEW = "cronjobs.view_jobrun"
 RUN = "cronjobs.run_job"
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Views only: no add, change or delete."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(JobRun)
-class JobRunAdmin(admin.ModelAdmin):
+class JobRunAdmin(ReadOnlyAdmin):
+    """History is evidence: nobody edits or deletes it by hand; prune_job_runs handles retention."""
+
     list_display = (
         "job_name", "status", "trigger", "scheduled_for", "started_at", "duration", "triggered_by", "host", "pid",
     )
@@ -27,15 +42,6 @@ class JobRunAdmin(admin.ModelAdmin):
     date_hierarchy = "started_at"
     readonly_fields = [field.name for field in JobRun._meta.fields]
 
-    # History is evidence: nobody edits or deletes it by hand; prune_job_runs handles retention.
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 MESSAGE_LEVELS = {
@@ -46,21 +52,12 @@ MESSAGE_LEVELS = {
 
 
 @admin.register(ScheduledJob)
-class ScheduledJobAdmin(admin.ModelAdmin):
+class ScheduledJobAdmin(ReadOnlyAdmin):
     """Every CRONJOBS job: schedule, next run, last run, history link, Run now. Not a model list:
     the jobs come from settings, so the page replaces every view the admin would generate."""
 
     def has_view_permission(self, request, obj=None):
         return request.user.has_perm(VIEW)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_urls(self):
         prefix = f"{self.opts.app_label}_{self.opts.model_name}"

@@ -103,6 +103,23 @@ class TestPage:
         assert response.status_code == 200
         assert [run.job_name for run in response.context["cl"].result_list] == ["fine"]
 
+    def test_history_is_read_only_and_filterable(self, jobs):
+        admin_user = user_with(username="root-ish")
+        admin_user.is_staff = admin_user.is_superuser = True
+        admin_user.save()
+        run = JobRun.objects.create(
+            job_name="fine", trigger="crontab", status="failed", exclusive=False, host="h", started_at=datetime.now(UTC)
+        )
+        client = logged_in(admin_user)
+        changelist = client.get("/admin/cronjobs/jobrun/")
+        assert [spec.title for spec in changelist.context["cl"].filter_specs][:3] == ["job name", "status", "trigger"]
+        assert b"/admin/cronjobs/jobrun/add/" not in changelist.content
+        assert client.get("/admin/cronjobs/jobrun/add/").status_code == 403
+        assert client.post(f"/admin/cronjobs/jobrun/{run.pk}/change/", {"status": "succeeded"}).status_code == 403
+        assert client.post(f"/admin/cronjobs/jobrun/{run.pk}/delete/", {"post": "yes"}).status_code == 403
+        run.refresh_from_db()
+        assert run.status == "failed"
+
     def test_queries_do_not_grow_with_jobs(self, operator, settings):
         counts = {}
         for count in (5, 50):
