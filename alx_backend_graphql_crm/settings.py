@@ -168,18 +168,36 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 # and /health/cron/ calls the job late; default: half the interval, 1 minute to 1 hour, for
 # health, no limit for starting), enabled, description, allow_overlap.
 CRONJOBS = [
-    ("*/5 * * * *", "crm.cron.log_crm_heartbeat",
-     {"timeout": 60, "description": "Check the database and GraphQL; log that the CRM is alive"}),
-    ("0 */12 * * *", "crm.cron.update_low_stock",
-     {"timeout": 600, "description": "Restock products below CRM_LOW_STOCK_THRESHOLD through GraphQL"}),
-    ("0 2 * * 0", "crm.cron.clean_inactive_customers",
-     {"timeout": 1800, "description": "Delete customers inactive for a year; archive those with orders"}),
-    ("0 8 * * *", "crm.cron.send_order_reminders",
-     {"timeout": 600, "description": "Log a reminder for each order of the last 7 days"}),
-    ("0 6 * * 1", "crm.cron.generate_crm_report",
-     {"timeout": 600, "description": "Log the weekly report: customers, orders, revenue"}),
-    ("30 3 * * *", "crm.cron.prune_job_runs",
-     {"timeout": 600, "description": "Delete job run history past CRONJOBS_RUN_RETENTION_DAYS"}),
+    (
+        "*/5 * * * *",
+        "crm.cron.log_crm_heartbeat",
+        {"timeout": 60, "description": "Check the database and GraphQL; log that the CRM is alive"},
+    ),
+    (
+        "0 */12 * * *",
+        "crm.cron.update_low_stock",
+        {"timeout": 600, "description": "Restock products below CRM_LOW_STOCK_THRESHOLD through GraphQL"},
+    ),
+    (
+        "0 2 * * 0",
+        "crm.cron.clean_inactive_customers",
+        {"timeout": 1800, "description": "Delete customers inactive for a year; archive those with orders"},
+    ),
+    (
+        "0 8 * * *",
+        "crm.cron.send_order_reminders",
+        {"timeout": 600, "description": "Log a reminder for each order of the last 7 days"},
+    ),
+    (
+        "0 6 * * 1",
+        "crm.cron.generate_crm_report",
+        {"timeout": 600, "description": "Log the weekly report: customers, orders, revenue"},
+    ),
+    (
+        "30 3 * * *",
+        "crm.cron.prune_job_runs",
+        {"timeout": 600, "description": "Delete job run history past CRONJOBS_RUN_RETENTION_DAYS"},
+    ),
 ]
 # Run history older than this is deleted by cronjobs.retention.prune_job_runs.
 CRONJOBS_RUN_RETENTION_DAYS = env_int("CRONJOBS_RUN_RETENTION_DAYS", 30)

@@ -102,7 +102,10 @@ def build(now: datetime, log) -> dict[str, float]:
                 oid += 1
                 yield (oid, cid, _adapt_dt(now - timedelta(days=order_age_days(cid, k), minutes=oid % 1440)), 0)
 
-    step("orders", lambda: bulk_insert(Order._meta.db_table, ["id", "customer_id", "order_date", "total_amount"], orders()))
+    step(
+        "orders",
+        lambda: bulk_insert(Order._meta.db_table, ["id", "customer_id", "order_date", "total_amount"], orders()),
+    )
 
     def lines():
         lid = 0
@@ -112,9 +115,12 @@ def build(now: datetime, log) -> dict[str, float]:
                 pid = 1 + (oid * 7919 + j * 104_729) % PRODUCTS
                 yield (lid, oid, pid, 1 + (oid + j) % 3, product_price(pid))
 
-    step("order lines (totals by trigger)", lambda: bulk_insert(
-        OrderLine._meta.db_table, ["id", "order_id", "product_id", "quantity", "unit_price"], lines()
-    ))
+    step(
+        "order lines (totals by trigger)",
+        lambda: bulk_insert(
+            OrderLine._meta.db_table, ["id", "order_id", "product_id", "quantity", "unit_price"], lines()
+        ),
+    )
 
     def finish():
         with connection.cursor() as cursor:

@@ -206,7 +206,9 @@ def render(reports: list[dict], args, started: datetime, elapsed: float) -> str:
                 break
     databases = ", ".join(f"{r['name']} {r['db_version']}" for r in reports) or "none (the workers failed)"
     setup = "; ".join(
-        f"{r['name']}: " + ", ".join(f"{k} {v:.1f} s" for k, v in r["setup"].items()) + f" (whole run {r['elapsed']:.0f} s)"
+        f"{r['name']}: "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in r["setup"].items())
+        + f" (whole run {r['elapsed']:.0f} s)"
         for r in reports
     )
     out = [
@@ -226,7 +228,7 @@ def render(reports: list[dict], args, started: datetime, elapsed: float) -> str:
         "database triggers), inserted with COPY / executemany; no figure is scaled down.",
         f"- Each figure: median of the stated number of runs after one warm-up; ours and the baseline "
         f"alternate within the same run, each from the same reset state. Setup: {setup}.",
-        "- Ratio: ours / baseline for \"≤\" targets, baseline / ours for \"faster\" targets.",
+        '- Ratio: ours / baseline for "≤" targets, baseline / ours for "faster" targets.',
         "",
         table,
         "",

@@ -65,7 +65,7 @@ def median_times(functions, *, runs: int, reset=None, warmup: bool = True) -> li
             fn()
     for run in range(runs):
         order = list(range(len(functions)))
-        order = order[run % len(order):] + order[: run % len(order)]
+        order = order[run % len(order) :] + order[: run % len(order)]
         for index in order:
             if reset:
                 reset()
@@ -269,8 +269,9 @@ def figure_3(ctx) -> Figure:
 
 
 def _customer_rows(tag: str, n: int = 1000) -> list[dict]:
-    return [{"name": f"Bench {tag} {i}", "email": f"bench.{tag}.{i}@example.org", "phone": "+1234567890"}
-            for i in range(n)]
+    return [
+        {"name": f"Bench {tag} {i}", "email": f"bench.{tag}.{i}@example.org", "phone": "+1234567890"} for i in range(n)
+    ]
 
 
 def figure_4(ctx) -> list[Figure]:
@@ -444,7 +445,11 @@ def figure_6(ctx) -> Figure:
     imported = modules | {name.split(".")[0] for name in modules}
     unwanted = sorted(imported & {"celery", "kombu", "gql", "requests", "graphene_django.views"})
     fig.extra["unwanted_imports"] = unwanted
-    check = f"imports {', '.join(unwanted)}" if unwanted else "Celery, kombu, gql, requests and GraphiQL's view are not imported"
+    check = (
+        f"imports {', '.join(unwanted)}"
+        if unwanted
+        else "Celery, kombu, gql, requests and GraphiQL's view are not imported"
+    )
     fig.note = "; ".join(filter(None, [fig.note, f"the job's process: {check} (python -X importtime)"]))
     return fig
 

@@ -23,9 +23,7 @@ class BearerTokenMiddleware:
         if header[:7].lower() == "bearer ":
             user = ApiToken.authenticate(header[7:].strip())
             if user is None:
-                return JsonResponse(
-                    {"errors": [{"message": "Invalid or revoked API token."}]}, status=401
-                )
+                return JsonResponse({"errors": [{"message": "Invalid or revoked API token."}]}, status=401)
             request.user = SimpleLazyObject(lambda: user)
             request._cached_user = user
             request._dont_enforce_csrf_checks = True

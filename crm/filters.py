@@ -1,6 +1,5 @@
 """django-filter FilterSets of the CRM's list fields; their names are the GraphQL `filter:` entries."""
 
-
 import django_filters
 import graphene
 from django import forms
@@ -97,9 +96,7 @@ class OrderFilter(django_filters.FilterSet):
     # EXISTS rather than a join: an order with two matching lines must still appear once.
     product_name = django_filters.CharFilter(method="filter_product_name", label="Some product's name contains this.")
     product_id = NodeIDFilter(method="filter_product_id", type_name="Product", label="Contains this product.")
-    order_by = StableOrderingFilter(
-        fields=(("id", "id"), ("order_date", "orderDate"), ("total_amount", "totalAmount"))
-    )
+    order_by = StableOrderingFilter(fields=(("id", "id"), ("order_date", "orderDate"), ("total_amount", "totalAmount")))
 
     class Meta:
         model = Order

@@ -66,9 +66,7 @@ class Customer(models.Model):
         if not exclude or "email" not in exclude:
             # Compare LOWER(email) with LOWER(value) so the lookup uses the unique index on
             # LOWER(email); ``email__iexact`` compiles to LIKE / UPPER() and scans the table.
-            clash = Customer.objects.annotate(email_lower=Lower("email")).filter(
-                email_lower=Lower(Value(self.email))
-            )
+            clash = Customer.objects.annotate(email_lower=Lower("email")).filter(email_lower=Lower(Value(self.email)))
             if self.pk:
                 clash = clash.exclude(pk=self.pk)
             if self.email and clash.exists():
@@ -79,9 +77,7 @@ class Customer(models.Model):
 
 class Product(models.Model):
     name = models.CharField(max_length=255, validators=[ProhibitNullCharactersValidator()])
-    price = models.DecimalField(
-        max_digits=12, decimal_places=2, validators=[MinValueValidator(Decimal("0.01"))]
-    )
+    price = models.DecimalField(max_digits=12, decimal_places=2, validators=[MinValueValidator(Decimal("0.01"))])
     stock = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -114,9 +110,7 @@ class Order(models.Model):
     class Meta:
         ordering = ["id"]
         constraints = [
-            models.CheckConstraint(
-                condition=models.Q(total_amount__gte=0), name="crm_order_total_non_negative"
-            ),
+            models.CheckConstraint(condition=models.Q(total_amount__gte=0), name="crm_order_total_non_negative"),
         ]
 
     def __str__(self) -> str:

@@ -105,15 +105,21 @@ def _get(queryset, global_or_pk, type_name):
 
 class Query(graphene.ObjectType):
     all_customers = FilteredConnectionField(
-        CustomerNode, filterset_class=CustomerFilter, filter_input_name="CustomerFilterInput",
+        CustomerNode,
+        filterset_class=CustomerFilter,
+        filter_input_name="CustomerFilterInput",
         description="Active customers (archived ones are hidden). Needs crm.view_customer.",
     )
     all_products = FilteredConnectionField(
-        ProductNode, filterset_class=ProductFilter, filter_input_name="ProductFilterInput",
+        ProductNode,
+        filterset_class=ProductFilter,
+        filter_input_name="ProductFilterInput",
         description="Needs crm.view_product.",
     )
     all_orders = FilteredConnectionField(
-        OrderNode, filterset_class=OrderFilter, filter_input_name="OrderFilterInput",
+        OrderNode,
+        filterset_class=OrderFilter,
+        filter_input_name="OrderFilterInput",
         description="Needs crm.view_order.",
     )
     customer = graphene.Field(CustomerNode, id=graphene.ID(required=True), description="Global ID or integer.")
@@ -121,7 +127,9 @@ class Query(graphene.ObjectType):
     order = graphene.Field(OrderNode, id=graphene.ID(required=True), description="Global ID or integer.")
     total_customers = graphene.Int(required=True, description="Active customers. Needs crm.view_customer.")
     total_orders = graphene.Int(required=True, description="Needs crm.view_order.")
-    total_revenue = graphene.Field(Decimal, required=True, description="Sum of every order's total. Needs crm.view_order.")
+    total_revenue = graphene.Field(
+        Decimal, required=True, description="Sum of every order's total. Needs crm.view_order."
+    )
 
     @staticmethod
     @permission_required("crm.view_customer")
@@ -229,7 +237,7 @@ class BulkCreateCustomers(ServiceMutation):
 
 class CreateProductInput(graphene.InputObjectType):
     name = graphene.String(required=True)
-    price = Decimal(required=True, description="> 0; 999.99 and \"999.99\" are both stored exactly.")
+    price = Decimal(required=True, description='> 0; 999.99 and "999.99" are both stored exactly.')
     stock = graphene.Int(description=">= 0; default 0.")
 
 
@@ -255,7 +263,8 @@ class CreateProduct(ServiceMutation):
 class CreateOrderInput(graphene.InputObjectType):
     customer_id = graphene.ID(required=True, description="Global ID or integer.")
     product_ids = graphene.List(
-        graphene.NonNull(graphene.ID), required=True,
+        graphene.NonNull(graphene.ID),
+        required=True,
         description="Global IDs or integers; a product listed twice is ordered twice.",
     )
 
@@ -273,7 +282,9 @@ class CreateOrder(ServiceMutation):
     def perform(cls, info, input):
         customer_id = decode_id(input.customer_id, "Customer")
         if customer_id is None:
-            raise ValidationError({"customer_id": ValidationError(f"Invalid customer ID: {input.customer_id}", code="invalid")})
+            raise ValidationError(
+                {"customer_id": ValidationError(f"Invalid customer ID: {input.customer_id}", code="invalid")}
+            )
         product_ids = []
         for raw in input.product_ids:
             product_id = decode_id(raw, "Product")

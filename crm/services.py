@@ -207,7 +207,12 @@ def create_order(*, customer_id: int, product_ids: list[int], order_date: dateti
         total = sum((products[pid].price * qty for pid, qty in quantities.items()), Decimal("0"))
         if total >= ORDER_TOTAL_LIMIT:
             raise ValidationError(
-                {"product_ids": ValidationError(f"Order total {total} exceeds the maximum of {ORDER_TOTAL_LIMIT - Decimal('0.01')}.", code="max_value")}
+                {
+                    "product_ids": ValidationError(
+                        f"Order total {total} exceeds the maximum of {ORDER_TOTAL_LIMIT - Decimal('0.01')}.",
+                        code="max_value",
+                    )
+                }
             )
         for product_id, quantity in sorted(quantities.items()):
             taken = Product.objects.filter(pk=product_id, stock__gte=quantity).update(stock=F("stock") - quantity)

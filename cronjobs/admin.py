@@ -34,14 +34,21 @@ class JobRunAdmin(ReadOnlyAdmin):
     """History is evidence: nobody edits or deletes it by hand; prune_job_runs handles retention."""
 
     list_display = (
-        "job_name", "status", "trigger", "scheduled_for", "started_at", "duration", "triggered_by", "host", "pid",
+        "job_name",
+        "status",
+        "trigger",
+        "scheduled_for",
+        "started_at",
+        "duration",
+        "triggered_by",
+        "host",
+        "pid",
     )
     list_filter = (("job_name", admin.AllValuesFieldListFilter), "status", "trigger", "started_at")
     list_select_related = ("triggered_by",)
     search_fields = ("job_name", "result")
     date_hierarchy = "started_at"
     readonly_fields = [field.name for field in JobRun._meta.fields]
-
 
 
 MESSAGE_LEVELS = {

@@ -1,6 +1,5 @@
 """django-filter FilterSet of the run history; its filter names are GraphQL's `cronJobRuns(filter: ...)` entries."""
 
-
 import django_filters
 from django import forms
 
@@ -19,9 +18,7 @@ class ChoiceStringField(forms.CharField):
     def validate(self, value):
         super().validate(value)
         if value not in self.empty_values and value not in self.allowed:
-            raise forms.ValidationError(
-                f"{value!r} is not one of: {', '.join(self.allowed)}.", code="invalid_choice"
-            )
+            raise forms.ValidationError(f"{value!r} is not one of: {', '.join(self.allowed)}.", code="invalid_choice")
 
 
 class ChoiceStringFilter(django_filters.CharFilter):
@@ -30,7 +27,9 @@ class ChoiceStringFilter(django_filters.CharFilter):
 
 class JobRunFilter(django_filters.FilterSet):
     job_name = django_filters.CharFilter(field_name="job_name", label="Runs of this job (exact name).")
-    status = ChoiceStringFilter(field_name="status", choices=JobRun.Status.choices, label="One of: " + ", ".join(JobRun.Status.values) + ".")
+    status = ChoiceStringFilter(
+        field_name="status", choices=JobRun.Status.choices, label="One of: " + ", ".join(JobRun.Status.values) + "."
+    )
     trigger = ChoiceStringFilter(
         field_name="trigger", choices=JobRun.Trigger.choices, label="One of: " + ", ".join(JobRun.Trigger.values) + "."
     )

@@ -1,6 +1,5 @@
 """The scheduling engine in GraphQL (staff only): cronJobs, cronJobRuns and the runCronJob mutation."""
 
-
 import graphene
 from django.core.exceptions import ValidationError
 from django.db.models import prefetch_related_objects
@@ -35,8 +34,19 @@ class CronJobRunNode(DjangoObjectType):
         # Plain strings, the same words the database and /health/cron/ use (succeeded, timed_out ...).
         convert_choices_to_enum = False
         fields = (
-            "id", "job_name", "scheduled_for", "trigger", "status", "host", "pid",
-            "started_at", "finished_at", "duration", "result", "traceback", "triggered_by",
+            "id",
+            "job_name",
+            "scheduled_for",
+            "trigger",
+            "status",
+            "host",
+            "pid",
+            "started_at",
+            "finished_at",
+            "duration",
+            "result",
+            "traceback",
+            "triggered_by",
         )
 
     @staticmethod

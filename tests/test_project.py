@@ -35,7 +35,10 @@ def test_check_deploy_clean_with_production_variables():
         "--deploy",
         "--fail-level",
         "WARNING",
-        env={"DJANGO_SECRET_KEY": "x" * 40 + "-Ab3$kQ9!zR7pL2mN8vW4yT6uE1oI5", "DJANGO_ALLOWED_HOSTS": "crm.example.com"},
+        env={
+            "DJANGO_SECRET_KEY": "x" * 40 + "-Ab3$kQ9!zR7pL2mN8vW4yT6uE1oI5",
+            "DJANGO_ALLOWED_HOSTS": "crm.example.com",
+        },
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout

@@ -106,8 +106,18 @@ class FilteredConnectionField(DjangoFilterConnectionField):
         self._base_args = args
 
     @classmethod
-    def connection_resolver(cls, resolver, connection, default_manager, queryset_resolver, max_limit,
-                            enforce_first_or_last, root, info, **args):
+    def connection_resolver(
+        cls,
+        resolver,
+        connection,
+        default_manager,
+        queryset_resolver,
+        max_limit,
+        enforce_first_or_last,
+        root,
+        info,
+        **args,
+    ):
         # graphene-django refuses a too-large `first` with an AssertionError (masked as an
         # internal error) and slices with a negative offset (a ValueError): say it clearly.
         for name in ("first", "last", "offset"):
@@ -128,12 +138,17 @@ class FilteredConnectionField(DjangoFilterConnectionField):
             raise UserInputError("'offset' and 'before' cannot be used together.")
         # A forward page that nobody asks the total of does not need COUNT(*) over the whole
         # result (the costliest query of a large table on PostgreSQL): fetch first + 1 rows instead.
-        args[_SKIP_COUNT] = (
-            args.get("last") is None and args.get("before") is None and not _selects(info, "totalCount")
-        )
+        args[_SKIP_COUNT] = args.get("last") is None and args.get("before") is None and not _selects(info, "totalCount")
         return super().connection_resolver(
-            resolver, connection, default_manager, queryset_resolver, max_limit,
-            enforce_first_or_last, root, info, **args,
+            resolver,
+            connection,
+            default_manager,
+            queryset_resolver,
+            max_limit,
+            enforce_first_or_last,
+            root,
+            info,
+            **args,
         )
 
     @classmethod

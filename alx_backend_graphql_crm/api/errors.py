@@ -58,7 +58,11 @@ def format_error(error: BaseException) -> dict:
     if is_client_safe(error):
         return error.formatted
     original = getattr(error, "original_error", None) or error
-    logger.error("Unexpected error in a GraphQL request: %r", original, exc_info=(type(original), original, original.__traceback__))
+    logger.error(
+        "Unexpected error in a GraphQL request: %r",
+        original,
+        exc_info=(type(original), original, original.__traceback__),
+    )
     formatted = {"message": MASKED_MESSAGE, "extensions": {"code": "internal_error"}}
     if isinstance(error, GraphQLError):
         if error.locations:

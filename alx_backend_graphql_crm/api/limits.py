@@ -75,14 +75,20 @@ def limits_rule(*, max_depth: int, max_fields: int, max_aliases: int) -> type[Va
             depth, fields, aliases = _Measure(fragments).selection_set(node.selection_set)
             name = f"Operation '{node.name.value}'" if node.name else "The operation"
             if depth > max_depth:
-                self.report_error(QueryRejected(f"{name} is {depth} levels deep; the limit is {max_depth}.", nodes=[node]))
+                self.report_error(
+                    QueryRejected(f"{name} is {depth} levels deep; the limit is {max_depth}.", nodes=[node])
+                )
             if fields > max_fields:
-                self.report_error(QueryRejected(
-                    f"{name} selects {fields} fields (fragments counted at each use); the limit is {max_fields}.",
-                    nodes=[node],
-                ))
+                self.report_error(
+                    QueryRejected(
+                        f"{name} selects {fields} fields (fragments counted at each use); the limit is {max_fields}.",
+                        nodes=[node],
+                    )
+                )
             if aliases > max_aliases:
-                self.report_error(QueryRejected(f"{name} uses {aliases} aliases; the limit is {max_aliases}.", nodes=[node]))
+                self.report_error(
+                    QueryRejected(f"{name} uses {aliases} aliases; the limit is {max_aliases}.", nodes=[node])
+                )
             return self.SKIP
 
     return QueryLimitsRule

@@ -68,7 +68,9 @@ class ServiceMutation(graphene.Mutation):
         required=True,
         description='Human-readable mistakes, each naming its field ("email: Email already exists"); empty on success.',
     )
-    field_errors = graphene.List(graphene.NonNull(FieldError), required=True, description="The same mistakes, for programs.")
+    field_errors = graphene.List(
+        graphene.NonNull(FieldError), required=True, description="The same mistakes, for programs."
+    )
 
     @classmethod
     def perform(cls, info, **arguments) -> dict:

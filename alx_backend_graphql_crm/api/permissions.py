@@ -15,9 +15,7 @@ def check_permissions(request, permissions: Iterable[str], *, staff: bool = Fals
     """
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
-        raise NotAuthenticated(
-            "Authentication required: log in (session) or send 'Authorization: Bearer <token>'."
-        )
+        raise NotAuthenticated("Authentication required: log in (session) or send 'Authorization: Bearer <token>'.")
     permissions = tuple(permissions)
     if not user.has_perms(permissions):
         missing = ", ".join(p for p in permissions if not user.has_perm(p))

@@ -131,7 +131,9 @@ def test_generate_crm_report(log_dir, frozen):
     make_order(products=[ProductFactory(price=Decimal("0.51")), ProductFactory(price=Decimal("10.00"))])
     CustomerFactory()
     assert cron.generate_crm_report() == "Report: 3 customers, 2 orders, 1010.50 revenue"
-    assert read(log_dir, "crm_report_log.txt") == ["2026-03-02 06:00:05 - Report: 3 customers, 2 orders, 1010.50 revenue"]
+    assert read(log_dir, "crm_report_log.txt") == [
+        "2026-03-02 06:00:05 - Report: 3 customers, 2 orders, 1010.50 revenue"
+    ]
 
 
 def test_graphql_error_is_a_job_failure(log_dir, monkeypatch):

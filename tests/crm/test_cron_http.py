@@ -30,7 +30,8 @@ def token():
 
     user.user_permissions.set(
         Permission.objects.filter(
-            content_type__app_label="crm", codename__in=["view_customer", "view_product", "change_product", "view_order"]
+            content_type__app_label="crm",
+            codename__in=["view_customer", "view_product", "change_product", "view_order"],
         )
     )
     _, raw = ApiToken.issue(user=user)
@@ -42,8 +43,11 @@ def data():
     alice = CustomerFactory(email="alice@example.com")
     laptop = ProductFactory(name="Laptop", price="999.99", stock=20)
     make_order(customer=alice, products=[laptop], order_date=timezone.now() - timedelta(days=1))
-    make_order(customer=CustomerFactory(email="old@example.com"), products=[laptop],
-               order_date=timezone.now() - timedelta(days=30))
+    make_order(
+        customer=CustomerFactory(email="old@example.com"),
+        products=[laptop],
+        order_date=timezone.now() - timedelta(days=30),
+    )
     ProductFactory(name="Cable", stock=2)
     ProductFactory(name="Mouse", stock=9)
 
@@ -59,7 +63,9 @@ def run_both_routes(settings, logs, live_server, token, job, log_name):
 
 
 def test_reminders_and_report_same_over_http(settings, logs, live_server, token, data):
-    a, b, lines = run_both_routes(settings, logs, live_server, token, cron.send_order_reminders, "order_reminders_log.txt")
+    a, b, lines = run_both_routes(
+        settings, logs, live_server, token, cron.send_order_reminders, "order_reminders_log.txt"
+    )
     assert a == b == "1 reminders"
     assert lines[0] == lines[1] and lines[0].endswith("Customer email: alice@example.com")
     a, b, lines = run_both_routes(settings, logs, live_server, token, cron.generate_crm_report, "crm_report_log.txt")
@@ -76,7 +82,7 @@ def test_restock_same_over_http(settings, logs, live_server, token, data):
     Product.objects.filter(name="Mouse").update(stock=9)
     settings.CRM_GRAPHQL_URL = None
     assert cron.update_low_stock() == "restocked 2 products"
-    in_process = (logs / "low_stock_updates_log.txt").read_text().splitlines()[len(over_http):]
+    in_process = (logs / "low_stock_updates_log.txt").read_text().splitlines()[len(over_http) :]
     strip = [line.split(" - ", 1)[1] for line in over_http]
     assert strip == [line.split(" - ", 1)[1] for line in in_process] == ["Cable: new stock 12", "Mouse: new stock 19"]
 
@@ -110,7 +116,11 @@ def test_standalone_reminders_script(logs, live_server, token, data):
     env.pop("DJANGO_SETTINGS_MODULE", None)
     result = subprocess.run(
         [sys.executable, str(ROOT / "crm" / "cron_jobs" / "send_order_reminders.py")],
-        cwd="/", env=env, capture_output=True, text=True, timeout=120,
+        cwd="/",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "Order reminders processed!"
@@ -119,12 +129,21 @@ def test_standalone_reminders_script(logs, live_server, token, data):
 
 
 def test_standalone_reminders_script_bad_token(logs, live_server, data):
-    env = {**os.environ, "DJANGO_SECRET_KEY": "tests-only", "CRM_GRAPHQL_URL": f"{live_server.url}/graphql",
-           "CRM_API_TOKEN": "wrong", "CRM_LOG_DIR": str(logs)}
+    env = {
+        **os.environ,
+        "DJANGO_SECRET_KEY": "tests-only",
+        "CRM_GRAPHQL_URL": f"{live_server.url}/graphql",
+        "CRM_API_TOKEN": "wrong",
+        "CRM_LOG_DIR": str(logs),
+    }
     env.pop("DJANGO_SETTINGS_MODULE", None)
     result = subprocess.run(
         [sys.executable, str(ROOT / "crm" / "cron_jobs" / "send_order_reminders.py")],
-        cwd="/", env=env, capture_output=True, text=True, timeout=120,
+        cwd="/",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 1
     assert "Invalid or revoked API token" in result.stderr and "Order reminders processed!" not in result.stdout

@@ -76,7 +76,11 @@ def test_cleanup_script_dry_run_changes_nothing(project_env, tmp_path):
     )
     result = subprocess.run(
         ["bash", str(CRON_JOBS / "clean_inactive_customers.sh"), "--dry-run"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert "Would delete 1 and archive 0 inactive customers." in result.stdout

@@ -48,7 +48,11 @@ def file_db(tmp_path):
 def crontab_run(env, job):
     return subprocess.run(
         without_root_override([sys.executable, "manage.py", "crontab", "run", job]),
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -71,4 +75,3 @@ def test_unusable_log_dir_fails_the_heartbeat_naming_the_path(file_db, tmp_path,
     assert str(logs) in result.stderr
     assert ("permission denied" if kind == "unwritable" else "does not exist") in result.stderr
     assert not (logs / "crm_heartbeat_log.txt").exists()
-

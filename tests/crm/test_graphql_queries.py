@@ -43,7 +43,9 @@ class TestCustomerFilters:
         CustomerFactory(name="Bob", email="bob@corp.com", phone="123-456-7890", created_at=now - timedelta(days=400))
 
         def run(filter_):
-            return names(ok(client, f"{{ allCustomers(filter: {filter_}) {{ edges {{ node {{ name }} }} }} }}"), "allCustomers")
+            return names(
+                ok(client, f"{{ allCustomers(filter: {filter_}) {{ edges {{ node {{ name }} }} }} }}"), "allCustomers"
+            )
 
         assert run('{nameIcontains: "ALI"}') == ["Alice", "Alina"]
         assert run('{emailIcontains: "corp"}') == ["Alice", "Bob"]
@@ -65,7 +67,9 @@ class TestCustomerFilters:
         assert emails(["name", "-email"]) == ["c@example.com", "b@example.com", "a@example.com"]
         assert emails(["name", "email"]) == ["b@example.com", "c@example.com", "a@example.com"]
         status, body = post(client, query, {"o": ["phone"]})  # not in the whitelist
-        assert "orderBy: Select a valid choice. phone is not one of the available choices." in body["errors"][0]["message"]
+        assert (
+            "orderBy: Select a valid choice. phone is not one of the available choices." in body["errors"][0]["message"]
+        )
         assert body["data"] == {"allCustomers": None}
 
 
@@ -77,7 +81,10 @@ class TestProductFilters:
         ProductFactory(name="Desk lamp", price=Decimal("100.00"), stock=10)
 
         def run(filter_, order=""):
-            return names(ok(client, f"{{ allProducts(filter: {filter_}{order}) {{ edges {{ node {{ name }} }} }} }}"), "allProducts")
+            return names(
+                ok(client, f"{{ allProducts(filter: {filter_}{order}) {{ edges {{ node {{ name }} }} }} }}"),
+                "allProducts",
+            )
 
         assert run("{priceGte: 100, priceLte: 1000}") == ["Laptop", "Desk lamp"]
         assert run("{priceGte: 19.9, priceLte: 99.99}") == ["Mouse"]
@@ -125,7 +132,9 @@ class TestOrderFilters:
     @pytest.mark.parametrize("bad", ['"zzz"', f'"{to_global_id("Customer", 1)}"'])
     def test_bad_product_id_named_in_the_error(self, client, bad):
         status, body = post(client, f"{{ allOrders(filter: {{productId: {bad}}}) {{ totalCount }} }}")
-        assert body["errors"][0]["message"].startswith("Invalid filter or ordering: filter.productId: Invalid Product ID")
+        assert body["errors"][0]["message"].startswith(
+            "Invalid filter or ordering: filter.productId: Invalid Product ID"
+        )
         assert body["errors"][0]["extensions"]["code"] == "bad_user_input"
 
     def test_out_of_range_date_is_a_user_error(self, client):
@@ -139,18 +148,26 @@ class TestSingleObjectsAndIds:
         order = make_order(customer, [product])
         for value in (str(customer.pk), to_global_id("Customer", customer.pk)):
             assert ok(client, f'{{ customer(id: "{value}") {{ id name }} }}')["customer"] == {
-                "id": to_global_id("Customer", customer.pk), "name": "Ann"}
+                "id": to_global_id("Customer", customer.pk),
+                "name": "Ann",
+            }
         assert ok(client, f"{{ product(id: {product.pk}) {{ name }} }}")["product"] == {"name": "Pen"}
-        assert ok(client, f'{{ order(id: "{to_global_id("Order", order.pk)}") {{ customer {{ name }} }} }}')["order"] == {
-            "customer": {"name": "Ann"}}
+        assert ok(client, f'{{ order(id: "{to_global_id("Order", order.pk)}") {{ customer {{ name }} }} }}')[
+            "order"
+        ] == {"customer": {"name": "Ann"}}
         for bad in (to_global_id("Product", customer.pk), "nope", "99999", "-1", "1e3"):
             assert ok(client, f'{{ customer(id: "{bad}") {{ id }} }}') == {"customer": None}
 
     def test_cursor_pagination(self, client):
         ProductFactory.create_batch(5)
-        page = ok(client, "{ allProducts(first: 2) { pageInfo { hasNextPage endCursor } edges { node { name } } } }")["allProducts"]
+        page = ok(client, "{ allProducts(first: 2) { pageInfo { hasNextPage endCursor } edges { node { name } } } }")[
+            "allProducts"
+        ]
         after = page["pageInfo"]["endCursor"]
-        rest = ok(client, f'{{ allProducts(first: 10, after: "{after}") {{ pageInfo {{ hasNextPage }} edges {{ node {{ name }} }} }} }}')
+        rest = ok(
+            client,
+            f'{{ allProducts(first: 10, after: "{after}") {{ pageInfo {{ hasNextPage }} edges {{ node {{ name }} }} }} }}',
+        )
         assert len(rest["allProducts"]["edges"]) == 3 and rest["allProducts"]["pageInfo"]["hasNextPage"] is False
         for bad in ('after: "garbage"', 'before: "x"', 'offset: 1, after: "garbage"'):
             status, body = post(client, f"{{ allProducts({bad}) {{ totalCount }} }}")
@@ -199,12 +216,18 @@ class TestQueryCounts:
         with django_assert_max_num_queries(7):
             post(client, ORDERS_QUERY, {"first": 100})
 
-    @pytest.mark.parametrize(("query", "limit"), [
-        ("{ allCustomers(first: 100) { totalCount edges { node { id name email phone createdAt } } } }", 2),
-        ("{ allProducts(first: 100) { totalCount edges { node { id name price stock } } } }", 2),
-        ("{ allOrders(first: 100, filter: {productName: \"a\", customerName: \"c\"}) { edges { node { customer { name } products { name } } } } }", 3),
-        ("{ totalCustomers totalOrders totalRevenue }", 2),
-    ])
+    @pytest.mark.parametrize(
+        ("query", "limit"),
+        [
+            ("{ allCustomers(first: 100) { totalCount edges { node { id name email phone createdAt } } } }", 2),
+            ("{ allProducts(first: 100) { totalCount edges { node { id name price stock } } } }", 2),
+            (
+                '{ allOrders(first: 100, filter: {productName: "a", customerName: "c"}) { edges { node { customer { name } products { name } } } } }',
+                3,
+            ),
+            ("{ totalCustomers totalOrders totalRevenue }", 2),
+        ],
+    )
     def test_every_list_field_bounded(self, orders, clerk, query, limit, django_assert_max_num_queries):
         clerk.has_perms(ALL_CRM_PERMISSIONS)
         request = HttpRequest()
@@ -229,7 +252,10 @@ class TestCountOnlyWhenAsked:
     @pytest.mark.parametrize(("first", "has_next"), [(4, True), (5, False), (6, False)])
     def test_has_next_page_without_count(self, clerk, first, has_next):
         ProductFactory.create_batch(5)
-        page, sql = self.run(clerk, f"{{ allProducts(first: {first}) {{ pageInfo {{ hasNextPage hasPreviousPage startCursor endCursor }} edges {{ cursor node {{ name }} }} }} }}")
+        page, sql = self.run(
+            clerk,
+            f"{{ allProducts(first: {first}) {{ pageInfo {{ hasNextPage hasPreviousPage startCursor endCursor }} edges {{ cursor node {{ name }} }} }} }}",
+        )
         assert page["pageInfo"]["hasNextPage"] is has_next and page["pageInfo"]["hasPreviousPage"] is False
         assert len(page["edges"]) == min(first, 5)
         assert page["pageInfo"]["endCursor"] == page["edges"][-1]["cursor"]
@@ -238,19 +264,30 @@ class TestCountOnlyWhenAsked:
 
     def test_after_and_offset_pages_match_the_counting_path(self, clerk):
         ProductFactory.create_batch(7)
-        fast, _ = self.run(clerk, "{ allProducts(first: 2, offset: 1) { edges { cursor node { name } } pageInfo { hasNextPage endCursor } } }")
-        counted, sql = self.run(clerk, "{ allProducts(first: 2, offset: 1) { totalCount edges { cursor node { name } } pageInfo { hasNextPage endCursor } } }")
+        fast, _ = self.run(
+            clerk,
+            "{ allProducts(first: 2, offset: 1) { edges { cursor node { name } } pageInfo { hasNextPage endCursor } } }",
+        )
+        counted, sql = self.run(
+            clerk,
+            "{ allProducts(first: 2, offset: 1) { totalCount edges { cursor node { name } } pageInfo { hasNextPage endCursor } } }",
+        )
         assert any("COUNT(" in statement.upper() for statement in sql)
         assert counted.pop("totalCount") == 7
         assert fast == counted
         after = fast["pageInfo"]["endCursor"]
-        rest, _ = self.run(clerk, f'{{ allProducts(first: 10, after: "{after}") {{ edges {{ node {{ name }} }} pageInfo {{ hasNextPage }} }} }}')
+        rest, _ = self.run(
+            clerk,
+            f'{{ allProducts(first: 10, after: "{after}") {{ edges {{ node {{ name }} }} pageInfo {{ hasNextPage }} }} }}',
+        )
         names = list(Product.objects.order_by("pk").values_list("name", flat=True))
         assert [e["node"]["name"] for e in rest["edges"]] == names[3:]
         assert rest["pageInfo"]["hasNextPage"] is False
 
     def test_total_count_inside_a_fragment_still_counts(self, clerk):
         ProductFactory.create_batch(3)
-        page, sql = self.run(clerk, "query { allProducts(first: 1) { ...Counted } } fragment Counted on ProductConnection { totalCount }")
+        page, sql = self.run(
+            clerk, "query { allProducts(first: 1) { ...Counted } } fragment Counted on ProductConnection { totalCount }"
+        )
         assert page == {"totalCount": 3}
         assert any("COUNT(" in statement.upper() for statement in sql)

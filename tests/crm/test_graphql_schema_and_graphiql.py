@@ -39,13 +39,18 @@ class TestGraphiQL:
     def test_each_referenced_asset_is_a_vendored_static_file(self, page, settings):
         urls = re.findall(r'(?:src|href)="([^"]+)"', page)
         for url in urls:
-            assert url.startswith(settings.STATIC_URL if settings.STATIC_URL.startswith("/") else "/" + settings.STATIC_URL), url
+            assert url.startswith(
+                settings.STATIC_URL if settings.STATIC_URL.startswith("/") else "/" + settings.STATIC_URL
+            ), url
             relative = url.split("static/", 1)[1]
             found = finders.find(relative)
             assert found and Path(found).stat().st_size > 0, url
         assert {url.rsplit("/", 1)[1] for url in urls} == {
-            "graphiql.min.css", "react.production.min.js", "react-dom.production.min.js",
-            "graphiql.min.js", "crm-graphiql.js",
+            "graphiql.min.css",
+            "react.production.min.js",
+            "react-dom.production.min.js",
+            "graphiql.min.js",
+            "crm-graphiql.js",
         }
 
     def test_assets_served_by_runserver_in_debug(self, page, settings):

@@ -35,11 +35,20 @@ class TestAuthentication:
             "data": {"hello": "Hello, GraphQL!"}
         }
 
-    @pytest.mark.parametrize("query", [
-        "{ allCustomers { edges { node { id } } } }", "{ allProducts { edges { node { id } } } }",
-        "{ allOrders { edges { node { id } } } }", '{ customer(id: "1") { id } }', '{ product(id: "1") { id } }',
-        '{ order(id: "1") { id } }', "{ totalCustomers }", "{ totalOrders }", "{ totalRevenue }",
-    ])
+    @pytest.mark.parametrize(
+        "query",
+        [
+            "{ allCustomers { edges { node { id } } } }",
+            "{ allProducts { edges { node { id } } } }",
+            "{ allOrders { edges { node { id } } } }",
+            '{ customer(id: "1") { id } }',
+            '{ product(id: "1") { id } }',
+            '{ order(id: "1") { id } }',
+            "{ totalCustomers }",
+            "{ totalOrders }",
+            "{ totalRevenue }",
+        ],
+    )
     def test_anonymous_read_refused_with_no_data(self, query):
         CustomerFactory(pk=1), ProductFactory(pk=1)
         status, body = post(Client(), query)
@@ -47,13 +56,16 @@ class TestAuthentication:
         assert "Authentication required" in body["errors"][0]["message"]
         assert all(value is None for value in (body.get("data") or {}).values())
 
-    @pytest.mark.parametrize("mutation", [
-        CREATE,
-        'mutation { bulkCreateCustomers(input: [{name: "E", email: "e@example.com"}]) { errors } }',
-        'mutation { createProduct(input: {name: "P", price: 1}) { errors } }',
-        'mutation { createOrder(input: {customerId: 1, productIds: [1]}) { errors } }',
-        "mutation { updateLowStockProducts { success } }",
-    ])
+    @pytest.mark.parametrize(
+        "mutation",
+        [
+            CREATE,
+            'mutation { bulkCreateCustomers(input: [{name: "E", email: "e@example.com"}]) { errors } }',
+            'mutation { createProduct(input: {name: "P", price: 1}) { errors } }',
+            "mutation { createOrder(input: {customerId: 1, productIds: [1]}) { errors } }",
+            "mutation { updateLowStockProducts { success } }",
+        ],
+    )
     def test_anonymous_write_refused_and_nothing_written(self, mutation):
         customer, product = CustomerFactory(pk=1), ProductFactory(pk=1, stock=1)
         status, body = post(Client(), mutation)
@@ -173,7 +185,9 @@ class TestLimits:
 
     def test_page_size_capped(self, client):
         ProductFactory.create_batch(101)
-        data = ok(client, "{ allProducts(first: 100000) { totalCount pageInfo { hasNextPage } edges { node { id } } } }")
+        data = ok(
+            client, "{ allProducts(first: 100000) { totalCount pageInfo { hasNextPage } edges { node { id } } } }"
+        )
         assert len(data["allProducts"]["edges"]) == 100
         assert data["allProducts"]["totalCount"] == 101 and data["allProducts"]["pageInfo"]["hasNextPage"] is True
         data = ok(client, "{ allProducts { edges { node { id } } } }")  # no `first`: the default page size
@@ -181,13 +195,16 @@ class TestLimits:
         data = ok(client, "{ allProducts(last: 100000) { edges { node { id } } } }")
         assert len(data["allProducts"]["edges"]) == 100
 
-    @pytest.mark.parametrize(("arguments", "message"), [
-        ("first: -1", "'first' must be zero or more; got -1."),
-        ("last: -5", "'last' must be zero or more; got -5."),
-        ("offset: -2", "'offset' must be zero or more; got -2."),
-        ("offset: 10001", "'offset' is at most 10000; got 10001. Use 'after' cursors."),
-        ('offset: 1, before: "YXJyYXljb25uZWN0aW9uOjE="', "'offset' and 'before' cannot be used together."),
-    ])
+    @pytest.mark.parametrize(
+        ("arguments", "message"),
+        [
+            ("first: -1", "'first' must be zero or more; got -1."),
+            ("last: -5", "'last' must be zero or more; got -5."),
+            ("offset: -2", "'offset' must be zero or more; got -2."),
+            ("offset: 10001", "'offset' is at most 10000; got 10001. Use 'after' cursors."),
+            ('offset: 1, before: "YXJyYXljb25uZWN0aW9uOjE="', "'offset' and 'before' cannot be used together."),
+        ],
+    )
     def test_bad_pagination_arguments_refused_clearly(self, client, arguments, message):
         status, body = post(client, f"{{ allProducts({arguments}) {{ edges {{ node {{ id }} }} }} }}")
         assert status == 200 and body["errors"][0]["message"] == message
@@ -216,7 +233,7 @@ class TestLimits:
 class TestErrors:
     def test_unexpected_exception_masked_and_logged(self, client, monkeypatch, caplog):
         def broken():
-            raise RuntimeError('UNIQUE constraint failed: secret_table.secret_column')
+            raise RuntimeError("UNIQUE constraint failed: secret_table.secret_column")
 
         monkeypatch.setattr(services, "crm_report", broken)
         with caplog.at_level(logging.ERROR, logger="alx_backend_graphql_crm.api"):
@@ -226,12 +243,15 @@ class TestErrors:
         assert error_codes(body) == ["internal_error"] and body["errors"][0]["path"] == ["totalOrders"]
         assert "secret_table" in caplog.text
 
-    @pytest.mark.parametrize(("body", "message"), [
-        ({"query": 42}, "'query' must be a string."),
-        ({"query": "{ hello }", "variables": [1]}, "'variables' must be a JSON object."),
-        ({"query": "{ hello }", "operationName": 3}, "'operationName' must be a string."),
-        ({}, "Must provide query string."),
-    ])
+    @pytest.mark.parametrize(
+        ("body", "message"),
+        [
+            ({"query": 42}, "'query' must be a string."),
+            ({"query": "{ hello }", "variables": [1]}, "'variables' must be a JSON object."),
+            ({"query": "{ hello }", "operationName": 3}, "'operationName' must be a string."),
+            ({}, "Must provide query string."),
+        ],
+    )
     def test_malformed_requests_are_400_with_a_reason(self, client, body, message):
         response = client.post("/graphql", json.dumps(body), content_type="application/json")
         assert response.status_code == 400 and response.json()["errors"][0]["message"] == message
@@ -246,10 +266,13 @@ class TestErrors:
         response = client.get("/graphql", {"query": CREATE}, HTTP_ACCEPT="application/json")
         assert response.status_code == 405 and not Customer.objects.exists()
 
-    @pytest.mark.parametrize(("filter_", "message"), [
-        ('{createdAtGte: "yesterday"}', "DateTime cannot represent value"),
-        ('{nameIcontains: "a\\u0000b"}', "filter.nameIcontains: Null characters are not allowed."),
-    ])
+    @pytest.mark.parametrize(
+        ("filter_", "message"),
+        [
+            ('{createdAtGte: "yesterday"}', "DateTime cannot represent value"),
+            ('{nameIcontains: "a\\u0000b"}', "filter.nameIcontains: Null characters are not allowed."),
+        ],
+    )
     def test_bad_filter_values_are_clear_errors(self, client, filter_, message):
         status, body = post(client, f"{{ allCustomers(filter: {filter_}) {{ edges {{ node {{ id }} }} }} }}")
         assert status in (200, 400) and message in body["errors"][0]["message"]

@@ -70,7 +70,12 @@ def test_unwritable_folder_named(tmp_path):
     )
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "CRM_LOG_DIR": str(folder)}
     result = subprocess.run(
-        without_root_override([sys.executable, "-c", code]), cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        without_root_override([sys.executable, "-c", code]),
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 3, result.stderr
     assert f"cannot write job log {folder / 'x_log.txt'}: permission denied" in result.stdout

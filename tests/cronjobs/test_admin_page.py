@@ -72,8 +72,14 @@ class TestPage:
     def test_every_job_with_schedule_next_last_history_and_run_button(self, operator, jobs):
         started = datetime.now(UTC) - timedelta(minutes=1)
         run = JobRun.objects.create(
-            job_name="fine", trigger="crontab", status="succeeded", exclusive=False, host="h",
-            started_at=started, finished_at=started + timedelta(seconds=1.5), duration=timedelta(seconds=1.5),
+            job_name="fine",
+            trigger="crontab",
+            status="succeeded",
+            exclusive=False,
+            host="h",
+            started_at=started,
+            finished_at=started + timedelta(seconds=1.5),
+            duration=timedelta(seconds=1.5),
         )
         response = logged_in(operator).get(PAGE)
         assert response.status_code == 200
@@ -98,7 +104,9 @@ class TestPage:
     def test_history_link_lists_that_jobs_runs(self, operator, jobs):
         now = datetime.now(UTC)
         for name in ("fine", "broken"):
-            JobRun.objects.create(job_name=name, trigger="crontab", status="succeeded", exclusive=False, host="h", started_at=now)
+            JobRun.objects.create(
+                job_name=name, trigger="crontab", status="succeeded", exclusive=False, host="h", started_at=now
+            )
         response = logged_in(operator).get("/admin/cronjobs/jobrun/?job_name=fine")
         assert response.status_code == 200
         assert [run.job_name for run in response.context["cl"].result_list] == ["fine"]
@@ -123,10 +131,14 @@ class TestPage:
     def test_queries_do_not_grow_with_jobs(self, operator, settings):
         counts = {}
         for count in (5, 50):
-            settings.CRONJOBS = [("*/5 * * * *", "tests.cronjobs.jobs.succeed", {"name": f"job{i}"}) for i in range(count)]
+            settings.CRONJOBS = [
+                ("*/5 * * * *", "tests.cronjobs.jobs.succeed", {"name": f"job{i}"}) for i in range(count)
+            ]
             now = datetime.now(UTC)
             JobRun.objects.bulk_create(
-                JobRun(job_name=f"job{i}", trigger="crontab", status="succeeded", exclusive=False, host="h", started_at=now)
+                JobRun(
+                    job_name=f"job{i}", trigger="crontab", status="succeeded", exclusive=False, host="h", started_at=now
+                )
                 for i in range(count)
             )
             client = logged_in(operator)
@@ -158,7 +170,11 @@ class TestRunNow:
         assert (run.job_name, run.trigger, run.status, run.triggered_by) == ("fine", "admin", "succeeded", operator)
         assert run.scheduled_for is None and run.result == "all good"
         [(level, message)] = messages_of(response)
-        assert level == "success" and message.startswith(f"Run #{run.pk} of fine succeeded in ") and message.endswith(": all good")
+        assert (
+            level == "success"
+            and message.startswith(f"Run #{run.pk} of fine succeeded in ")
+            and message.endswith(": all good")
+        )
 
     def test_the_page_then_shows_the_new_run(self, operator, jobs):
         client = logged_in(operator)
@@ -172,12 +188,17 @@ class TestRunNow:
         [(level, message)] = messages_of(response)
         run = JobRun.objects.get()
         assert run.status == "failed" and level == "error"
-        assert message.startswith(f"Run #{run.pk} of broken failed after ") and "ValueError: boom from a test job" in message
+        assert (
+            message.startswith(f"Run #{run.pk} of broken failed after ")
+            and "ValueError: boom from a test job" in message
+        )
 
     def test_unknown_job_says_so_and_runs_nothing(self, operator, jobs):
         response = logged_in(operator).post(run_url("nope"))
         assert response.status_code == 302 and not JobRun.objects.exists()
-        assert messages_of(response) == [("error", "Nothing ran: no job named 'nope' in CRONJOBS (known: fine, broken)")]
+        assert messages_of(response) == [
+            ("error", "Nothing ran: no job named 'nope' in CRONJOBS (known: fine, broken)")
+        ]
 
     def test_staff_without_run_job_gets_403_and_nothing_runs(self, viewer, jobs):
         assert logged_in(viewer).post(run_url("fine")).status_code == 403

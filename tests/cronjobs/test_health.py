@@ -79,7 +79,9 @@ def test_all_fresh_is_200(client, jobs, settings):
 def test_each_state_and_503(client, jobs):
     record("fresh", "succeeded", started=NOW - timedelta(minutes=7, seconds=20))  # the 12:40 slot
     record("fresh", "skipped", started=NOW - timedelta(minutes=2))  # skips don't count as runs
-    record("hourly_late", "succeeded", started=NOW - timedelta(hours=1, minutes=7))  # 11:41; 12:00 + 30 min grace missed
+    record(
+        "hourly_late", "succeeded", started=NOW - timedelta(hours=1, minutes=7)
+    )  # 11:41; 12:00 + 30 min grace missed
     record("hourly_failing", "succeeded", started=NOW - timedelta(hours=1))
     record("hourly_failing", "failed", started=NOW - timedelta(minutes=7))
     record("switched_off", "failed", started=NOW - timedelta(days=3))

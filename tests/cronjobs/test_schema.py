@@ -15,10 +15,16 @@ from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
-CONTRACT_QUERY = "query { cronJobs { name schedule description nextRun lastRun { status startedAt finishedAt } healthy } }"
+CONTRACT_QUERY = (
+    "query { cronJobs { name schedule description nextRun lastRun { status startedAt finishedAt } healthy } }"
+)
 SHIPPED = [
-    "log_crm_heartbeat", "update_low_stock", "clean_inactive_customers",
-    "send_order_reminders", "generate_crm_report", "prune_job_runs",
+    "log_crm_heartbeat",
+    "update_low_stock",
+    "clean_inactive_customers",
+    "send_order_reminders",
+    "generate_crm_report",
+    "prune_job_runs",
 ]
 
 
@@ -58,9 +64,17 @@ def test_jobs(settings):
 
 def record(name, status="succeeded", *, started, trigger="crontab", user=None, traceback=""):
     return JobRun.objects.create(
-        job_name=name, trigger=trigger, status=status, exclusive=False, host="test",
-        started_at=started, finished_at=started + timedelta(seconds=2), duration=timedelta(seconds=2),
-        result="boom" if status == "failed" else "done", traceback=traceback, triggered_by=user,
+        job_name=name,
+        trigger=trigger,
+        status=status,
+        exclusive=False,
+        host="test",
+        started_at=started,
+        finished_at=started + timedelta(seconds=2),
+        duration=timedelta(seconds=2),
+        result="boom" if status == "failed" else "done",
+        traceback=traceback,
+        triggered_by=user,
     )
 
 
@@ -90,9 +104,15 @@ class TestCronJobs:
         assert fine["description"] == "Says all good" and fine["humanSchedule"] == "Every 5 minutes"
         assert fine["timezone"] == "UTC" and fine["enabled"] is True and fine["state"] == "ok"
         assert fine["lastRun"] == {
-            "id": fine["lastRun"]["id"], "status": "succeeded", "startedAt": run.started_at.isoformat(),
-            "finishedAt": run.finished_at.isoformat(), "duration": 2.0, "trigger": "admin", "result": "done",
-            "triggeredBy": "viewer", "traceback": None,
+            "id": fine["lastRun"]["id"],
+            "status": "succeeded",
+            "startedAt": run.started_at.isoformat(),
+            "finishedAt": run.finished_at.isoformat(),
+            "duration": 2.0,
+            "trigger": "admin",
+            "result": "done",
+            "triggeredBy": "viewer",
+            "traceback": None,
         }
         assert from_global_id(fine["lastRun"]["id"]) == ("CronJobRun", str(run.pk))
         assert fine["lastSuccess"] == run.finished_at.isoformat() and fine["problem"] is None
@@ -178,7 +198,9 @@ class TestCronJobRuns:
         assert self.ids(client, '{trigger: "admin"}') == [pk[2]]
         assert self.ids(client, '{startedAtGte: "2026-03-01T13:00:00+00:00"}') == [pk[3], pk[2], pk[1]]
         assert self.ids(client, '{startedAtLte: "2026-03-01T13:00:00+00:00"}') == [pk[1], pk[0]]
-        assert self.ids(client, '{jobName: "fine", startedAtGte: "2026-03-01T13:00:00+00:00", status: "succeeded"}') == [pk[2]]
+        assert self.ids(
+            client, '{jobName: "fine", startedAtGte: "2026-03-01T13:00:00+00:00", status: "succeeded"}'
+        ) == [pk[2]]
         assert self.ids(client, '{jobName: "nope"}') == []
 
     def test_pages(self, viewer, runs):
@@ -188,13 +210,21 @@ class TestCronJobRuns:
         assert first["totalCount"] == 4 and first["pageInfo"]["hasNextPage"] is True
         assert [e["node"]["status"] for e in first["edges"]] == ["skipped", "succeeded", "failed"]
         second = ok(client, query, {"after": first["pageInfo"]["endCursor"]})["cronJobRuns"]
-        assert [e["node"]["status"] for e in second["edges"]] == ["succeeded"] and second["pageInfo"]["hasNextPage"] is False
+        assert [e["node"]["status"] for e in second["edges"]] == ["succeeded"] and second["pageInfo"][
+            "hasNextPage"
+        ] is False
 
     @pytest.mark.parametrize(
         ("filter_", "message"),
         [
-            ('{status: "done"}', "filter.status: 'done' is not one of: running, succeeded, failed, skipped, timed_out."),
-            ('{trigger: "cron"}', "filter.trigger: 'cron' is not one of: crontab, manual, work, celery, admin, graphql."),
+            (
+                '{status: "done"}',
+                "filter.status: 'done' is not one of: running, succeeded, failed, skipped, timed_out.",
+            ),
+            (
+                '{trigger: "cron"}',
+                "filter.trigger: 'cron' is not one of: crontab, manual, work, celery, admin, graphql.",
+            ),
         ],
     )
     def test_bad_filter_values_are_clear_errors(self, viewer, runs, filter_, message):
@@ -210,9 +240,13 @@ class TestCronJobRuns:
 
     def test_date_out_of_range_is_a_clear_error(self, viewer, runs):
         # Year 1 with a positive offset cannot be converted to UTC: refused before it reaches the database.
-        status, body = post(logged_in(viewer), '{ cronJobRuns(filter: {startedAtGte: "0001-01-01T00:00:00+05:00"}) { totalCount } }')
+        status, body = post(
+            logged_in(viewer), '{ cronJobRuns(filter: {startedAtGte: "0001-01-01T00:00:00+05:00"}) { totalCount } }'
+        )
         assert status == 200 and error_codes(body) == ["bad_user_input"]
-        assert body["errors"][0]["message"] == "Invalid filter or ordering: filter.startedAtGte: Date-time out of range."
+        assert (
+            body["errors"][0]["message"] == "Invalid filter or ordering: filter.startedAtGte: Date-time out of range."
+        )
 
     def test_tracebacks_for_superusers_only(self, viewer, runs):
         query = '{ cronJobRuns(filter: {status: "failed"}) { edges { node { result traceback } } } }'
@@ -227,8 +261,12 @@ class TestCronJobRuns:
             record("fine", started=now - timedelta(minutes=i), user=UserFactory())
         client = logged_in(viewer)
         with CaptureQueriesContext(connection) as queries:
-            data = ok(client, "{ cronJobRuns(first: 100) { totalCount edges { node { jobName triggeredBy duration } } } }")
-        assert data["cronJobRuns"]["totalCount"] == count and all(e["node"]["triggeredBy"] for e in data["cronJobRuns"]["edges"])
+            data = ok(
+                client, "{ cronJobRuns(first: 100) { totalCount edges { node { jobName triggeredBy duration } } } }"
+            )
+        assert data["cronJobRuns"]["totalCount"] == count and all(
+            e["node"]["triggeredBy"] for e in data["cronJobRuns"]["edges"]
+        )
         # session + user + permissions (2) + COUNT + page with its users joined
         assert len(queries) == 6, [q["sql"] for q in queries]
 

@@ -74,7 +74,9 @@ def test_run_now_on_the_heartbeat_shows_a_succeeded_run(live_server, operator, l
     run = JobRun.objects.get(job_name=HEARTBEAT)
     assert (run.status, run.trigger, run.triggered_by_id) == ("succeeded", "admin", operator.pk)
     assert f"Run #{run.pk} " in text
-    assert re.fullmatch(r"\d\d/\d\d/\d{4}-\d\d:\d\d:\d\d CRM is alive\n", (log_dir / "crm_heartbeat_log.txt").read_text())
+    assert re.fullmatch(
+        r"\d\d/\d\d/\d{4}-\d\d:\d\d:\d\d CRM is alive\n", (log_dir / "crm_heartbeat_log.txt").read_text()
+    )
 
 
 def test_graphiql_answers_hello(live_server, operator, open_page, tmp_path):

@@ -50,10 +50,14 @@ class Command(DjangoCrontabCommand):
         parser.add_argument("--trigger", choices=TRIGGERS, help="run: trigger to record (default crontab or manual)")
         parser.add_argument("--dry-run", action="store_true", help="add/remove: print the plan, change nothing")
         parser.add_argument(
-            "--grace", type=float, help="work: seconds running jobs get to finish on stop (default CRONJOBS_WORK_GRACE, 30)"
+            "--grace",
+            type=float,
+            help="work: seconds running jobs get to finish on stop (default CRONJOBS_WORK_GRACE, 30)",
         )
         parser.add_argument(
-            "--catch-up", type=float, help="work: oldest missed minute a late wake-up fires (default CRONJOBS_WORK_CATCH_UP, 300)"
+            "--catch-up",
+            type=float,
+            help="work: oldest missed minute a late wake-up fires (default CRONJOBS_WORK_CATCH_UP, 300)",
         )
 
     def handle(self, *args, **options):
@@ -189,7 +193,9 @@ class Command(DjangoCrontabCommand):
             for problem in problems:
                 error = problem_to_error(problem)
                 self.stderr.write(f"{error.id}: {error.msg}" + (f"\n\tHINT: {error.hint}" if error.hint else ""))
-            raise CommandError(f"{len(problems)} configuration error(s) in CRONJOBS; not starting", returncode=EXIT_CONFIG)
+            raise CommandError(
+                f"{len(problems)} configuration error(s) in CRONJOBS; not starting", returncode=EXIT_CONFIG
+            )
         try:
             grace, catch_up = work_settings()
         except ValueError as exc:
@@ -197,7 +203,9 @@ class Command(DjangoCrontabCommand):
         for flag in ("grace", "catch_up"):
             value = options.get(flag)
             if value is not None and not value >= 0:
-                raise CommandError(f"--{flag.replace('_', '-')} must be >= 0 seconds, got {value}", returncode=EXIT_CONFIG)
+                raise CommandError(
+                    f"--{flag.replace('_', '-')} must be >= 0 seconds, got {value}", returncode=EXIT_CONFIG
+                )
         manage_py = backend.get_config().manage_path
         if manage_py is None:
             raise CommandError("cannot find manage.py; set CRONTAB_DJANGO_MANAGE_PATH", returncode=EXIT_CONFIG)
