@@ -217,7 +217,8 @@ def render(reports: list[dict], args, started: datetime, elapsed: float) -> str:
         f"Produced by `make bench` (`python -m bench.run`) on {started:%Y-%m-%d %H:%M} UTC in {elapsed:.0f} s; "
         f"code measured: {measured_source()}.",
         "",
-        f"- Machine: {os.cpu_count()} CPUs ({cpu_model or platform.machine()}), {platform.system()} {platform.release()}",
+        f"- Machine: {os.cpu_count()} CPUs ({cpu_model or platform.machine()}), "
+        f"{platform.system()} {platform.release()}",
         f"- Python {platform.python_version()}, Django {django.get_version()}",
         "- Load average (1, 5, 15 min) before / after the run: "
         + " / ".join(", ".join(f"{x:.1f}" for x in load) for load in (args.load_before, args.load_after))

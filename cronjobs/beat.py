@@ -1,4 +1,4 @@
-"""Celery route: a beat schedule generated from CRONJOBS, the beat scheduler that stamps each message with its minute, and the task.
+"""Celery route: a beat schedule from CRONJOBS, a beat scheduler stamping each message with its minute, the task.
 
 Imported only by Celery processes (the app in alx_backend_graphql_crm/celery.py, and the worker's
 task autodiscovery through cronjobs/tasks.py), so plain Django processes never import Celery.

@@ -147,7 +147,8 @@ def render_line(job: Job, config: CrontabConfig) -> str:
 class LineInfo:
     """What a crontab line is, as far as this checkout is concerned."""
 
-    kind: str  # "ours", "legacy" (plain django-crontab, this checkout), "foreign" (another cronjobs/django-crontab install), "other"
+    # "ours", "legacy" (plain django-crontab, this checkout), "foreign" (another install), "other"
+    kind: str
     name: str = ""  # job name for "ours", hash for "legacy"
 
 

@@ -206,7 +206,8 @@ class Scheduler:
         if self.children:
             names = ", ".join(c.job.name for c in self.children)
             self.log(
-                f"stopping: no more fires; waiting up to {self.grace:g}s for {len(self.children)} running job(s): {names}"
+                f"stopping: no more fires; waiting up to {self.grace:g}s "
+                f"for {len(self.children)} running job(s): {names}"
             )
         else:
             self.log("stopping: no job running")
