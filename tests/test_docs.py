@@ -1,6 +1,7 @@
 """README.md and docs/*.md stay true: their GraphQL examples run, their links and commands exist."""
 
 import re
+import subprocess
 from pathlib import Path
 from textwrap import dedent
 
@@ -131,3 +132,14 @@ def test_slug_matches_github():
     assert slug("`manage.py crontab`") == "managepy-crontab"
     assert slug("Adding another app's fields") == "adding-another-apps-fields"
     assert slug("Errors, IDs, money") == "errors-ids-money"
+
+
+def test_readme_layout_names_every_top_level_folder():
+    try:
+        listed = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout: no list of tracked folders")
+    folders = {path.split("/", 1)[0] for path in listed.splitlines() if "/" in path}
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    layout = readme.split("## Where things are\n", 1)[1].split("\n## ", 1)[0]
+    assert not [f for f in sorted(folders) if f"\n{f}/" not in layout], "README's layout misses these folders"
