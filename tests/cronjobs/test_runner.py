@@ -234,3 +234,27 @@ def test_prune_deletes_only_finished_runs_older_than_retention(settings):
 def test_prune_is_a_valid_cronjobs_target(settings):
     settings.CRONJOBS = [("30 3 * * *", "cronjobs.retention.prune_job_runs")]
     assert runner.run("prune_job_runs").result == "Deleted 0 job runs older than 30 days"
+
+
+def test_every_recorded_outcome_is_announced_once_and_duplicates_never():
+    from cronjobs import signals
+
+    seen = []
+
+    def on_finished(sender, run, **kwargs):
+        seen.append((run.job_name, run.status))
+
+    def broken_receiver(sender, run, **kwargs):
+        raise RuntimeError("a receiver's bug")
+
+    signals.run_finished.connect(on_finished)
+    signals.run_finished.connect(broken_receiver)
+    try:
+        assert runner.run("boom").status == "failed"
+        assert runner.run("off", scheduled_for=slot(), trigger="crontab").status == "skipped"
+        runner.run("succeed", scheduled_for=slot(), trigger="crontab")
+        assert runner.run("succeed", scheduled_for=slot(), trigger="celery").duplicate
+    finally:
+        signals.run_finished.disconnect(on_finished)
+        signals.run_finished.disconnect(broken_receiver)
+    assert seen == [("boom", "failed"), ("off", "skipped"), ("succeed", "succeeded")]
