@@ -6,13 +6,12 @@ from pathlib import Path
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.test import Client
 from django.utils import timezone
 from graphql_relay import to_global_id
 
 from crm import services
 from crm.models import Customer, Order, Product
-from tests.crm.gql_helpers import ALL_CRM_PERMISSIONS, ok, post, user_with
+from tests.crm.gql_helpers import ok, post
 from tests.factories import CustomerFactory, ProductFactory
 
 # The operations exactly as CONTRACT.md section 3 prints them.
@@ -33,13 +32,6 @@ TOTALS = """query { totalCustomers totalOrders totalRevenue }"""
 
 # An order's mutation payload also carries `errors`; the contract's shape does not select it.
 CREATE_ORDER_WITH_ERRORS = CREATE_ORDER.replace("orderDate } } }", "orderDate } errors } }")
-
-
-@pytest.fixture
-def client():
-    client = Client()
-    client.force_login(user_with(*ALL_CRM_PERMISSIONS, username="clerk"))
-    return client
 
 
 def nodes(connection):

@@ -6,29 +6,16 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 from django.http import HttpRequest
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from graphql_relay import to_global_id
 
 from alx_backend_graphql_crm.schema import schema
 from crm.models import Product
-from tests.crm.gql_helpers import ALL_CRM_PERMISSIONS, ok, post, user_with
+from tests.crm.gql_helpers import ALL_CRM_PERMISSIONS, ok, post
 from tests.factories import CustomerFactory, ProductFactory, make_order
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def clerk():
-    return user_with(*ALL_CRM_PERMISSIONS, username="clerk")
-
-
-@pytest.fixture
-def client(clerk):
-    client = Client()
-    client.force_login(clerk)
-    return client
 
 
 def names(data, field):
