@@ -1,4 +1,5 @@
-"""The Celery route: the run_cronjob task and its scheduled minute, beat's stamping, the lazy import, and real worker + beat runs."""
+"""The Celery route: the run_cronjob task and its scheduled minute, beat's stamping, the lazy import,
+and real worker + beat runs."""
 
 import secrets
 import subprocess

@@ -246,7 +246,8 @@ def test_read_failure_other_than_no_crontab_never_writes(settings, tmp_path):
     log = tmp_path / "writes.log"
     fake = tmp_path / "crontab"
     fake.write_text(
-        f'#!/bin/sh\nif [ "$1" = "-l" ]; then echo "crontab: cannot open: Permission denied" >&2; exit 1; fi\necho "$@" >> {log}\n'
+        '#!/bin/sh\nif [ "$1" = "-l" ]; then echo "crontab: cannot '
+        f'open: Permission denied" >&2; exit 1; fi\necho "$@" >> {log}\n'
     )
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
     settings.CRONJOBS = CRONJOBS

@@ -165,7 +165,8 @@ class TestCronJobRuns:
 
     def test_pages(self, viewer, runs):
         client = logged_in(viewer)
-        query = "query($after: String) { cronJobRuns(first: 3, after: $after) { totalCount pageInfo { hasNextPage endCursor } edges { node { jobName status } } } }"
+        query = """query($after: String) { cronJobRuns(first: 3, after: $after) {
+          totalCount pageInfo { hasNextPage endCursor } edges { node { jobName status } } } }"""
         first = ok(client, query)["cronJobRuns"]
         assert first["totalCount"] == 4 and first["pageInfo"]["hasNextPage"] is True
         assert [e["node"]["status"] for e in first["edges"]] == ["skipped", "succeeded", "failed"]
@@ -232,7 +233,8 @@ class TestCronJobRuns:
 
 
 RUN_MUTATION = """mutation($name: String!) { runCronJob(name: $name) {
-  run { id jobName status trigger result triggeredBy traceback } message errors fieldErrors { field message code } } }"""
+  run { id jobName status trigger result triggeredBy traceback }
+  message errors fieldErrors { field message code } } }"""
 
 
 class TestRunCronJob:
