@@ -213,7 +213,7 @@ class TestRestock:
     def test_defaults_from_settings(self, settings):
         settings.CRM_LOW_STOCK_THRESHOLD, settings.CRM_RESTOCK_AMOUNT = 3, 7
         product = ProductFactory(stock=2)
-        assert [p.stock for p in services.restock_low_stock()] == [9]
+        assert [stock for _, _, stock in services.restock_low_stock()] == [9]
         assert product.pk
 
     def test_non_positive_amount_refused(self):
