@@ -208,7 +208,8 @@ class TestRestock:
     def test_returns_every_changed_product_by_id(self):
         products = [ProductFactory(stock=stock) for stock in (5, 0, 11, 9)]
         changed = services.restock_low_stock(threshold=10, amount=3)
-        assert [(row_id, stock) for row_id, _, stock in changed] == [(p.pk, p.stock + 3) for p in products if p.stock < 10]
+        expected = [(p.pk, p.stock + 3) for p in products if p.stock < 10]
+        assert [(row_id, stock) for row_id, _, stock in changed] == expected
 
     def test_defaults_from_settings(self, settings):
         settings.CRM_LOW_STOCK_THRESHOLD, settings.CRM_RESTOCK_AMOUNT = 3, 7
