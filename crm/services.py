@@ -10,7 +10,7 @@ from decimal import Decimal, InvalidOperation
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connections, transaction
-from django.db.models import Count, Exists, F, OuterRef, Q, Sum
+from django.db.models import Case, Count, Exists, F, IntegerField, OuterRef, Q, Sum, Value, When
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -220,19 +220,7 @@ def create_order(*, customer_id: int, product_ids: list[int], order_date: dateti
                     )
                 }
             )
-        for product_id, quantity in sorted(quantities.items()):
-            taken = Product.objects.filter(pk=product_id, stock__gte=quantity).update(stock=F("stock") - quantity)
-            if not taken:
-                product = products[product_id]
-                raise ValidationError(
-                    {
-                        "product_ids": ValidationError(
-                            f"Insufficient stock for {product.name} (ID {product_id}): "
-                            f"{quantity} ordered, {Product.objects.get(pk=product_id).stock} in stock",
-                            code="insufficient_stock",
-                        )
-                    }
-                )
+        _take_stock(products, quantities)
         order = Order.objects.create(customer=customer, order_date=order_date or timezone.now())
         OrderLine.objects.bulk_create(
             [
@@ -243,6 +231,36 @@ def create_order(*, customer_id: int, product_ids: list[int], order_date: dateti
         # The total is maintained by the database trigger from the lines.
         order.refresh_from_db(fields=["total_amount"])
     return order
+
+
+def _take_stock(products: dict[int, Product], quantities: Counter) -> None:
+    """Take every ordered quantity in one guarded UPDATE, or refuse naming the first short product.
+
+    ``products`` were read locked in this transaction (SQLite: in its snapshot, which a concurrent
+    write would make this UPDATE fail on), so their stock is current; the UPDATE's ``stock >= quantity``
+    guard (and the CHECK constraint) still refuse to oversell. One statement whatever the number of
+    products: an order of 100 products cost 100 UPDATEs before.
+    """
+    for product_id, quantity in sorted(quantities.items()):
+        if products[product_id].stock < quantity:
+            raise _insufficient_stock(products[product_id], quantity, products[product_id].stock)
+    wanted = Case(*(When(pk=pid, then=Value(qty)) for pid, qty in quantities.items()), output_field=IntegerField())
+    taken = Product.objects.filter(pk__in=quantities, stock__gte=wanted).update(stock=F("stock") - wanted)
+    if taken != len(quantities):  # only if the rows changed after the read despite the lock: say which
+        current = dict(Product.objects.filter(pk__in=quantities).values_list("pk", "stock"))
+        short = min(pid for pid, qty in quantities.items() if current.get(pid, 0) < qty)
+        raise _insufficient_stock(products[short], quantities[short], current.get(short, 0))
+
+
+def _insufficient_stock(product: Product, quantity: int, stock: int) -> ValidationError:
+    return ValidationError(
+        {
+            "product_ids": ValidationError(
+                f"Insufficient stock for {product.name} (ID {product.pk}): {quantity} ordered, {stock} in stock",
+                code="insufficient_stock",
+            )
+        }
+    )
 
 
 # --- cleanup and reporting ---------------------------------------------------------------------

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from crm import services
 from crm.models import Customer
-from tests.factories import CustomerFactory, make_order
+from tests.factories import CustomerFactory, ProductFactory, make_order
 
 pytestmark = pytest.mark.django_db
 
@@ -44,3 +44,26 @@ def test_bulk_create_finds_existing_emails_whatever_their_case():
     )
     assert [str(error) for error in result.errors] == ["row 0: email: Email already exists"]
     assert [c.email for c in result.customers] == ["bo@example.com"]
+
+
+def _order_queries(product_count: int) -> list[str]:
+    products = ProductFactory.create_batch(product_count, stock=5)
+    customer = CustomerFactory()
+    with CaptureQueriesContext(connection) as queries:
+        services.create_order(customer_id=customer.pk, product_ids=[p.pk for p in products] + [products[0].pk])
+    return [q["sql"] for q in queries.captured_queries if q["sql"].split()[0] in {"SELECT", "INSERT", "UPDATE"}]
+
+
+def test_order_query_count_does_not_grow_with_its_products():
+    one, many = _order_queries(1), _order_queries(20)
+    assert len(many) == len(one), many
+    # Stock is taken in one guarded UPDATE for every product of the order.
+    assert sum(sql.startswith('UPDATE "crm_product"') for sql in many) == 1
+
+
+def test_order_takes_each_quantity_in_its_one_update():
+    first, second = ProductFactory(stock=5), ProductFactory(stock=5)
+    services.create_order(customer_id=CustomerFactory().pk, product_ids=[first.pk, second.pk, first.pk])
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.stock, second.stock) == (3, 4)
