@@ -1,4 +1,8 @@
-"""Builds and resets the benchmark data set quickly: raw multi-row inserts, no ORM objects."""
+"""Builds, grows and resets the benchmark data: raw multi-row inserts (COPY on PostgreSQL), no ORM objects.
+
+The tables grow to each size a curve measures: products 1 … N (``ensure_products``), customers 1 … N with
+their orders (``ensure_customers``). Ids are contiguous from 1, so a size is also the highest id.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +15,11 @@ from django.db import connection, transaction
 
 from crm.models import Customer, Order, OrderLine, Product
 
-PRODUCTS = 100_000
-CUSTOMERS = 100_000
-ORDERS = 300_000
 DAYS_OF_HISTORY = 3 * 365
 CLEANUP_DAYS = 365
+ORDERS_PER_CUSTOMER = 2  # for the 60% of customers who ordered at all
 CUSTOMER_BACKUP = "bench_customer_backup"
+STOCK = 10_000  # the stock of a product no figure made low
 
 
 def _adapt_dt(value: datetime):
@@ -36,49 +39,78 @@ def bulk_insert(table: str, columns: list[str], rows) -> None:
             cursor.executemany(f"INSERT INTO {table} ({cols}) VALUES ({marks})", list(rows))
 
 
+def scalar(sql: str, params=()) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()[0] or 0
+
+
+def reset_sequences() -> None:
+    with connection.cursor() as cursor:
+        for sql in connection.ops.sequence_reset_sql(no_style(), [Product, Customer, Order, OrderLine]):
+            cursor.execute(sql)
+
+
 def product_price(pid: int) -> Decimal:
     return Decimal(1 + pid % 200) + Decimal("0.99")
 
 
 def customer_has_orders(cid: int) -> bool:
-    # 60% of customers ordered (5 orders each, 300,000 orders); 40% never did.
+    # 60% of customers ordered (ORDERS_PER_CUSTOMER orders each); 40% never did.
     return cid % 5 < 3
 
 
 def order_age_days(cid: int, k: int) -> int:
     # Customers with cid % 10 in (0, 1) ordered only long ago (archived by the cleanup); the
-    # others also ordered within the last year.
+    # others ordered within the last year too (their first order).
     if cid % 10 < 2:
         return CLEANUP_DAYS + 1 + (cid * 37 + k * 101) % (DAYS_OF_HISTORY - CLEANUP_DAYS - 1)
     return (cid * 37 + k * 101) % DAYS_OF_HISTORY if k else (cid * 13) % CLEANUP_DAYS
 
 
-def build(now: datetime, log) -> dict[str, float]:
-    """Insert 100,000 products, 100,000 customers, 300,000 orders (with ~400,000 lines)."""
-    timings: dict[str, float] = {}
+def ensure_products(size: int, now: datetime) -> float:
+    """Make the product table hold exactly products 1 … ``size``, all well stocked; returns seconds spent."""
+    started = time.perf_counter()
+    table = Product._meta.db_table
+    count = scalar(f"SELECT COUNT(*) FROM {table}")
+    if count == size and _LOW["every"] is None:
+        return 0.0
+    with transaction.atomic():
+        if _LOW["every"] is not None:
+            with connection.cursor() as cursor:
+                cursor.execute(f"UPDATE {table} SET stock = %s WHERE stock <> %s", [STOCK, STOCK])
+        if count > size:
+            with connection.cursor() as cursor:
+                cursor.execute(f"DELETE FROM {table} WHERE id > %s", [size])
+        elif count < size:
+            rows = (
+                (pid, f"Product {pid}", product_price(pid), STOCK, _adapt_dt(now - timedelta(days=pid % 900)))
+                for pid in range(count + 1, size + 1)
+            )
+            bulk_insert(table, ["id", "name", "price", "stock", "created_at"], rows)
+        reset_sequences()
+    _LOW["every"] = None
+    analyze(table)
+    return time.perf_counter() - started
 
-    def step(name, fn):
-        started = time.perf_counter()
-        with transaction.atomic():
-            fn()
-        timings[name] = time.perf_counter() - started
-        log(f"  setup {name}: {timings[name]:.1f} s")
 
-    step(
-        "products",
-        lambda: bulk_insert(
-            Product._meta.db_table,
-            ["id", "name", "price", "stock", "created_at"],
-            (
-                (pid, f"Product {pid}", product_price(pid), 10_000, _adapt_dt(now - timedelta(days=pid % 900)))
-                for pid in range(1, PRODUCTS + 1)
-            ),
-        ),
-    )
-    step(
-        "customers",
-        lambda: bulk_insert(
-            Customer._meta.db_table,
+def ensure_customers(size: int, now: datetime, *, lines: bool) -> float:
+    """Grow the customers to 1 … ``size``, with their orders (and order lines if ``lines``); returns seconds.
+
+    Orders get ids after the highest one, so orders a figure created stay. Order lines (totals by the
+    database triggers) are the costly part of a build: the cleanup curve's larger sizes go without them.
+    """
+    started = time.perf_counter()
+    customer, order = Customer._meta.db_table, Order._meta.db_table
+    if CUSTOMER_BACKUP in connection.introspection.table_names():
+        restore_customers()  # undo a cleanup first: the ids below the highest are all taken again
+    with transaction.atomic():
+        count = scalar(f"SELECT MAX(id) FROM {customer}")
+        if count >= size:
+            return 0.0
+        new = range(count + 1, size + 1)
+        bulk_insert(
+            customer,
             ["id", "name", "email", "phone", "created_at"],
             (
                 (
@@ -88,54 +120,53 @@ def build(now: datetime, log) -> dict[str, float]:
                     "",
                     _adapt_dt(now - timedelta(days=cid % DAYS_OF_HISTORY, minutes=cid % 1440)),
                 )
-                for cid in range(1, CUSTOMERS + 1)
+                for cid in new
             ),
-        ),
-    )
+        )
+        first_order = scalar(f"SELECT MAX(id) FROM {order}") + 1
+        orders = [
+            (cid, _adapt_dt(now - timedelta(days=order_age_days(cid, k), minutes=(cid + k) % 1440)))
+            for cid in new
+            if customer_has_orders(cid)
+            for k in range(ORDERS_PER_CUSTOMER)
+        ]
+        ids = range(first_order, first_order + len(orders))
+        bulk_insert(
+            order,
+            ["id", "customer_id", "order_date", "total_amount"],
+            ((oid, cid, when, 0) for oid, (cid, when) in zip(ids, orders, strict=True)),
+        )
+        if lines:
+            insert_lines(ids)
+        reset_sequences()
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {CUSTOMER_BACKUP}")
+            cursor.execute(f"CREATE TABLE {CUSTOMER_BACKUP} AS SELECT * FROM {customer}")
+    analyze(customer, order)
+    return time.perf_counter() - started
 
-    def orders():
-        oid = 0
-        for cid in range(1, CUSTOMERS + 1):
-            if not customer_has_orders(cid):
-                continue
-            for k in range(5):
-                oid += 1
-                yield (oid, cid, _adapt_dt(now - timedelta(days=order_age_days(cid, k), minutes=oid % 1440)), 0)
 
-    step(
-        "orders",
-        lambda: bulk_insert(Order._meta.db_table, ["id", "customer_id", "order_date", "total_amount"], orders()),
-    )
+def insert_lines(order_ids: range) -> None:
+    """One or two lines an order, quantities 1-3, at the product's price (products 1 … 1,000)."""
 
     def lines():
-        lid = 0
-        for oid in range(1, ORDERS + 1):
+        lid = scalar(f"SELECT MAX(id) FROM {OrderLine._meta.db_table}")
+        for oid in order_ids:
             for j in range(2 if oid % 3 == 0 else 1):
                 lid += 1
-                pid = 1 + (oid * 7919 + j * 104_729) % PRODUCTS
+                pid = 1 + (oid * 7919 + j * 104_729) % 1000
                 yield (lid, oid, pid, 1 + (oid + j) % 3, product_price(pid))
 
-    step(
-        "order lines (totals by trigger)",
-        lambda: bulk_insert(
-            OrderLine._meta.db_table, ["id", "order_id", "product_id", "quantity", "unit_price"], lines()
-        ),
-    )
-
-    def finish():
-        with connection.cursor() as cursor:
-            for sql in connection.ops.sequence_reset_sql(no_style(), [Product, Customer, Order, OrderLine]):
-                cursor.execute(sql)
-            cursor.execute(f"CREATE TABLE {CUSTOMER_BACKUP} AS SELECT * FROM {Customer._meta.db_table}")
-
-    step("sequences and backup", finish)
-    analyze()
-    return timings
+    bulk_insert(OrderLine._meta.db_table, ["id", "order_id", "product_id", "quantity", "unit_price"], lines())
 
 
-def analyze() -> None:
+def analyze(*tables: str) -> None:
     with connection.cursor() as cursor:
-        cursor.execute("VACUUM ANALYZE" if connection.vendor == "postgresql" else "ANALYZE")
+        if connection.vendor == "postgresql":
+            for table in tables:
+                cursor.execute(f"VACUUM ANALYZE {table}")
+        else:
+            cursor.execute("ANALYZE")
 
 
 def vacuum(*tables: str) -> None:
@@ -144,26 +175,36 @@ def vacuum(*tables: str) -> None:
         return
     with connection.cursor() as cursor:
         for table in tables:
-            cursor.execute(f"VACUUM ANALYZE {table}")
+            cursor.execute(f"VACUUM {table}")
+
+
+_LOW: dict = {"every": None}
 
 
 def set_low_stock(every: int) -> int:
-    """Make one product in ``every`` low (stock 0-9) and the rest well stocked; returns the low count."""
+    """Make one product in ``every`` low (stock 0-9) and the rest well stocked; returns the low count.
+
+    After a restock only the low products changed, so a repeat with the same ``every`` rewrites those alone.
+    """
     table = Product._meta.db_table
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET stock = CASE WHEN id %% %s = 0 THEN (id / %s) %% 10 ELSE 100 + id %% 50 END",
-            [every, every],
-        )
+        if _LOW["every"] == every:
+            cursor.execute(f"UPDATE {table} SET stock = (id / %s) %% 10 WHERE id %% %s = 0", [every, every])
+        else:
+            cursor.execute(
+                f"UPDATE {table} SET stock = CASE WHEN id %% %s = 0 THEN (id / %s) %% 10 ELSE %s END",
+                [every, every, STOCK],
+            )
+    _LOW["every"] = every
     vacuum(table)
-    return Product.objects.filter(stock__lt=10).count()
+    return scalar(f"SELECT COUNT(*) FROM {table} WHERE stock < 10")
 
 
 def restore_customers() -> None:
     """Undo a cleanup: un-archive everyone, re-insert deleted customers, drop benchmark additions."""
     table = Customer._meta.db_table
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(f"DELETE FROM {table} WHERE id > %s", [CUSTOMERS])
+        cursor.execute(f"DELETE FROM {table} WHERE id > (SELECT MAX(id) FROM {CUSTOMER_BACKUP})")
         cursor.execute(f"UPDATE {table} SET archived_at = NULL WHERE archived_at IS NOT NULL")
         cursor.execute(
             f"INSERT INTO {table} SELECT b.* FROM {CUSTOMER_BACKUP} b "

@@ -1,11 +1,14 @@
-"""`make bench`: run every figure on SQLite (and PostgreSQL when reachable), print one table, write RESULTS.md."""
+"""`make bench`: every figure on SQLite (and PostgreSQL when reachable); one table, the curves, their plots.
+
+The full run writes bench/RESULTS.md and bench/plots/; ``--quick`` (smaller sizes, for development) writes
+bench/quick/ (not committed) unless ``--out`` says otherwise.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import platform
 import shutil
 import socket
 import subprocess
@@ -15,58 +18,13 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-RESULTS = REPO / "bench" / "RESULTS.md"
-PG_HOST, PG_PORT, PG_USER, PG_DB = "127.0.0.1", 5432, "postgres", "crm_bench"
+from bench.plot import plot_figures
+from bench.report import render
 
-# Why a target is missed and what would close it: written from profiles of these figures and
-# printed under the table only for the figures that miss their target in this run.
-WHY_NOT_MET = {
-    "1": (
-        "`restock_low_stock()` returns the 50,000 changed products as model instances (the mutation's "
-        "`updatedProducts` and the cron job's log need them); the raw UPDATE returns nothing. The UPDATE is "
-        "the same single statement, but `RETURNING` alone costs about 2x the plain UPDATE on SQLite "
-        "(measured on this machine: `RETURNING id` with nothing fetched, 51 ms vs 27 ms), and turning "
-        "50,000 rows into Product instances (datetime and decimal converters, `Model.__init__`) costs "
-        "~350 ms of Python; a hand-written `from_db` loop measured no faster than `raw()`. What would "
-        "close it: a leaner result for large restocks (a count plus `(id, name, stock)` tuples, or "
-        "streaming them to the log) -- a contract change for the mutation and the job, not made here."
-    ),
-    "2": (
-        "Of ours, the service (one UPDATE ... RETURNING, 10,000 Product instances) is ~40%; the rest is "
-        "graphql-core completing 10,000 objects x 3 fields (profiled: `complete_value` / `execute_field`), "
-        "which no schema code can avoid. The per-row `save()` baseline is cheap on SQLite in WAL mode "
-        "(~0.4 ms a commit), so the ratio is lower there than on PostgreSQL. What would close it: a "
-        "smaller response (e.g. `updatedCount` plus a capped list), a contract change."
-    ),
-    "3": (
-        "graphene-django's connection field always runs `SELECT COUNT(*)` over every order (300,000) "
-        "to slice the page, although the query asks for neither `totalCount` nor `last`: on PostgreSQL "
-        "that count alone is most of the gap (see the figure note). The rest is graphql-core's per-field "
-        "work for 100 orders. What would close it (crm/schema.py, not owned by this issue): skip the "
-        "count when neither `last` nor `totalCount` is requested and fetch `first + 1` rows to know "
-        "`hasNextPage`."
-    ),
-    "4a": (
-        "The difference is per-row validation (`full_clean` without constraints) and one existing-email "
-        "lookup; both are required by the contract."
-    ),
-    "4c": (
-        "On top of 4a, graphene coerces 1,000 input objects and serialises the created customers; "
-        "graphql-core's per-field work is the rest."
-    ),
-    "5": (
-        "`clean_inactive_customers()` does more than the baseline: it also archives the inactive "
-        "customers who have old orders (a second statement scanning the same customers)."
-    ),
-    "6": (
-        "A `crontab run` process also imports the management command and its modules, parses the job "
-        "registry, records the run (slot claim, JobRun insert and update) and runs the job. Keep imports the "
-        "job does not need (Celery, gql, GraphiQL) off that path: `python -X importtime manage.py crontab "
-        "run <job>` shows them."
-    ),
-    "7": "The runner's bookkeeping (reap check, slot claim, outcome) costs the queries counted.",
-}
+REPO = Path(__file__).resolve().parent.parent
+PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
+# The database the run creates and drops; BENCH_PG_DATABASE lets two runs on one server not collide.
+PG_DB = os.environ.get("BENCH_PG_DATABASE", "crm_bench")
 
 
 def log(message: str) -> None:
@@ -110,6 +68,7 @@ def run_worker(name: str, database_url: str, workdir: Path, args) -> dict | None
         }
     )
     command = [sys.executable, "-m", "bench.worker", "--out", str(out), "--runs", str(args.runs)]
+    command += ["--quick"] if args.quick else []
     if args.figures:
         command += ["--figures", args.figures]
     log(f"== {name}: {database_url}")
@@ -122,39 +81,6 @@ def run_worker(name: str, database_url: str, workdir: Path, args) -> dict | None
     report["name"] = name
     report["elapsed"] = time.perf_counter() - started
     return report
-
-
-def fmt_time(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    ms = seconds * 1000
-    if ms >= 1000:
-        return f"{seconds:.2f} s"
-    if ms < 0.1:
-        return f"{ms * 1000:.2f} µs"
-    return f"{ms:.0f} ms" if ms >= 100 else f"{ms:.1f} ms" if ms >= 1 else f"{ms:.2f} ms"
-
-
-def row_cells(figure: dict) -> list[str]:
-    kind, target = figure["kind"], figure["target"]
-    if kind == "slower":
-        target_text = f"≤ {target:g}x"
-    elif kind == "faster":
-        target_text = f"≥ {target:g}x faster"
-    else:
-        target_text = figure["target_label"]
-    ours = f"{fmt_time(figure['ours'])}" if figure["ours"] is not None else "—"
-    base = f"{fmt_time(figure['baseline'])}" if figure["baseline"] is not None else "—"
-    if figure["status"] != "ok":
-        return [ours, base, "—", target_text, figure["note"] or figure["status"]]
-    if kind == "slower":
-        ratio = f"{figure['ours'] / figure['baseline']:.2f}x"
-    elif kind == "faster":
-        ratio = f"{figure['baseline'] / figure['ours']:.1f}x faster"
-    else:
-        ratio = figure["extra"].get("ratio_text", "")
-    met = {True: "met", False: "**not met**", None: "—"}[figure["met"]]
-    return [ours, base, ratio, target_text, met]
 
 
 def measured_source() -> str:
@@ -171,85 +97,18 @@ def measured_source() -> str:
     return f"commit {commit}" + (" plus uncommitted changes" if dirty.strip() else "")
 
 
-def render(reports: list[dict], args, started: datetime, elapsed: float) -> str:
-    figures = {}
-    for report in reports:
-        for figure in report["figures"]:
-            figures.setdefault(figure["number"], []).append((report, figure))
-    header = "| # | figure: ours vs baseline | db | runs | ours | baseline | ratio | target | met |"
-    lines = [header, "|---|---|---|---|---|---|---|---|---|"]
-    notes: list[str] = []
-    missed: set[str] = set()
-    for number in sorted(figures, key=lambda n: (int(n.rstrip("abc")), n)):
-        for report, figure in figures[number]:
-            title = figure["title"]
-            if figure["ours_label"]:
-                title += f": {figure['ours_label']} vs {figure['baseline_label']}"
-            runs = str(figure["runs"]) if figure["runs"] else "—"
-            lines.append("| " + " | ".join([number, title, report["name"], runs, *row_cells(figure)]) + " |")
-            if figure["status"] == "ok" and figure["note"]:
-                notes.append(f"- {number} ({report['name']}): {figure['note']}")
-            if figure["status"] == "error":
-                notes.append(f"- {number} ({report['name']}): the figure crashed: {figure['note']}")
-            if figure["met"] is False:
-                missed.add(number)
-    table = "\n".join(lines)
-
-    import django
-
-    cpu_model = ""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    databases = ", ".join(f"{r['name']} {r['db_version']}" for r in reports) or "none (the workers failed)"
-    setup = "; ".join(
-        f"{r['name']}: "
-        + ", ".join(f"{k} {v:.1f} s" for k, v in r["setup"].items())
-        + f" (whole run {r['elapsed']:.0f} s)"
-        for r in reports
-    )
-    out = [
-        "# Benchmark results",
-        "",
-        f"Produced by `make bench` (`python -m bench.run`) on {started:%Y-%m-%d %H:%M} UTC in {elapsed:.0f} s; "
-        f"code measured: {measured_source()}.",
-        "",
-        f"- Machine: {os.cpu_count()} CPUs ({cpu_model or platform.machine()}), "
-        f"{platform.system()} {platform.release()}",
-        f"- Python {platform.python_version()}, Django {django.get_version()}",
-        "- Load average (1, 5, 15 min) before / after the run: "
-        + " / ".join(", ".join(f"{x:.1f}" for x in load) for load in (args.load_before, args.load_after))
-        + " -- anything else running on the machine shows up as noise in the figures",
-        f"- Databases: {databases} (SQLite: a file in a temp dir with the project's settings, WAL; "
-        f"PostgreSQL: database `{PG_DB}` at {PG_HOST}:{PG_PORT}, created and dropped by the run)",
-        "- Data: 100,000 products, 100,000 customers, 300,000 orders with 400,000 lines (totals by the "
-        "database triggers), inserted with COPY / executemany; no figure is scaled down.",
-        f"- Each figure: median of the stated number of runs after one warm-up; ours and the baseline "
-        f"alternate within the same run, each from the same reset state. Setup: {setup}.",
-        '- Ratio: ours / baseline for "≤" targets, baseline / ours for "faster" targets.',
-        "",
-        table,
-        "",
-    ]
-    if notes:
-        out += ["Notes:", "", *notes, ""]
-    if missed:
-        out += ["Targets not met, why, and what would close it:", ""]
-        out += [f"- {number}: {WHY_NOT_MET.get(number, 'see the figure note')}" for number in sorted(missed)]
-        out.append("")
-    return "\n".join(out)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=7, help="timed runs per figure (median); default 7")
-    parser.add_argument("--figures", default="", help="comma-separated figure numbers, default all")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer runs: under two minutes")
+    parser.add_argument("--runs", type=int, help="timed runs per point at most (median); default 7, 3 with --quick")
+    parser.add_argument("--figures", default="", help="comma-separated figure numbers, default all (4 is 4a-4c)")
     parser.add_argument("--databases", default="sqlite,postgresql", help="default: sqlite,postgresql")
-    parser.add_argument("--no-write", action="store_true", help=f"print only, do not write {RESULTS.name}")
+    parser.add_argument("--out", type=Path, help="folder of RESULTS.md, plots/; default bench/ (quick: bench/quick/)")
+    parser.add_argument("--no-write", action="store_true", help="print only, write nothing")
     args = parser.parse_args()
+    args.argv = sys.argv[1:]
+    args.runs = args.runs or (3 if args.quick else 7)
+    out = args.out or REPO / "bench" / ("quick" if args.quick else "")
 
     started_at = datetime.now(UTC)
     started = time.perf_counter()
@@ -279,11 +138,14 @@ def main() -> int:
         log("no benchmark worker finished")
         return 1
     args.load_after = os.getloadavg()
-    text = render(reports, args, started_at, time.perf_counter() - started)
+    plots = {} if args.no_write else {n: f"plots/{name}" for n, name in plot_figures(reports, out / "plots").items()}
+    pg_label = f"database `{PG_DB}` at {PG_HOST}:{PG_PORT}"
+    text = render(reports, args, started_at, time.perf_counter() - started, measured_source(), pg_label, plots)
     print(text)
     if not args.no_write:
-        RESULTS.write_text(text)
-        log(f"written to {RESULTS.relative_to(REPO)}")
+        results = out / "RESULTS.md"
+        results.write_text(text)
+        log(f"written to {results.relative_to(REPO) if results.is_relative_to(REPO) else results}")
     return 0
 
 

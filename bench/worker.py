@@ -1,4 +1,8 @@
-"""Runs every figure on the database of DATABASE_URL and writes the results as JSON."""
+"""Runs every figure on the database of DATABASE_URL and writes the results as JSON.
+
+A figure whose work has a size is a curve (bench/measure.py's ``Curve``): ours and its baseline at every
+size, interleaved. ``--memory KEY:SIZE:SIDE`` is the fresh process that measures one side's peak RSS.
+"""
 
 from __future__ import annotations
 
@@ -13,72 +17,53 @@ import subprocess
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
 import django
 
+from bench.measure import Curve, Figure, log, measure_curve, median_times, peak_rss, unavailable
+
 REPO = Path(__file__).resolve().parent.parent
+__all__ = ["Figure", "median_times"]  # bench/hostile.py and bench/http.py build on these
 
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+# Sizes of each curve: a decade apart; --quick takes the smaller ones.
+SIZES = {
+    "1": ([1_000, 10_000, 100_000, 1_000_000], [1_000, 10_000, 100_000]),
+    "2": ([1_000, 10_000, 100_000], [100, 1_000, 10_000]),
+    "3": ([1, 10, 100], [1, 10, 100]),
+    "4": ([10, 100, 1_000], [10, 100, 1_000]),
+    "5": ([10_000, 100_000, 1_000_000], [1_000, 10_000, 100_000]),
+    "9": ([1, 10, 100], [1, 10, 100]),
+}
+BASE_PRODUCTS = 1_000  # the products of every figure after the restock curves (order lines use 1 … 1,000)
+ORDER_CUSTOMER = 2  # who places figure 9's orders: a customer with recent orders, so the cleanup is unchanged
 
 
 @dataclass
-class Figure:
-    """One row of the table. ``kind`` says how the ratio reads against the target."""
+class Context:
+    runs: int  # timed runs of a point at most (median)
+    min_runs: int  # ... and at least, whatever the budget
+    budget: float  # seconds a point's timed runs may take, judged from its warm-up round
+    quick: bool
+    now: datetime
+    workdir: str
 
-    number: str
-    title: str
-    kind: str  # "slower" (ours/baseline <= target), "faster" (baseline/ours >= target), "custom"
-    target: float | None = None
-    ours: float | None = None  # seconds (median)
-    baseline: float | None = None  # seconds (median)
-    runs: int = 0
-    ours_label: str = ""
-    baseline_label: str = ""
-    target_label: str = ""
-    met: bool | None = None
-    status: str = "ok"  # ok | unavailable | error
-    note: str = ""
-    extra: dict = field(default_factory=dict)
+    def sizes(self, key: str) -> list[int]:
+        full, quick = SIZES[key]
+        return quick if self.quick else full
 
-    def judge(self) -> None:
-        if self.kind == "slower":
-            self.met = self.ours / self.baseline <= self.target
-        elif self.kind == "faster":
-            self.met = self.baseline / self.ours >= self.target
+    def base_customers(self) -> int:
+        return self.sizes("5")[0]
 
 
-def median_times(functions, *, runs: int, reset=None, warmup: bool = True) -> list[float]:
-    """Median seconds of each function; they alternate (in rotating order) after ``reset()``.
+def ensure_base(ctx) -> None:
+    """Products 1 … 1,000 and the smallest cleanup size of customers, with orders and their lines."""
+    from bench import data
 
-    Interleaving puts ours and the baseline under the same cache, WAL and vacuum conditions.
-    """
-    samples: list[list[float]] = [[] for _ in functions]
-    if warmup:
-        for fn in functions:
-            if reset:
-                reset()
-            fn()
-    for run in range(runs):
-        order = list(range(len(functions)))
-        order = order[run % len(order) :] + order[: run % len(order)]
-        for index in order:
-            if reset:
-                reset()
-            started = time.perf_counter()
-            functions[index]()
-            samples[index].append(time.perf_counter() - started)
-    return [statistics.median(s) for s in samples]
-
-
-def unavailable(figure: Figure, missing: str) -> Figure:
-    figure.status = "unavailable"
-    figure.note = f"not available yet ({missing})"
-    return figure
+    data.ensure_products(BASE_PRODUCTS, ctx.now)
+    data.ensure_customers(ctx.base_customers(), ctx.now, lines=True)
 
 
 # --- availability of code other issues deliver --------------------------------------------------
@@ -135,252 +120,313 @@ def graphql_execute(document: str, variables: dict | None = None) -> dict:
     return result.data
 
 
-# --- figures --------------------------------------------------------------------------------------
+# --- curves ---------------------------------------------------------------------------------------
 
 
-def figure_1(ctx) -> Figure:
+def figure_1(ctx) -> Curve:
     from django.db import connection, transaction
 
     from bench import data
     from crm.models import Product
     from crm.services import restock_low_stock
 
-    fig = Figure("1", "Restock 100,000 products, 50,000 low", "slower", 1.5)
+    fig = Figure("1", "Restock, half the products low", "slower", 1.5)
     fig.ours_label = "restock_low_stock()"
     fig.baseline_label = "UPDATE ... WHERE stock < 10 RETURNING id, name, stock, rows fetched as tuples"
     table = Product._meta.db_table
-    counts = {}
 
-    def ours():
-        counts["ours"] = len(restock_low_stock())
-
-    def baseline():
+    def baseline(size):
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(
                 f'UPDATE "{table}" SET "stock" = "stock" + 10 WHERE "stock" < 10 RETURNING "id", "name", "stock"'
             )
-            counts["baseline"] = len(cursor.fetchall())
+            return len(cursor.fetchall())
 
-    low = data.set_low_stock(2)
-    fig.ours, fig.baseline = median_times([ours, baseline], runs=ctx.runs, reset=lambda: data.set_low_stock(2))
-    fig.runs = ctx.runs
-    fig.extra = {"low": low, **counts}
-    if not (counts["ours"] == counts["baseline"] == low):
-        fig.note = f"row counts differ: {counts}, low {low}"
-    return fig
+    return Curve(
+        "1",
+        "products",
+        ctx.sizes("1"),
+        prepare=lambda size: data.ensure_products(size, ctx.now),
+        reset=lambda size: data.set_low_stock(2),
+        sides={"ours": lambda size: len(restock_low_stock()), "baseline": baseline},
+        figures=[(fig, "ours", "baseline")],
+    )
 
 
-def figure_2(ctx) -> Figure:
+def figure_2(ctx) -> Curve | Figure:
     from bench import data
     from crm.models import Product
 
-    fig = Figure("2", "Restock 10,000 low of 100,000 products", "faster", 20)
+    fig = Figure("2", "Restock, 1 product in 10 low", "faster", 20)
     fig.ours_label, fig.baseline_label = "updateLowStockProducts mutation", "per-row save() loop"
     if not schema_has("mutation", "updateLowStockProducts"):
         return unavailable(fig, "mutation updateLowStockProducts is not in the schema yet: crm/schema.py")
     document = "mutation { updateLowStockProducts { success message updatedProducts { id name stock } } }"
-    counts = {}
 
-    def ours():
-        result = graphql_execute(document)["updateLowStockProducts"]
-        counts["ours"] = len(result["updatedProducts"])
+    def ours(size):
+        return len(graphql_execute(document)["updateLowStockProducts"]["updatedProducts"])
 
-    def baseline():
+    def baseline(size):
         # What most implementations do: load the low products, save each (one autocommit each).
         n = 0
         for product in Product.objects.filter(stock__lt=10):
             product.stock += 10
             product.save()
             n += 1
-        counts["baseline"] = n
+        return n
 
-    low = data.set_low_stock(10)
-    runs = max(3, ctx.runs // 2)
-    fig.ours, fig.baseline = median_times([ours, baseline], runs=runs, reset=lambda: data.set_low_stock(10))
-    fig.runs = runs
-    fig.extra = {"low": low, **counts}
-    if not (counts["ours"] == counts["baseline"] == low):
-        fig.note = f"row counts differ: {counts}, low {low}"
-    return fig
+    return Curve(
+        "2",
+        "products",
+        ctx.sizes("2"),
+        prepare=lambda size: data.ensure_products(size, ctx.now),
+        reset=lambda size: data.set_low_stock(10),
+        sides={"ours": ours, "baseline": baseline},
+        figures=[(fig, "ours", "baseline")],
+    )
 
 
-def figure_3(ctx) -> Figure:
-    fig = Figure("3", "allOrders(first: 100) with customer and products, in-process", "slower", 3)
-    fig.ours_label, fig.baseline_label = "allOrders(first: 100)", "ORM select/prefetch + json.dumps"
+def orders_page(type_name: str, first: int = 100) -> dict:
+    """Figure 3's baseline (and bench/http.py's): allOrders' answer from one select/prefetch ORM query."""
+    from django.db.models import Prefetch
+    from graphql_relay import to_global_id
+
+    from crm.models import Order, OrderLine
+
+    lines = Prefetch("lines", queryset=OrderLine.objects.select_related("product").order_by("id"))
+    orders = Order.objects.select_related("customer").prefetch_related(lines).order_by("id")[:first]
+    edges = [
+        {
+            "node": {
+                "id": to_global_id(type_name, order.pk),
+                "customer": {"name": order.customer.name},
+                # A product is listed once per unit ordered, as the API lists it.
+                "products": [{"name": line.product.name} for line in order.lines.all() for _ in range(line.quantity)],
+                "totalAmount": str(order.total_amount),
+                "orderDate": order.order_date.isoformat(),
+            }
+        }
+        for order in orders
+    ]
+    return {"allOrders": {"edges": edges}}
+
+
+def figure_3(ctx) -> Curve | Figure:
+    fig = Figure("3", "allOrders(first: N) with customer and products, in-process", "slower", 3)
+    fig.ours_label, fig.baseline_label = "allOrders(first: N)", "ORM select/prefetch + json.dumps"
     if not schema_has("query", "allOrders"):
         return unavailable(fig, "query allOrders is not in the schema yet: crm/schema.py")
     import json as jsonlib
 
     from django.db import connection
-    from django.db.models import Prefetch
     from django.test.utils import CaptureQueriesContext
-    from graphql_relay import from_global_id, to_global_id
-
-    from crm.models import Order, OrderLine
+    from graphql_relay import from_global_id
 
     document = (
-        "query { allOrders(first: 100) { edges { node { id customer { name } products { name } "
+        "query($first: Int) { allOrders(first: $first) { edges { node { id customer { name } products { name } "
         "totalAmount orderDate } } } }"
     )
-    out = {}
+    out: dict = {"queries": {}}
 
-    def ours():
-        out["ours"] = jsonlib.dumps(graphql_execute(document))
+    def ours(size):
+        out["ours"] = jsonlib.dumps(graphql_execute(document, {"first": size}))
+        return len(jsonlib.loads(out["ours"])["allOrders"]["edges"])
 
-    ours()
-    type_name = from_global_id(jsonlib.loads(out["ours"])["allOrders"]["edges"][0]["node"]["id"])[0]
+    def baseline(size):
+        if "type" not in out:
+            ours(1)
+            out["type"] = from_global_id(jsonlib.loads(out["ours"])["allOrders"]["edges"][0]["node"]["id"])[0]
+        out["baseline"] = jsonlib.dumps(orders_page(out["type"], size))
+        return size
 
-    def baseline():
-        lines = Prefetch("lines", queryset=OrderLine.objects.select_related("product").order_by("id"))
-        orders = Order.objects.select_related("customer").prefetch_related(lines).order_by("id")[:100]
-        edges = [
-            {
-                "node": {
-                    "id": to_global_id(type_name, order.pk),
-                    "customer": {"name": order.customer.name},
-                    # A product is listed once per unit ordered, as the API lists it.
-                    "products": [
-                        {"name": line.product.name} for line in order.lines.all() for _ in range(line.quantity)
-                    ],
-                    "totalAmount": str(order.total_amount),
-                    "orderDate": order.order_date.isoformat(),
-                }
-            }
-            for order in orders
-        ]
-        out["baseline"] = jsonlib.dumps({"allOrders": {"edges": edges}})
+    def prepare(size):
+        ensure_base(ctx)
+        counted = []
+        for side in (ours, baseline):
+            side(size)
+            with CaptureQueriesContext(connection) as captured:
+                side(size)
+            counted.append(len(captured))
+        out["queries"][size] = counted
+        if jsonlib.loads(out["ours"]) != jsonlib.loads(out["baseline"]):
+            fig.extra["differs"] = f"at {size}: {len(out['ours']):,} vs {len(out['baseline']):,} bytes"
 
-    fig.runs = ctx.runs * 4
-    fig.ours, fig.baseline = median_times([ours, baseline], runs=fig.runs)
-    with CaptureQueriesContext(connection) as ours_q:
-        ours()
-    with CaptureQueriesContext(connection) as base_q:
-        baseline()
-    fig.extra = {"queries_ours": len(ours_q), "queries_baseline": len(base_q)}
-    fig.ours_label += f", {len(ours_q)} queries"
-    fig.baseline_label += f", {len(base_q)} queries"
-    counts = [q["sql"] for q in ours_q.captured_queries if q["sql"].startswith("SELECT COUNT(*)")]
-    if counts:
-        with CaptureQueriesContext(connection) as count_q, connection.cursor() as cursor:
-            cursor.execute(counts[0])
-        fig.extra["count_seconds"] = float(count_q.captured_queries[0]["time"])
-        count_ms = float(count_q.captured_queries[0]["time"]) * 1000
-        fig.note = f"ours includes the connection's SELECT COUNT(*) over every order ({count_ms:.1f} ms)"
-    if jsonlib.loads(out["ours"]) != jsonlib.loads(out["baseline"]):
-        fig.note += "; the baseline's output differs from ours (format), sizes: "
-        fig.note += f"{len(out['ours']):,} vs {len(out['baseline']):,} bytes"
-    return fig
+    def finish():
+        queries = out["queries"]
+        fig.ours_label += f", {'/'.join(str(q[0]) for q in queries.values())} queries"
+        fig.baseline_label += f", {'/'.join(str(q[1]) for q in queries.values())} queries"
+        if "differs" in fig.extra:
+            fig.note = f"the baseline's output differs from ours (format) {fig.extra['differs']}"
+
+    return Curve(
+        "3",
+        "orders a page",
+        ctx.sizes("3"),
+        prepare=prepare,
+        sides={"ours": ours, "baseline": baseline},
+        figures=[(fig, "ours", "baseline")],
+        finish=finish,
+    )
 
 
-def _customer_rows(tag: str, n: int = 1000) -> list[dict]:
+def _customer_rows(tag: str, n: int) -> list[dict]:
     return [
         {"name": f"Bench {tag} {i}", "email": f"bench.{tag}.{i}@example.org", "phone": "+1234567890"} for i in range(n)
     ]
 
 
-def figure_4(ctx) -> list[Figure]:
+def figure_4(ctx) -> Curve:
     from bench import data
     from crm.models import Customer
     from crm.services import bulk_create_customers, create_customer
 
-    counter = iter(range(1_000_000))
+    counter = iter(range(10**9))
     rows: dict[str, list[dict]] = {}
-    counts = {}
 
-    def reset():
+    def reset(size):
         data.restore_customers()
-        rows["current"] = _customer_rows(str(next(counter)))
+        rows["current"] = _customer_rows(str(next(counter)), size)
 
-    def ours():
+    def ours(size):
         result = bulk_create_customers(rows=rows["current"])
-        counts["ours"] = len(result.customers)
         assert not result.errors, result.errors[:3]
+        return len(result.customers)
 
-    def bulk():
-        created = Customer.objects.bulk_create(
-            [Customer(name=r["name"], email=r["email"], phone=r["phone"]) for r in rows["current"]]
-        )
-        counts["bulk_create"] = len(created)
+    def bulk(size):
+        customers = [Customer(name=r["name"], email=r["email"], phone=r["phone"]) for r in rows["current"]]
+        return len(Customer.objects.bulk_create(customers))
 
-    def one_by_one():
+    def one_by_one(size):
         for row in rows["current"]:
             create_customer(**row)
-        counts["one_by_one"] = len(rows["current"])
+        return len(rows["current"])
 
-    runs = ctx.runs
-    t_ours, t_bulk, t_single = median_times([ours, bulk, one_by_one], runs=runs, reset=reset)
-    data.restore_customers()
-    a = Figure("4a", "Create 1,000 valid customers", "slower", 3)
+    sides = {"ours": ours, "bulk_create": bulk, "one_by_one": one_by_one}
+    a = Figure("4a", "Create N valid customers", "slower", 3)
     a.ours_label, a.baseline_label = "bulk_create_customers()", "Customer.objects.bulk_create()"
-    a.ours, a.baseline, a.runs = t_ours, t_bulk, runs
-    b = Figure("4b", "Create 1,000 valid customers", "faster", 10)
-    b.ours_label, b.baseline_label = "bulk_create_customers()", "create_customer() x 1,000"
-    b.ours, b.baseline, b.runs = t_ours, t_single, runs
-    figures = [a, b]
-
-    c = Figure("4c", "Create 1,000 valid customers", "slower", 3)
+    b = Figure("4b", "Create N valid customers", "faster", 10)
+    b.ours_label, b.baseline_label = "bulk_create_customers()", "create_customer() x N"
+    figures = [(a, "ours", "bulk_create"), (b, "ours", "one_by_one")]
+    c = Figure("4c", "Create N valid customers", "slower", 3)
     c.ours_label, c.baseline_label = "bulkCreateCustomers mutation", "Customer.objects.bulk_create()"
-    if not schema_has("mutation", "bulkCreateCustomers"):
-        figures.append(unavailable(c, "mutation bulkCreateCustomers is not in the schema yet: crm/schema.py"))
-        return figures
-    document = "mutation($input: [CustomerInput!]!) { bulkCreateCustomers(input: $input) { customers { id } errors } }"
+    if schema_has("mutation", "bulkCreateCustomers"):
+        document = (
+            "mutation($input: [CustomerInput!]!) { bulkCreateCustomers(input: $input) { customers { id } errors } }"
+        )
 
-    def mutation():
-        result = graphql_execute(document, {"input": rows["current"]})["bulkCreateCustomers"]
-        assert not result["errors"], result["errors"][:3]
-        counts["mutation"] = len(result["customers"])
+        def mutation(size):
+            result = graphql_execute(document, {"input": rows["current"]})["bulkCreateCustomers"]
+            assert not result["errors"], result["errors"][:3]
+            return len(result["customers"])
 
-    t_mut, t_bulk2 = median_times([mutation, bulk], runs=runs, reset=reset)
-    data.restore_customers()
-    c.ours, c.baseline, c.runs = t_mut, t_bulk2, runs
-    figures.append(c)
-    return figures
+        sides["mutation"] = mutation
+        figures.append((c, "mutation", "bulk_create"))
+    return Curve(
+        "4",
+        "customers",
+        ctx.sizes("4"),
+        prepare=lambda size: ensure_base(ctx),
+        reset=reset,
+        sides=sides,
+        figures=figures,
+        finish=data.restore_customers,
+    )
 
 
-def figure_5(ctx) -> Figure:
+def figure_5(ctx) -> Curve:
     from django.db import connection, transaction
 
     from bench import data
     from crm.models import Customer, Order
     from crm.services import clean_inactive_customers
 
-    fig = Figure("5", "Cleanup, 100,000 customers and 300,000 orders", "slower", 2)
+    fig = Figure("5", "Cleanup of inactive customers (2 orders each for 60% of them)", "slower", 2)
     fig.ours_label, fig.baseline_label = "clean_inactive_customers()", "DELETE ... WHERE NOT EXISTS (...)"
-    now = ctx.now
-    cutoff = now - data_timedelta(data.CLEANUP_DAYS)
+    cutoff = ctx.now - data_timedelta(data.CLEANUP_DAYS)
     customer, order = Customer._meta.db_table, Order._meta.db_table
-    counts = {}
+    archived = {}
 
-    def ours():
-        result = clean_inactive_customers(days=data.CLEANUP_DAYS, now=now)
-        counts["ours_deleted"], counts["ours_archived"] = result.deleted, result.archived
+    def ours(size):
+        result = clean_inactive_customers(days=data.CLEANUP_DAYS, now=ctx.now)
+        archived[size] = result.archived
+        return result.deleted
 
-    def baseline():
+    def baseline(size):
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(
                 f'DELETE FROM "{customer}" WHERE "archived_at" IS NULL AND "created_at" < %s '
                 f'AND NOT EXISTS (SELECT 1 FROM "{order}" o WHERE o."customer_id" = "{customer}"."id")',
                 [connection.ops.adapt_datetimefield_value(cutoff)],
             )
-            counts["baseline_deleted"] = cursor.rowcount
+            return cursor.rowcount
 
-    fig.ours, fig.baseline = median_times([ours, baseline], runs=ctx.runs, reset=data.restore_customers)
-    data.restore_customers()
-    fig.runs = ctx.runs
-    fig.extra = counts
-    fig.note = (
-        f"ours deletes {counts['ours_deleted']:,} and also archives {counts['ours_archived']:,} customers "
-        f"with only old orders; the baseline only deletes ({counts['baseline_deleted']:,})"
+    def finish():
+        data.restore_customers()
+        if archived:
+            size = max(archived)
+            fig.note = f"at {size:,}, ours also archives {archived[size]:,} customers with only old orders"
+
+    return Curve(
+        "5",
+        "customers",
+        ctx.sizes("5"),
+        prepare=lambda size: data.ensure_customers(size, ctx.now, lines=size <= ctx.base_customers()),
+        reset=lambda size: data.restore_customers(),
+        sides={"ours": ours, "baseline": baseline},
+        figures=[(fig, "ours", "baseline")],
+        finish=finish,
     )
-    if counts["ours_deleted"] != counts["baseline_deleted"]:
-        fig.note += " -- DELETED COUNTS DIFFER"
-    return fig
+
+
+def figure_9(ctx) -> Curve:
+    from django.db import connection, transaction
+    from django.db.models import F
+
+    from bench import data
+    from crm.models import Order, OrderLine, Product
+    from crm.services import create_order
+
+    fig = Figure("9", "Create an order of N products", "slower", 2)
+    fig.ours_label = "create_order()"
+    fig.baseline_label = "ORM: prices read, Order + bulk_create lines + one F() stock UPDATE"
+
+    def ours(size):
+        create_order(customer_id=ORDER_CUSTOMER, product_ids=list(range(1, size + 1)))
+        return size
+
+    def baseline(size):
+        ids = list(range(1, size + 1))
+        with transaction.atomic():
+            prices = dict(Product.objects.filter(pk__in=ids).values_list("pk", "price"))
+            order = Order.objects.create(customer_id=ORDER_CUSTOMER, order_date=ctx.now)
+            OrderLine.objects.bulk_create(
+                [OrderLine(order=order, product_id=pid, quantity=1, unit_price=prices[pid]) for pid in ids]
+            )
+            Product.objects.filter(pk__in=ids).update(stock=F("stock") - 1)
+        return len(ids)
+
+    def prepare(size):
+        ensure_base(ctx)
+        with connection.cursor() as cursor:
+            cursor.execute(f"UPDATE {Product._meta.db_table} SET stock = %s WHERE id <= %s", [data.STOCK, size])
+
+    return Curve(
+        "9",
+        "products an order",
+        ctx.sizes("9"),
+        prepare=prepare,
+        sides={"ours": ours, "baseline": baseline},
+        figures=[(fig, "ours", "baseline")],
+    )
 
 
 def data_timedelta(days):
     from datetime import timedelta
 
     return timedelta(days=days)
+
+
+# --- single points --------------------------------------------------------------------------------
 
 
 def fresh_minutes(ctx):
@@ -512,20 +558,52 @@ def figure_7(ctx) -> Figure:
     return fig
 
 
-FIGURES = {"1": figure_1, "2": figure_2, "3": figure_3, "4": figure_4, "5": figure_5, "6": figure_6, "7": figure_7}
+FIGURES = {
+    "1": figure_1,
+    "2": figure_2,
+    "3": figure_3,
+    "4": figure_4,
+    "5": figure_5,
+    "6": figure_6,
+    "7": figure_7,
+    "9": figure_9,
+}
+# Execution order: the restock curves while no order references a product, the cleanup's growing
+# customers last.
+ORDER = ["1", "2", "3", "4", "9", "6", "7", "5"]
 
 
-@dataclass
-class Context:
-    runs: int
-    now: datetime
+def run_figure(key: str, ctx) -> list[Figure]:
+    produced = FIGURES[key](ctx)
+    if isinstance(produced, Curve):
+        produced = measure_curve(produced, ctx)
+    figures = produced if isinstance(produced, list) else [produced]
+    for figure in figures:
+        if figure.status == "ok" and figure.met is None:
+            figure.judge()
+    return figures
+
+
+def memory_main(spec: str, ctx, out: Path) -> int:
+    """The fresh process of one peak-RSS measurement: one side of a curve, once, at one size."""
+    key, size, side = spec.split(":")
+    curve = FIGURES[key](ctx)
+    size = int(size)
+    curve.prepare(size)
+    if curve.reset:
+        curve.reset(size)
+    record = peak_rss(lambda: curve.sides[side](size))
+    out.write_text(json.dumps({"size": size, "side": side, **record}))
+    return 0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--figures", default=",".join(FIGURES))
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="the smaller sizes, a shorter time per point")
+    parser.add_argument("--figures", default="")
+    parser.add_argument("--memory", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     django.setup()
@@ -533,9 +611,20 @@ def main() -> int:
     from django.db import connection
     from django.utils import timezone
 
-    from bench import data
+    now = timezone.now().replace(microsecond=0)
+    workdir = Path(args.out).parent
+    ctx = Context(
+        runs=args.runs,
+        min_runs=2 if args.quick else 3,
+        budget=3.0 if args.quick else 30.0,
+        quick=args.quick,
+        now=now,
+        workdir=str(workdir),
+    )
+    if args.memory:
+        return memory_main(args.memory, ctx, Path(args.out))
 
-    report: dict = {"vendor": connection.vendor, "setup": {}, "figures": []}
+    report: dict = {"vendor": connection.vendor, "setup": {}, "figures": [], "quick": args.quick}
     with connection.cursor() as cursor:
         cursor.execute("SELECT sqlite_version()" if connection.vendor == "sqlite" else "SHOW server_version")
         report["db_version"] = cursor.fetchone()[0]
@@ -543,22 +632,20 @@ def main() -> int:
     call_command("migrate", verbosity=0, interactive=False)
     report["setup"]["migrate"] = time.perf_counter() - started
     log(f"  setup migrate: {report['setup']['migrate']:.1f} s")
-    now = timezone.now().replace(microsecond=0)
-    report["setup"].update(data.build(now, log))
-    ctx = Context(runs=args.runs, now=now)
 
-    for key in args.figures.split(","):
+    wanted = set(filter(None, args.figures.split(","))) or set(FIGURES)
+    for key in [k for k in ORDER if k in wanted]:
         started = time.perf_counter()
         try:
-            produced = FIGURES[key](ctx)
+            figures = run_figure(key, ctx)
         except Exception as exc:  # a broken figure is reported, the others still run
             traceback.print_exc()
-            produced = Figure(key, f"figure {key}", "custom", status="error", note=f"error: {exc}"[:300])
-        for figure in produced if isinstance(produced, list) else [produced]:
-            if figure.status == "ok" and figure.met is None:
-                figure.judge()
+            figures = [Figure(key, f"figure {key}", "custom", status="error", note=f"error: {exc}"[:300])]
+        elapsed = time.perf_counter() - started
+        for figure in figures:
+            figure.extra["seconds"] = elapsed
             report["figures"].append(asdict(figure))
-        log(f"  figure {key}: {time.perf_counter() - started:.1f} s")
+        log(f"  figure {key}: {elapsed:.1f} s")
     Path(args.out).write_text(json.dumps(report, indent=2))
     return 0
 

@@ -1,0 +1,64 @@
+"""One SVG per curve: time against size (log-log) and ours/baseline against size, every database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.measure import GROWTH_TOLERANCE, log
+
+COLOURS = {"sqlite": "#1f77b4", "postgresql": "#d62728"}
+
+
+def plot_figures(reports: list[dict], folder: Path) -> dict[str, str]:
+    """Write ``folder/figure-<number>.svg`` for every curve; returns number -> file name. Needs matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("matplotlib is not installed (requirements-dev.txt): no plots")
+        return {}
+    plt.rcParams.update({"svg.hashsalt": "crm-bench", "svg.fonttype": "none", "font.size": 9})
+    curves: dict[str, list[tuple[str, dict]]] = {}
+    for report in reports:
+        for figure in report["figures"]:
+            if figure["status"] == "ok" and len(figure["points"]) >= 2:
+                curves.setdefault(figure["number"], []).append((report["name"], figure))
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for number, entries in curves.items():
+        path = folder / f"figure-{number}.svg"
+        fig = draw(plt, number, entries)
+        fig.savefig(path, format="svg", metadata={"Date": None})
+        plt.close(fig)
+        written[number] = path.name
+    return written
+
+
+def draw(plt, number: str, entries: list[tuple[str, dict]]):
+    first = entries[0][1]
+    fig, (times, ratios) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+    fig.suptitle(f"{number}. {first['title']}")
+    for db, figure in entries:
+        colour = COLOURS.get(db, "black")
+        sizes = [p["size"] for p in figure["points"]]
+        times.plot(sizes, [p["ours"] for p in figure["points"]], "o-", color=colour, label=f"ours, {db}")
+        times.plot(sizes, [p["baseline"] for p in figure["points"]], "s--", color=colour, alpha=0.6)
+        r = [p["ours"] / p["baseline"] for p in figure["points"]]
+        ratios.plot(sizes, r, "o-", color=colour, label=db)
+        ratios.hlines(r[0] * GROWTH_TOLERANCE, sizes[0], sizes[-1], colors=colour, linestyles=":", linewidth=1)
+    times.plot([], [], "s--", color="grey", alpha=0.6, label="baseline (dashed)")
+    times.set(xscale="log", yscale="log", xlabel=first["unit"], ylabel="seconds (median)")
+    times.set_title(f"ours: {first['ours_label']}\nbaseline: {first['baseline_label']}", fontsize=8)
+    times.grid(True, which="major", alpha=0.3)
+    times.legend(fontsize=8)
+    target = {"slower": first["target"], "faster": 1 / (first["target"] or 1)}.get(first["kind"])
+    if target:
+        ratios.axhline(target, color="black", linewidth=1, label=f"target ({target:.2g})")
+    ratios.set(xscale="log", xlabel=first["unit"], ylabel="ours / baseline")
+    ratios.set_ylim(bottom=0)
+    ratios.set_title(f"dotted: growth limit (smallest size's ratio × {GROWTH_TOLERANCE:g})", fontsize=8)
+    ratios.grid(True, which="major", alpha=0.3)
+    ratios.legend(fontsize=8)
+    return fig
