@@ -10,7 +10,7 @@ from decimal import Decimal, InvalidOperation
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connections, transaction
-from django.db.models import Case, Count, Exists, F, IntegerField, OuterRef, Q, Sum, Value, When
+from django.db.models import Count, Exists, OuterRef, Q, Sum
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -244,8 +244,16 @@ def _take_stock(products: dict[int, Product], quantities: Counter) -> None:
     for product_id, quantity in sorted(quantities.items()):
         if products[product_id].stock < quantity:
             raise _insufficient_stock(products[product_id], quantity, products[product_id].stock)
-    wanted = Case(*(When(pk=pid, then=Value(qty)) for pid, qty in quantities.items()), output_field=IntegerField())
-    taken = Product.objects.filter(pk__in=quantities, stock__gte=wanted).update(stock=F("stock") - wanted)
+    # Written out: Django's Case(When(...)) for 100 products cost more to compile than the UPDATE took.
+    table, case = Product._meta.db_table, 'CASE "id"' + " WHEN %s THEN %s" * len(quantities) + " END"
+    pairs = [value for item in quantities.items() for value in item]
+    marks = ", ".join(["%s"] * len(quantities))
+    with connections[Product.objects.db].cursor() as cursor:
+        cursor.execute(
+            f'UPDATE "{table}" SET "stock" = "stock" - {case} WHERE "id" IN ({marks}) AND "stock" >= {case}',
+            [*pairs, *quantities, *pairs],
+        )
+        taken = cursor.rowcount
     if taken != len(quantities):  # only if the rows changed after the read despite the lock: say which
         current = dict(Product.objects.filter(pk__in=quantities).values_list("pk", "stock"))
         short = min(pid for pid, qty in quantities.items() if current.get(pid, 0) < qty)
