@@ -9,8 +9,12 @@ from bench.measure import GROWTH_TOLERANCE, log
 COLOURS = {"sqlite": "#1f77b4", "postgresql": "#d62728"}
 
 
-def plot_figures(reports: list[dict], folder: Path) -> dict[str, str]:
-    """Write ``folder/figure-<number>.svg`` for every curve; returns number -> file name. Needs matplotlib."""
+def plot_figures(reports: list[dict], folder: Path, fmt: str = "svg") -> dict[str, str]:
+    """Write ``folder/figure-<number>.svg`` for every curve; returns number -> file name. Needs matplotlib.
+
+    ``python -c 'import json; from bench.plot import *; plot_figures(json.load(open("bench/results.json")),
+    Path("/tmp"), "png")'`` draws them again from a run's results, here as PNG.
+    """
     try:
         import matplotlib
 
@@ -28,9 +32,9 @@ def plot_figures(reports: list[dict], folder: Path) -> dict[str, str]:
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
     for number, entries in curves.items():
-        path = folder / f"figure-{number}.svg"
+        path = folder / f"figure-{number}.{fmt}"
         fig = draw(plt, number, entries)
-        fig.savefig(path, format="svg", metadata={"Date": None})
+        fig.savefig(path, format=fmt, **({"metadata": {"Date": None}} if fmt == "svg" else {"dpi": 110}))
         plt.close(fig)
         written[number] = path.name
     return written

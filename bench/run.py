@@ -145,6 +145,8 @@ def main() -> int:
     if not args.no_write:
         results = out / "RESULTS.md"
         results.write_text(text)
+        # The medians behind the table and the plots, for drawing or comparing again without a run.
+        (out / "results.json").write_text(json.dumps(reports, indent=1) + "\n")
         log(f"written to {results.relative_to(REPO) if results.is_relative_to(REPO) else results}")
     return 0
 

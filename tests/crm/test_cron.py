@@ -7,7 +7,7 @@ import pytest
 import time_machine
 from django.core.management import call_command
 
-from crm import cron, graphql_client
+from crm import cron, graphql_client, joblog
 from crm.models import Customer, Order, Product
 from tests.factories import CustomerFactory, ProductFactory, make_order
 
@@ -62,6 +62,17 @@ def test_update_low_stock(log_dir, frozen):
         "2026-03-02 06:00:05 - Cable: new stock 10",
     ]
     assert Product.objects.get(name="Laptop").stock == 10
+
+
+def test_update_low_stock_logs_every_product_in_one_append(log_dir, frozen, monkeypatch):
+    """A restock of many products opens the log once: one append_lines batch, not one per product."""
+    ProductFactory.create_batch(25, stock=1)
+    batches = []
+    append_lines = joblog.append_lines
+    monkeypatch.setattr(joblog, "append_lines", lambda name, lines: batches.append(lines) or append_lines(name, lines))
+    cron.update_low_stock()
+    assert [len(lines) for lines in batches] == [25]
+    assert len(read(log_dir, "low_stock_updates_log.txt")) == 25
 
 
 def test_update_low_stock_none_low(log_dir, frozen):
