@@ -5,16 +5,17 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connections, transaction
-from django.db.models import Count, Exists, F, OuterRef, Q, Sum
+from django.db.models import Count, Exists, F, OuterRef, Sum
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from alx_backend_graphql_crm.validation import InputError, errors_from_validation, to_exact_decimal
 from crm.models import Customer, Order, OrderLine, Product
 
 MAX_BULK_CUSTOMERS = 1000
@@ -22,48 +23,10 @@ MAX_BULK_CUSTOMERS = 1000
 ORDER_TOTAL_LIMIT = Decimal(10) ** (Order._meta.get_field("total_amount").max_digits - 2)
 
 
-@dataclass(frozen=True)
-class RowError:
-    """A validation problem of one input row (``index`` is 0-based; None for the whole input)."""
-
-    field: str
-    message: str
-    code: str
-    index: int | None = None
-
-    def __str__(self) -> str:
-        text = f"{self.field}: {self.message}" if self.field else self.message
-        return f"row {self.index}: {text}" if self.index is not None else text
-
-
 @dataclass
 class BulkCreateResult:
     customers: list[Customer] = field(default_factory=list)
-    errors: list[RowError] = field(default_factory=list)
-
-
-def validation_errors(exc: ValidationError, *, index: int | None = None) -> list[RowError]:
-    """Flatten a Django ValidationError into field-named errors."""
-    if not hasattr(exc, "error_dict"):
-        return [RowError("", next(iter(error)), error.code or "invalid", index) for error in exc.error_list]
-    errors = []
-    for field_name, field_errors in exc.error_dict.items():
-        name = "" if field_name == "__all__" else field_name
-        for error in field_errors:
-            message = next(iter(error))  # ValidationError iterates its formatted messages
-            errors.append(RowError(name, message, error.code or "invalid", index))
-    return errors
-
-
-def to_decimal(value, *, field_name: str) -> Decimal:
-    """Exact decimal from an int, str, Decimal or float (a float through its shortest repr)."""
-    try:
-        result = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-    except (InvalidOperation, TypeError, ValueError):
-        raise ValidationError({field_name: ValidationError("Enter a number.", code="invalid")}) from None
-    if not result.is_finite():
-        raise ValidationError({field_name: ValidationError("Enter a finite number.", code="invalid")})
-    return result
+    errors: list[InputError] = field(default_factory=list)
 
 
 # --- customers ---------------------------------------------------------------------------------
@@ -106,7 +69,7 @@ def bulk_create_customers(*, rows: list[dict]) -> BulkCreateResult:
     result = BulkCreateResult()
     if len(rows) > MAX_BULK_CUSTOMERS:
         result.errors.append(
-            RowError("input", f"At most {MAX_BULK_CUSTOMERS} customers per call; got {len(rows)}.", "too_many")
+            InputError("input", f"At most {MAX_BULK_CUSTOMERS} customers per call; got {len(rows)}.", "too_many")
         )
         return result
 
@@ -116,7 +79,7 @@ def bulk_create_customers(*, rows: list[dict]) -> BulkCreateResult:
         try:
             customer.full_clean(validate_constraints=False)
         except ValidationError as exc:
-            result.errors.extend(validation_errors(exc, index=index))
+            result.errors.extend(errors_from_validation(exc, index=index))
             continue
         candidates.append((index, customer))
 
@@ -127,9 +90,9 @@ def bulk_create_customers(*, rows: list[dict]) -> BulkCreateResult:
     for index, customer in candidates:
         key = customer.email.lower()
         if key in existing:
-            result.errors.append(RowError("email", "Email already exists", "unique", index))
+            result.errors.append(InputError("email", "Email already exists", "unique", index))
         elif seen[key]:
-            result.errors.append(RowError("email", "Duplicate email in this batch", "duplicate", index))
+            result.errors.append(InputError("email", "Duplicate email in this batch", "duplicate", index))
         else:
             valid.append(customer)
         seen[key] += 1
@@ -145,9 +108,13 @@ def bulk_create_customers(*, rows: list[dict]) -> BulkCreateResult:
 
 
 def create_product(*, name: str, price, stock: int | None = 0) -> Product:
+    try:
+        price = to_exact_decimal(price)
+    except ValidationError as exc:
+        raise ValidationError({"price": exc}) from None
     product = Product(
         name=(name or "").strip(),
-        price=to_decimal(price, field_name="price"),
+        price=price,
         stock=0 if stock is None else stock,
     )
     if isinstance(product.stock, int) and product.stock < 0:
@@ -294,12 +261,3 @@ def crm_report() -> CrmReport:
         orders=orders["count"],
         revenue=(orders["revenue"] or Decimal("0")).quantize(Decimal("0.01")),
     )
-
-
-def orders_since(*, since: datetime):
-    return Order.objects.filter(order_date__gte=since).select_related("customer").order_by("order_date", "id")
-
-
-def low_stock_products(*, threshold: int | None = None):
-    threshold = settings.CRM_LOW_STOCK_THRESHOLD if threshold is None else threshold
-    return Product.objects.filter(Q(stock__lt=threshold))
