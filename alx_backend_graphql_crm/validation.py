@@ -1,4 +1,4 @@
-"""Value rules shared by the domain services and the GraphQL toolkit: one error record, exact decimals.
+"""Value rules shared by the domain and the GraphQL toolkit: one error record, exact decimals, safe text.
 
 It imports Django only, never an app nor graphene: services import it without depending on the
 API, and the API toolkit imports it without depending on any app (the cronjobs engine and crm
@@ -6,6 +6,8 @@ both build on the toolkit, which must stay ignorant of them).
 """
 
 import decimal
+import re
+import unicodedata
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
@@ -62,3 +64,26 @@ def to_exact_decimal(value) -> decimal.Decimal:
         # Far beyond any amount; databases overflow on such numbers in comparisons.
         raise ValidationError(f"Decimal {value!r} is out of range.", "invalid")
     return result
+
+
+def validate_text(value) -> None:
+    """Refuse text no field of ours may hold: control characters (NUL included) and lone surrogates.
+
+    A lone surrogate (JSON's "\\ud800") is not a character: no database can encode it (the driver
+    raises UnicodeEncodeError). PostgreSQL cannot store NUL at all; the other control characters
+    (U+0001-U+001F, U+007F-U+009F) have no place in a name, an address or a search and are how
+    log and terminal injection starts. Names the first offending character by its code point.
+    """
+    found = _UNSAFE_TEXT.search(value) if isinstance(value, str) else None
+    if found is None:
+        return
+    char = found.group()
+    if char == "\x00":
+        raise ValidationError("Null characters are not allowed.", code="null_characters_not_allowed")
+    if unicodedata.category(char) == "Cs":
+        raise ValidationError(f"Unpaired surrogates are not allowed (U+{ord(char):04X}).", code="lone_surrogate")
+    raise ValidationError(f"Control characters are not allowed (U+{ord(char):04X}).", code="control_character")
+
+
+# Unicode category Cc (C0 controls, DEL, C1 controls) and Cs (surrogates, only ever unpaired in a str).
+_UNSAFE_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")

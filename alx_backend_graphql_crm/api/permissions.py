@@ -9,9 +9,10 @@ from graphql import GraphQLObjectType
 from alx_backend_graphql_crm.api.errors import NotAuthenticated, PermissionDenied
 
 
-def check_permissions(request, permissions: Iterable[str], *, staff: bool = False) -> None:
+def check_permissions(request, permissions: Iterable[str], *, staff: bool = False, subject: str = "this") -> None:
     """Raise a top-level GraphQL error unless the request's user is authenticated and has every permission
-    (and, with ``staff``, is a staff user: for operators' fields, not API clients').
+    (and, with ``staff``, is a staff user: for operators' fields, not API clients'). ``subject``
+    names what needs them in the message ("filter.customerName needs crm.view_customer").
 
     ``user.has_perms`` loads a user's permissions once and caches them on the user object, so
     checking a nested field for every row of a page costs no extra query.
@@ -22,9 +23,9 @@ def check_permissions(request, permissions: Iterable[str], *, staff: bool = Fals
     permissions = tuple(permissions)
     if not user.has_perms(permissions):
         missing = ", ".join(p for p in permissions if not user.has_perm(p))
-        raise PermissionDenied(f"Permission denied: this needs {missing}.")
+        raise PermissionDenied(f"Permission denied: {subject} needs {missing}.")
     if staff and not user.is_staff:
-        raise PermissionDenied("Permission denied: this is for staff users only.")
+        raise PermissionDenied(f"Permission denied: {subject} is for staff users only.")
 
 
 def permission_required(*permissions: str, staff: bool = False) -> Callable:
