@@ -149,6 +149,16 @@ def create_order(*, customer_id: int, product_ids: list[int], order_date: dateti
     """
     if not product_ids:
         raise ValidationError({"product_ids": ValidationError("Select at least one product.", code="required")})
+    if len(product_ids) > settings.CRM_MAX_ORDER_ITEMS:
+        # Bounds the time the product rows stay locked, and every order's `products` list.
+        raise ValidationError(
+            {
+                "product_ids": ValidationError(
+                    f"At most {settings.CRM_MAX_ORDER_ITEMS} products per order; got {len(product_ids)}.",
+                    code="too_many",
+                )
+            }
+        )
     customer = Customer.objects.active().filter(pk=customer_id).first()
     if customer is None:
         raise ValidationError({"customer_id": ValidationError(f"Invalid customer ID: {customer_id}", code="invalid")})
@@ -191,7 +201,7 @@ def create_order(*, customer_id: int, product_ids: list[int], order_date: dateti
                 for pid, qty in quantities.items()
             ]
         )
-        # The total is maintained by the database trigger from the lines.
+        # The total is maintained by the database triggers from the lines (migration 0006).
         order.refresh_from_db(fields=["total_amount"])
     return order
 
