@@ -149,4 +149,5 @@ def _stuck(last_run: JobRun | None, now: datetime) -> str:
     verdict = run_verdict(last_run, now)
     if verdict is None:
         return ""
-    return f"run #{last_run.pk} on {last_run.host} pid {last_run.pid} since {last_run.started_at.isoformat()}: {verdict[1]}"
+    since = last_run.started_at.isoformat()
+    return f"run #{last_run.pk} on {last_run.host} pid {last_run.pid} since {since}: {verdict[1]}"

@@ -145,6 +145,7 @@ def run(job: Job | str, scheduled_for: datetime | None = None, trigger: str = "m
         status, result, tb, interrupt = _execute(job, target)
         _record_outcome(record, status=status, result=result, traceback_text=tb)
     if interrupt is not None:
+        interrupt.record = record
         raise interrupt
     return record
 
