@@ -28,7 +28,8 @@ def log_crm_heartbeat() -> str:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
     except Exception as exc:
-        joblog.append_line(joblog.HEARTBEAT_LOG, f"{when} CRM check failed: database: {exc}")
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]  # one line per check in the log
+        joblog.append_line(joblog.HEARTBEAT_LOG, f"{when} CRM check failed: database: {reason}")
         raise
     try:
         answer = graphql_client.execute("{ hello }").get("hello")

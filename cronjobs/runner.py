@@ -162,8 +162,7 @@ def _start(job: Job, slot: datetime | None, trigger: str, user) -> tuple[JobRun,
 
 def _history_unavailable(job: Job, target, exc: DatabaseError) -> HistoryUnavailable:
     """The error to raise when the history is unreachable; runs the job first if it may run without it."""
-    error = HistoryUnavailable(job, exc)
-    logger.error("cronjobs: %s; %s not recorded", error, job.name)
+    error = HistoryUnavailable(job, exc)  # the caller reports it: `crontab run` in one line
     with contextlib.suppress(DatabaseError):
         connection.close()
     if job.run_without_history:
