@@ -71,6 +71,7 @@ class Interrupted(KeyboardInterrupt):
 
     def __init__(self, signum: int):
         self.signum = signum
+        self.database_state = database_state()  # at the moment the signal arrived
         super().__init__(f"interrupted by {signal.Signals(signum).name}")
 
 
@@ -323,6 +324,7 @@ def _record_skip(
 class _Deadline:
     seconds: float | None
     fired_at: float | None = None  # time.monotonic() when the timeout fired
+    database_state: str = "idle"  # the job's connection when it fired (see database_state)
 
 
 def _execute(job: Job, target) -> tuple[str, str, str, BaseException | None]:
@@ -346,13 +348,13 @@ def _call(target, args, kwargs, deadline: _Deadline) -> tuple[str, str, str, Bas
         with _database_limit(deadline.seconds), _deadline(deadline), _stop_signals_let_through():
             value = target(*args, **kwargs)
     except JobTimeout:
-        undo = _abandon_database_work()
+        undo = _abandon_database_work(deadline.database_state)
         return JobRun.Status.TIMED_OUT, f"timed out after {deadline.seconds:g}s; {undo}", traceback.format_exc(), None
     except Interrupted as exc:
-        undo = _abandon_database_work()
+        undo = _abandon_database_work(exc.database_state)
         return JobRun.Status.INTERRUPTED, f"{exc}; {undo}", traceback.format_exc(), exc
     except KeyboardInterrupt as exc:
-        undo = _abandon_database_work()
+        undo = _abandon_database_work("idle")
         return (
             JobRun.Status.INTERRUPTED,
             f"interrupted by SIGINT (KeyboardInterrupt); {undo}",
@@ -366,7 +368,7 @@ def _call(target, args, kwargs, deadline: _Deadline) -> tuple[str, str, str, Bas
     return JobRun.Status.SUCCEEDED, value if isinstance(value, str) else repr(value), "", None
 
 
-def _abandon_database_work() -> str:
+def _abandon_database_work(state_when_stopped: str) -> str:
     """Cancel the statement the job left running and roll back its transaction; say what that undid.
 
     Django's atomic blocks roll back as the exception leaves them, and psycopg cancels a statement a
@@ -377,10 +379,14 @@ def _abandon_database_work() -> str:
     raw = connection.connection
     if raw is None:
         return "no database connection was open"
-    busy = _pg_transaction_status(raw)
+    now = _pg_transaction_status(raw)
     with contextlib.suppress(Exception):
-        if busy == "active":
+        if now == "active":
             raw.cancel()
+    # psycopg may have cancelled the statement already, as the interruption went through it.
+    busy = "active" if "active" in (now, state_when_stopped) else now
+    if busy == "idle" and state_when_stopped in ("intrans", "inerror", "in transaction"):
+        busy = state_when_stopped
     if not connection.in_atomic_block:
         with contextlib.suppress(Exception):
             connection.close()  # closing rolls back whatever the job left open
@@ -391,11 +397,18 @@ def _abandon_database_work() -> str:
     return "no database statement was running; work it committed before stays"
 
 
+def database_state() -> str:
+    """The state of this thread's database connection (see _pg_transaction_status); "idle" when none."""
+    raw = connection.connection
+    return _pg_transaction_status(raw) if raw is not None else "idle"
+
+
 def _pg_transaction_status(raw) -> str:
-    pgconn = getattr(raw, "pgconn", None)
-    if pgconn is None:
+    """psycopg's view of a connection: idle, active (a statement running), intrans, inerror, unknown."""
+    info = getattr(raw, "info", None)
+    if info is None or not hasattr(info, "transaction_status"):
         return "in transaction" if connection.in_atomic_block else "idle"
-    return pgconn.transaction_status.name.lower()  # idle, active, intrans, inerror, unknown
+    return info.transaction_status.name.lower()
 
 
 @contextlib.contextmanager
@@ -436,6 +449,7 @@ def _deadline(deadline: _Deadline | float | None) -> Iterator[_Deadline]:
 
         def on_alarm(signum, frame):
             deadline.fired_at = time.monotonic()
+            deadline.database_state = database_state()
             raise JobTimeout(f"timed out after {seconds:g}s")
 
         previous = signal.signal(signal.SIGALRM, on_alarm)
@@ -463,9 +477,11 @@ def _thread_deadline(deadline: _Deadline) -> Iterator[None]:
         with lock:
             if state["in_job"]:
                 deadline.fired_at = time.monotonic()
+                if database.connection is not None:
+                    deadline.database_state = _pg_transaction_status(database.connection)
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(thread_id, ctypes.py_object(JobTimeout))
                 with contextlib.suppress(Exception):
-                    if _pg_transaction_status_of(database) == "active":
+                    if database.connection is not None and _pg_transaction_status(database.connection) == "active":
                         database.connection.cancel()
 
     timer = threading.Timer(deadline.seconds, fire)
@@ -481,11 +497,6 @@ def _thread_deadline(deadline: _Deadline) -> Iterator[None]:
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(thread_id, None)  # drop it if not yet delivered
         if deadline.fired_at is not None:
             raise JobTimeout(f"timed out after {deadline.seconds:g}s")
-
-
-def _pg_transaction_status_of(database) -> str:
-    pgconn = getattr(database.connection, "pgconn", None)
-    return pgconn.transaction_status.name.lower() if pgconn is not None else "idle"
 
 
 # --- stop signals -----------------------------------------------------------------------------------

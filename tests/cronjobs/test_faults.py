@@ -94,7 +94,7 @@ def active_sleeps() -> int:
 @requires_postgres
 def test_1_a_timed_out_statement_is_cancelled_and_never_commits_later(shared_db, world_dir):
     product = ProductFactory(stock=24)
-    cronjobs = [["* * * * *", f"{FAULTS}.slow_update", [product.pk, 5], {"timeout": 0.5}]]
+    cronjobs = [["* * * * *", f"{FAULTS}.slow_update", [product.pk, 5], {}, {"timeout": 0.5}]]
     result = manage("crontab", "run", "slow_update", config=write_config(world_dir, shared_db, CRONJOBS=cronjobs))
     assert result.returncode == 1, result.stderr
     (run,) = shared_db.runs("slow_update")
@@ -111,7 +111,7 @@ def test_1_a_timed_out_statement_is_cancelled_and_never_commits_later(shared_db,
 @requires_postgres
 def test_1_a_killed_run_cannot_leave_its_statement_running_past_the_timeout(shared_db, world_dir):
     product = ProductFactory(stock=24)
-    cronjobs = [["* * * * *", f"{FAULTS}.slow_update", [product.pk, 60], {"timeout": 1}]]
+    cronjobs = [["* * * * *", f"{FAULTS}.slow_update", [product.pk, 60], {}, {"timeout": 1}]]
     process = start_run(write_config(world_dir, shared_db, CRONJOBS=cronjobs), "slow_update")
     try:
         wait_until(lambda: active_sleeps() == 1, "the UPDATE runs on the server")
@@ -369,14 +369,15 @@ def test_9_an_outcome_the_database_refuses_once_is_saved_on_retry(settings, monk
 def test_9_an_outcome_that_cannot_be_saved_exits_4_not_job_failed(shared_db, world_dir):
     if shared_db.sqlite_path is None:
         pytest.skip("takes the SQLite database file away; the retry itself is tested on every database above")
-    cronjobs = [["* * * * *", f"{FAULTS}.lose_database", [str(shared_db.sqlite_path)]]]
+    folder = shared_db.sqlite_path.parent
+    cronjobs = [["* * * * *", f"{FAULTS}.lose_database", [str(folder)]]]
     config = write_config(world_dir, shared_db, CRONJOBS=cronjobs, CRONJOBS_SAVE_RETRY_DELAYS=[0.01, 0.01])
-    away = Path(f"{shared_db.sqlite_path}.away")
+    away = Path(f"{folder}.away")
     try:
         result = manage("crontab", "run", "lose_database", config=config)
     finally:
         if away.exists():
-            os.replace(away, shared_db.sqlite_path)
+            os.rename(away, folder)
     # Before: exit 1 ("the job failed") although the job succeeded.
     assert result.returncode == 4, result.stderr
     assert "succeeded but its outcome could not be recorded" in result.stderr and "Traceback" not in result.stderr

@@ -313,7 +313,9 @@ def history_unavailable_text(exc: HistoryUnavailable) -> str:
     if exc.outcome is None:
         return f"{text}, the job did not run"
     status, result = exc.outcome
-    return f"{text}; it ran without the history (run_without_history): {status}" + (f": {result}" if result else "")
+    first_line = result.strip().splitlines()[0] if result.strip() else ""
+    ran = f"{text}; it ran without the history (run_without_history): {status}"
+    return f"{ran}: {first_line}" if first_line else ran
 
 
 def interrupted_text(job: Job, exc: Interrupted) -> str:
