@@ -135,7 +135,7 @@ def run(job: Job | str, scheduled_for: datetime | None = None, trigger: str = "m
     job = _runnable(job)
     target = job.resolve()
     slot = _minute(scheduled_for) if scheduled_for is not None else None
-    with _stop_signals_held():
+    with _stop_signals_masked(signal.SIG_BLOCK):
         try:
             record, claimed = _start(job, slot, trigger, user)
         except DatabaseError as exc:
@@ -345,7 +345,7 @@ def _execute(job: Job, target) -> tuple[str, str, str, BaseException | None]:
 
 def _call(target, args, kwargs, deadline: _Deadline) -> tuple[str, str, str, BaseException | None]:
     try:
-        with _database_limit(deadline.seconds), _deadline(deadline), _stop_signals_let_through():
+        with _database_limit(deadline.seconds), _deadline(deadline), _stop_signals_masked(signal.SIG_UNBLOCK):
             value = target(*args, **kwargs)
     except JobTimeout:
         undo = _abandon_database_work(deadline.database_state)
@@ -521,19 +521,10 @@ def stop_signals_interrupt() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _stop_signals_held() -> Iterator[None]:
-    # Blocked signals wait in the kernel; they are delivered when unblocked: inside the job
-    # (_stop_signals_let_through), or right after the run is recorded.
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-@contextlib.contextmanager
-def _stop_signals_let_through() -> Iterator[None]:
-    previous = signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+def _stop_signals_masked(how: int) -> Iterator[None]:
+    """SIG_BLOCK: stop signals wait in the kernel, delivered when unblocked (inside the job, or right
+    after the run is recorded). SIG_UNBLOCK: let them through (around the job itself)."""
+    previous = signal.pthread_sigmask(how, STOP_SIGNALS)
     try:
         yield
     finally:
