@@ -174,7 +174,12 @@ CRONJOBS = [
     (
         "*/5 * * * *",
         "crm.cron.log_crm_heartbeat",
-        {"timeout": 60, "description": "Check the database and GraphQL; log that the CRM is alive"},
+        # run_without_history: when the database is down the heartbeat still runs, to log that it is.
+        {
+            "timeout": 60,
+            "description": "Check the database and GraphQL; log that the CRM is alive",
+            "run_without_history": True,
+        },
     ),
     (
         "0 */12 * * *",
