@@ -37,7 +37,7 @@ from cronjobs.registry import E003, E008, parse_cronjobs
 from cronjobs.worker import Scheduler
 from tests.cronjobs.conftest import ROOT, SUBPROCESS_SETTINGS, clean_env, manage, write_config
 from tests.factories import ProductFactory
-from tests.services import on_postgres, requires_postgres
+from tests.reachable import on_postgres
 
 JOBS = "tests.cronjobs.jobs"
 FAULTS = "tests.cronjobs.fault_jobs"
@@ -91,7 +91,7 @@ def active_sleeps() -> int:
 
 @pytest.mark.slow
 @pytest.mark.postgres
-@requires_postgres
+@pytest.mark.postgres
 def test_1_a_timed_out_statement_is_cancelled_and_never_commits_later(shared_db, world_dir):
     product = ProductFactory(stock=24)
     cronjobs = [["* * * * *", f"{FAULTS}.slow_update", [product.pk, 5], {}, {"timeout": 0.5}]]
@@ -108,7 +108,7 @@ def test_1_a_timed_out_statement_is_cancelled_and_never_commits_later(shared_db,
 
 @pytest.mark.slow
 @pytest.mark.postgres
-@requires_postgres
+@pytest.mark.postgres
 def test_1_a_killed_run_cannot_leave_its_statement_running_past_the_timeout(shared_db, world_dir):
     product = ProductFactory(stock=24)
     cronjobs = [["* * * * *", f"{FAULTS}.slow_update", [product.pk, 60], {}, {"timeout": 1}]]
