@@ -13,6 +13,7 @@ from datetime import timedelta
 from django.db.models import Count, Q, Sum
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.utils import floatToGoString
 
 from cronjobs import health
 from cronjobs.alerts import ALERT_STATUSES, MISSED_PREFIX
@@ -115,7 +116,7 @@ def _add_job(families: dict, state: health.JobHealth, stats: dict[str, dict]) ->
     families["failures"].add_metric([name], sum(stats.get(s, {}).get("count", 0) for s in ALERT_STATUSES))
     executed = [stats[s] for s in EXECUTED if s in stats]
     cumulative = [sum(s["buckets"][i] for s in executed) for i in range(len(DURATION_BUCKETS))]
-    buckets = [(f"{bound:g}", value) for bound, value in zip(DURATION_BUCKETS, cumulative, strict=True)]
+    buckets = [(floatToGoString(bound), value) for bound, value in zip(DURATION_BUCKETS, cumulative, strict=True)]
     buckets.append(("+Inf", sum(s["count"] for s in executed)))
     families["duration"].add_metric([name], buckets, sum_value=sum(s["duration"] for s in executed))
     families["late"].add_metric([name], 1.0 if state.state == health.State.LATE else 0.0)
