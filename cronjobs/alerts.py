@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 from datetime import datetime
 from itertools import takewhile
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -259,7 +259,7 @@ def ping(url: str, kind: str, body: str) -> bool:
     error, a timeout or a 5xx), so a ping never delays a run by more than twice that. Never raises:
     a monitor that is down is logged as a warning, never a change to the run.
     """
-    target = url.rstrip("/") + (f"/{kind}" if kind else "")
+    target = ping_target(url, kind)
     timeout = float(setting("CRONJOBS_PING_TIMEOUT"))
     error = ""
     for _attempt in range(2):
@@ -274,6 +274,13 @@ def ping(url: str, kind: str, body: str) -> bool:
         "cronjobs: monitor ping %s to %s://%s failed: %s", kind or "success", where.scheme, where.netloc, error
     )
     return False
+
+
+def ping_target(url: str, kind: str) -> str:
+    """`<url>/<kind>`, before any query string (healthchecks' `?create=1`, `?rid=`)."""
+    parts = urlsplit(url)
+    path = parts.path.rstrip("/") + (f"/{kind}" if kind else "")
+    return urlunsplit(parts._replace(path=path or "/"))
 
 
 def _post_within(target: str, data: bytes, timeout: float) -> tuple[str, bool]:
