@@ -1,8 +1,9 @@
 """Prometheus metrics of every job, computed from the run history on each scrape (right across processes and hosts).
 
 A custom collector, not process-local counters: whichever process or machine ran a job, the run
-history in the database is the one record, so any web process answers the same. Three queries per
-scrape whatever the number of jobs and runs (two for the health snapshot, one aggregate).
+history in the database is the one record, so any web process answers the same. Four queries per
+scrape whatever the number of jobs and runs (two for the health snapshot, one aggregate of the
+history, one of what retention pruned, so counters never go down when old runs are deleted).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from prometheus_client.utils import floatToGoString
 
 from cronjobs import health
 from cronjobs.alerts import ALERT_STATUSES, MISSED_PREFIX
-from cronjobs.models import JobRun
+from cronjobs.models import JobRun, PrunedRunTotal
 
 # Upper bounds (seconds) of the duration histogram: cron jobs take seconds to hours.
 DURATION_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
@@ -32,21 +33,25 @@ class JobCollector(Collector):
 
     def collect(self):
         states = health.snapshot()
-        stats = run_stats([state.job.name for state in states])
+        names = [state.job.name for state in states]
+        stats = run_stats(JobRun.objects.filter(job_name__in=names))
+        _add_pruned(stats, PrunedRunTotal.objects.filter(job_name__in=names))
         families = _families()
         for state in states:
             _add_job(families, state, stats.get(state.job.name, {}))
         return list(families.values())
 
 
-def run_stats(names: list[str]) -> dict[str, dict[str, dict]]:
-    """{job: {status: {"count", "duration", "buckets"}}} over the finished runs of `names`. One query."""
+Stats = dict[str, dict[str, dict]]  # {job: {status: {"count": n, "duration": seconds, "buckets": [n, ...]}}}
+
+
+def run_stats(runs) -> Stats:
+    """Counts, total duration and duration buckets of the finished runs in `runs`, per job and status. One query."""
     buckets = {
         f"le_{i}": Count("id", filter=Q(duration__lte=timedelta(seconds=b))) for i, b in enumerate(DURATION_BUCKETS)
     }
     rows = (
-        JobRun.objects.filter(job_name__in=names)
-        .exclude(status=JobRun.Status.RUNNING)
+        runs.exclude(status=JobRun.Status.RUNNING)
         .values("job_name", "status")
         .annotate(
             count=Count("id"),
@@ -56,7 +61,7 @@ def run_stats(names: list[str]) -> dict[str, dict[str, dict]]:
         )
         .order_by()
     )
-    stats: dict[str, dict[str, dict]] = defaultdict(dict)
+    stats: Stats = defaultdict(dict)
     for row in rows:
         per_status = stats[row["job_name"]]
         count, missed = row["count"], row["missed"]
@@ -67,6 +72,32 @@ def run_stats(names: list[str]) -> dict[str, dict[str, dict]]:
         counts = [row[f"le_{i}"] for i in range(len(DURATION_BUCKETS))]
         per_status[row["status"]] = {"count": count, "duration": seconds, "buckets": counts}
     return stats
+
+
+def _add_pruned(stats: Stats, totals) -> None:
+    for total in totals:
+        into = stats[total.job_name].setdefault(
+            total.status, {"count": 0, "duration": 0.0, "buckets": [0] * len(DURATION_BUCKETS)}
+        )
+        into["count"] += total.count
+        into["duration"] += total.duration_seconds
+        into["buckets"] = [a + b for a, b in zip(into["buckets"], _fit(total.buckets), strict=True)]
+
+
+def _fit(buckets: list[int]) -> list[int]:
+    # Stored under an older DURATION_BUCKETS: counted in +Inf only, never lost.
+    return buckets if len(buckets) == len(DURATION_BUCKETS) else [0] * len(DURATION_BUCKETS)
+
+
+def fold_into_totals(runs) -> None:
+    """Add `runs` (about to be deleted by retention, in the caller's transaction) to PrunedRunTotal."""
+    for job_name, per_status in run_stats(runs).items():
+        for status, values in per_status.items():
+            total, _ = PrunedRunTotal.objects.select_for_update().get_or_create(job_name=job_name, status=status)
+            total.count += values["count"]
+            total.duration_seconds += values["duration"]
+            total.buckets = [a + b for a, b in zip(_fit(total.buckets), values["buckets"], strict=True)]
+            total.save()
 
 
 def _families() -> dict[str, object]:

@@ -9,6 +9,7 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from cronjobs.models import JobRun
+from cronjobs.retention import prune_job_runs
 from tests.factories import UserFactory
 
 JOBS = "tests.cronjobs.jobs"
@@ -159,6 +160,39 @@ class TestValues:
         assert failing == set(health["failing"]) == {"boom"}
 
 
+def counters(families: dict) -> dict:
+    """Every counter and histogram sample, by name and labels."""
+    kept = ("cronjobs_job_runs", "cronjobs_job_failures", "cronjobs_job_duration_seconds")
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in kept for s in families[f].samples}
+
+
+def test_pruning_old_history_never_lowers_a_counter(settings):
+    settings.CRONJOBS_METRICS_TOKEN = TOKEN
+    settings.CRONJOBS = [("* * * * *", f"{JOBS}.boom"), ("* * * * *", f"{JOBS}.succeed")]
+    for days, status, seconds, result in [
+        (40, "failed", 3, ""),
+        (40, "succeeded", 700, ""),
+        (35, "skipped", 0, "missed: starting 120s after its minute"),
+        (33, "timed_out", 4000, ""),
+        (2, "failed", 0.5, ""),
+    ]:
+        add_run("boom", status, ago=timedelta(days=days), seconds=seconds, result=result)
+    add_run("succeed", "succeeded", ago=timedelta(days=50), seconds=1)
+    before = counters(scrape(**bearer()))
+    assert before[("cronjobs_job_failures_total", (("job", "boom"),))] == 4
+
+    assert prune_job_runs(days=30) == "Deleted 5 job runs older than 30 days"
+    assert JobRun.objects.count() == 1
+    assert counters(scrape(**bearer())) == before
+
+    add_run("boom", "failed", ago=timedelta(days=45), seconds=2)  # more old history, pruned on top of totals
+    assert prune_job_runs(days=30) == "Deleted 1 job runs older than 30 days"
+    after = counters(scrape(**bearer()))
+    assert after[("cronjobs_job_failures_total", (("job", "boom"),))] == 5
+    assert after[("cronjobs_job_duration_seconds_count", (("job", "boom"),))] == 5
+    assert after[("cronjobs_job_duration_seconds_bucket", (("job", "boom"), ("le", "5.0")))] == 3
+
+
 @pytest.mark.parametrize("count", [5, 50])
 def test_a_bounded_number_of_queries_whatever_the_number_of_jobs(count, settings, django_assert_max_num_queries):
     settings.CRONJOBS_METRICS_TOKEN = TOKEN
@@ -166,6 +200,6 @@ def test_a_bounded_number_of_queries_whatever_the_number_of_jobs(count, settings
     for i in range(count):
         add_run(f"job{i}", "succeeded", ago=timedelta(minutes=2))
         add_run(f"job{i}", "failed", ago=timedelta(minutes=1))
-    with django_assert_max_num_queries(3):
+    with django_assert_max_num_queries(4):
         families = scrape(**bearer())
     assert len(families["cronjobs_job_late"].samples) == count
