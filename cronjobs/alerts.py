@@ -137,9 +137,10 @@ def log_failure(run: JobRun, before: list[JobRun], threshold: int) -> None:
         return
     status = run_status(run)
     fields = _record_fields(run, status)
-    message = "%s run #%s %s: %s (trigger %s, host %s, duration %.3fs, %s failure(s) in a row)"
+    # Job name and status in the template (names hold no '%'): Sentry groups events by it, one issue per job.
+    message = f"{run.job_name} run #%s {status}: %s (trigger %s, host %s, duration %.3fs, %s failure(s) in a row)"
     streak = f"{len(before) + 1}{'+' if len(before) == threshold else ''}"
-    args = (run.job_name, run.pk, status, _first_line(run.result), run.trigger, run.host, fields["duration"], streak)
+    args = (run.pk, _first_line(run.result), run.trigger, run.host, fields["duration"], streak)
     record = run_logger.makeRecord(run_logger.name, logging.ERROR, __file__, 0, message, args, None, extra=fields)
     record.exc_text = run.traceback.rstrip("\n") or None
     run_logger.handle(record)

@@ -149,6 +149,7 @@ def test_a_failing_job_on_each_route_is_one_error_record_one_mail_one_fail_ping_
         "failed",
     )
     assert record.duration == run.duration.total_seconds()
+    assert record.msg.startswith("boom run #%s failed: %s")  # one Sentry issue per job and status
     text = logging.Formatter().format(record)
     assert f"boom run #{run.pk} failed: ValueError: boom from a test job (trigger {trigger}, host" in text
     assert "\nTraceback (most recent call last)" in text and text.rstrip().endswith("ValueError: boom from a test job")
