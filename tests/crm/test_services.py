@@ -13,7 +13,6 @@ from django.utils import timezone
 from crm import services
 from crm.models import Customer, Order, Product
 from tests.factories import CustomerFactory, ProductFactory, make_order
-from tests.services import requires_postgres
 
 pytestmark = pytest.mark.django_db
 
@@ -163,7 +162,6 @@ class TestCreateOrder:
         assert plenty.stock == 5 and not Order.objects.exists()
 
 
-@requires_postgres
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_orders_cannot_oversell():
