@@ -92,9 +92,24 @@ def previous_failures(run: JobRun, limit: int) -> list[JobRun]:
 # --- the receivers ---------------------------------------------------------------------------------
 @receiver(signals.run_started, dispatch_uid="cronjobs.alerts.run_started")
 def on_run_started(sender, run: JobRun, job: Job, **kwargs) -> None:
+    """Send the /start ping beside the job, so a slow monitor never delays the job or inflates its
+    recorded duration; the finish ping waits for it (so the monitor sees /start first)."""
     url = ping_url(job)
     if url:
-        ping(url, "start", f"{job.name} run #{run.pk} started ({run.trigger} on {run.host} pid {run.pid})")
+        body = f"{job.name} run #{run.pk} started ({run.trigger} on {run.host} pid {run.pid})"
+        thread = threading.Thread(target=ping, args=(url, "start", body), name="cronjobs-start-ping", daemon=True)
+        _start_pings[run.pk] = thread
+        thread.start()
+
+
+# Start pings still in flight, by run id (removed when the run finishes).
+_start_pings: dict[int, threading.Thread] = {}
+
+
+def _wait_for_start_ping(run: JobRun) -> None:
+    thread = _start_pings.pop(run.pk, None)
+    if thread is not None:
+        thread.join()  # bounded: a ping gives up after 2 x CRONJOBS_PING_TIMEOUT
 
 
 @receiver(signals.run_finished, dispatch_uid="cronjobs.alerts.run_finished")
@@ -103,13 +118,15 @@ def on_run_finished(sender, run: JobRun, **kwargs) -> None:
     never keeps the ping from going out."""
     failed = is_failure(run)
     if not failed and run.status != JobRun.Status.SUCCEEDED:
-        return  # a skip (disabled, still running): nothing to tell
+        _wait_for_start_ping(run)
+        return  # a skip (disabled, still running) or a status alerts do not know: nothing to tell
     job = _registered(run.job_name)
     threshold = notify_after(job)
     before = previous_failures(run, threshold)
     steps = [log_failure, mail_failure] if failed else [log_recovery, mail_recovery]
     for step in steps:
         _guarded(step, run, before, threshold)
+    _wait_for_start_ping(run)
     url = ping_url(job) if job is not None else None
     if url:
         _guarded(ping, url, "fail" if failed else "", run_summary(run))

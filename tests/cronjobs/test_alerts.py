@@ -337,6 +337,8 @@ def test_a_hanging_monitor_adds_at_most_twice_the_timeout_per_ping_and_never_cha
     finally:
         hanging.stop()
     assert run.status == "succeeded" and JobRun.objects.get(pk=run.pk).status == "succeeded"
+    # The start ping goes beside the job: the job is not delayed, its recorded duration not inflated.
+    assert run.duration < timedelta(seconds=0.5), run.duration
     assert hanging.paths() == ["/start", "/start", "/", "/"]
     bound = 2 * 2 * 0.5  # two pings (start, finish) of at most two attempts each
     assert elapsed < bound + 1.5, elapsed  # the slack is for a loaded machine; without the bound it hangs 120 s
