@@ -26,16 +26,6 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from None
 
 
-def env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    if value is None or value.strip() == "":
-        return default
-    try:
-        return float(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a number, got {value!r}") from None
-
-
 def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
@@ -226,7 +216,7 @@ CRONJOBS_BASE_URL = os.environ.get("CRONJOBS_BASE_URL", "http://127.0.0.1:8000")
 # healthchecks.io-style ping URL for every job, "{name}" replaced by the job name (a job's `ping_url` wins).
 CRONJOBS_PING_URL_TEMPLATE = os.environ.get("CRONJOBS_PING_URL_TEMPLATE") or None
 # Seconds one ping attempt may take; a ping is tried at most twice, so it delays a run by at most 2x this.
-CRONJOBS_PING_TIMEOUT = env_float("CRONJOBS_PING_TIMEOUT", 3)
+CRONJOBS_PING_TIMEOUT = env_int("CRONJOBS_PING_TIMEOUT", 3)
 # Bearer token for GET /metrics; unset: only staff sessions may read it.
 CRONJOBS_METRICS_TOKEN = os.environ.get("CRONJOBS_METRICS_TOKEN") or None
 # Outgoing mail (Django's own settings, read from the environment). A bounded timeout, so an SMTP

@@ -95,23 +95,22 @@ def fire_crontab_command(name):
         call_command("crontab", "run", name, "--scheduled", stdout=StringIO(), stderr=StringIO())
 
 
-def fire_admin(name):
+def operator_client() -> Client:
     user = user_with("cronjobs.view_jobrun", "cronjobs.run_job", username="operator")
     user.is_staff = True
     user.save()
     client = Client()
     client.force_login(user)
-    assert client.post(f"/admin/cronjobs/scheduledjob/run/{name}/").status_code == 302
+    return client
+
+
+def fire_admin(name):
+    assert operator_client().post(f"/admin/cronjobs/scheduledjob/run/{name}/").status_code == 302
 
 
 def fire_graphql(name):
-    user = user_with("cronjobs.view_jobrun", "cronjobs.run_job", username="operator")
-    user.is_staff = True
-    user.save()
-    client = Client()
-    client.force_login(user)
     query = "mutation($name: String!) { runCronJob(name: $name) { run { status } errors } }"
-    assert ok(client, query, {"name": name})["runCronJob"]["run"]["status"] == "failed"
+    assert ok(operator_client(), query, {"name": name})["runCronJob"]["run"]["status"] == "failed"
 
 
 def fire_celery(name):
@@ -360,22 +359,15 @@ def test_a_refusing_monitor_is_retried_once_and_logged_and_the_run_keeps_its_sta
     assert "check-secret" not in message  # the URL's path is the check's secret
 
 
-def test_a_4xx_answer_is_not_retried(settings, alert_log):
-    rejecting = Monitor(status=404).start()
+@pytest.mark.parametrize(("status", "attempts"), [(404, 1), (503, 2)])
+def test_a_4xx_answer_is_not_retried_a_5xx_is_retried_once(status, attempts, alert_log):
+    answering = Monitor(status=status).start()
     try:
-        assert alerts.ping(rejecting.url, "fail", "body") is False
+        assert alerts.ping(answering.url, "fail", "body") is False
     finally:
-        rejecting.stop()
-    assert rejecting.paths() == ["/fail"] and "HTTP 404" in alert_log.records[0].getMessage()
-
-
-def test_a_5xx_answer_is_retried_once(settings, alert_log):
-    broken = Monitor(status=503).start()
-    try:
-        assert alerts.ping(broken.url, "", "body") is False
-    finally:
-        broken.stop()
-    assert broken.paths() == ["/", "/"]
+        answering.stop()
+    assert answering.paths() == ["/fail"] * attempts
+    assert f"HTTP {status}" in alert_log.records[0].getMessage()
 
 
 # --- configuration -----------------------------------------------------------------------------------
