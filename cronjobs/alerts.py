@@ -311,7 +311,8 @@ def _post_within(target: str, data: bytes, timeout: float) -> tuple[str, bool]:
             target, data=data, method="POST", headers={"Content-Type": "text/plain; charset=utf-8"}
         )
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            # The socket may wait a little longer than the join below: the caller's bound is the join.
+            with urllib.request.urlopen(request, timeout=timeout + 1) as response:  # noqa: S310
                 outcome.append(("", False) if 200 <= response.status < 300 else (f"HTTP {response.status}", True))
         except urllib.error.HTTPError as exc:
             outcome.append((f"HTTP {exc.code}", exc.code >= 500))
