@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from importlib import import_module
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
@@ -32,7 +33,19 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-OPTION_KEYS = frozenset({"name", "timeout", "grace", "enabled", "description", "allow_overlap", "run_without_history"})
+OPTION_KEYS = frozenset(
+    {
+        "name",
+        "timeout",
+        "grace",
+        "enabled",
+        "description",
+        "allow_overlap",
+        "run_without_history",
+        "notify_after",
+        "ping_url",
+    }
+)
 
 # The macros Vixie/Debian cron and cronie understand, as croniter reads them. @reboot is left out on
 # purpose: it has no minute to claim and no next run.
@@ -78,6 +91,7 @@ E007 = "cronjobs.E007"  # arguments not JSON serialisable
 E008 = "cronjobs.E008"  # invalid option
 E009 = "cronjobs.E009"  # invalid job name
 E010 = "cronjobs.E010"  # invalid CRONTAB_* setting (cronjobs/crontab.py)
+E011 = "cronjobs.E011"  # invalid alert setting: CRONJOBS_NOTIFY_*, CRONJOBS_PING_* (cronjobs/alerts.py)
 
 
 class JobConfigError(Exception):
@@ -187,6 +201,8 @@ class Job:
     description: str = ""
     allow_overlap: bool = False
     run_without_history: bool = False
+    notify_after: int | None = None  # None: settings.CRONJOBS_NOTIFY_AFTER
+    ping_url: str | None = None  # None: settings.CRONJOBS_PING_URL_TEMPLATE; "": no pings
     legacy_hashes: tuple[str, ...] = ()
     index: int = 0
     problems: tuple[Problem, ...] = ()
@@ -371,7 +387,23 @@ def _option_problems(options: dict, name: Any, index: int) -> list[Problem]:
             problems.append(_problem(E008, index, f"option {key!r} must be True or False, got {options[key]!r}", ""))
     if "description" in options and not isinstance(options["description"], str):
         problems.append(_problem(E008, index, "option 'description' must be a string", ""))
+    notify_after = options.get("notify_after")
+    if notify_after is not None and (type(notify_after) is not int or notify_after < 1):
+        msg = f"option 'notify_after' must be a whole number of failures >= 1, got {notify_after!r}"
+        problems.append(_problem(E008, index, msg, "e.g. {'notify_after': 3}"))
+    ping_url = options.get("ping_url")
+    if ping_url not in (None, "") and not is_http_url(ping_url):
+        msg = f"option 'ping_url' must be an http(s) URL, got {ping_url!r}"
+        problems.append(_problem(E008, index, msg, "e.g. {'ping_url': 'https://hc-ping.com/<uuid>'}; '' for none"))
     return problems
+
+
+def is_http_url(value: Any) -> bool:
+    """An absolute http:// or https:// URL with a host and no whitespace."""
+    if not isinstance(value, str) or any(c.isspace() for c in value):
+        return False
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
 def _argument_problems(parts: dict, index: int) -> list[Problem]:
@@ -434,6 +466,8 @@ def _parse_entry(entry: Any, index: int) -> tuple[Job | None, list[Problem]]:
         # overlap the default, as in django-crontab where locking was opt-in.
         allow_overlap=options.get("allow_overlap", getattr(settings, "CRONTAB_LOCK_JOBS", True) is False) is True,
         run_without_history=options.get("run_without_history") is True,
+        notify_after=options["notify_after"] if type(options.get("notify_after")) is int else None,
+        ping_url=options["ping_url"] if isinstance(options.get("ping_url"), str) else None,
         legacy_hashes=_legacy_hashes(entry, options),
         index=index,
         problems=tuple(problems),
