@@ -149,8 +149,12 @@ def ensure_customers(size: int, now: datetime, *, lines: bool) -> float:
 def insert_lines(order_ids: range) -> None:
     """One or two lines an order, quantities 1-3, at the product's price (products 1 … 1,000)."""
 
+    first = scalar(
+        f"SELECT MAX(id) FROM {OrderLine._meta.db_table}"
+    )  # not inside the generator: COPY holds the connection
+
     def lines():
-        lid = scalar(f"SELECT MAX(id) FROM {OrderLine._meta.db_table}")
+        lid = first
         for oid in order_ids:
             for j in range(2 if oid % 3 == 0 else 1):
                 lid += 1
