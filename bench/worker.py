@@ -651,7 +651,8 @@ def main() -> int:
             figures = run_figure(key, ctx)
         except Exception as exc:  # a broken figure is reported, the others still run
             traceback.print_exc()
-            figures = [Figure(key, f"figure {key}", "custom", status="error", note=f"error: {exc}".splitlines()[0][:300])]
+            note = f"error: {exc}".splitlines()[0][:300]
+            figures = [Figure(key, f"figure {key}", "custom", status="error", note=note)]
         elapsed = time.perf_counter() - started
         for figure in figures:
             figure.extra["seconds"] = elapsed
