@@ -97,6 +97,36 @@ def measured_source() -> str:
     return f"commit {commit}" + (" plus uncommitted changes" if dirty.strip() else "")
 
 
+def http_section(args) -> str:
+    """bench/http.py's figures (issue 14: throughput through gunicorn), on PostgreSQL when reachable, else
+    SQLite, as a section of RESULTS.md; nothing while that file is not there."""
+    import importlib.util
+
+    if args.no_http or importlib.util.find_spec("bench.http") is None:
+        return ""
+    from bench import http
+
+    workdir = Path(tempfile.mkdtemp(prefix="crm-bench-http-"))
+    database = f"{PG_DB}_http"
+    reachable = postgres_reachable()
+    try:
+        if reachable:
+            postgres_admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+            postgres_admin(f"CREATE DATABASE {database}")
+            url, name = f"postgres://{PG_USER}@{PG_HOST}:{PG_PORT}/{database}", "PostgreSQL"
+        else:
+            url, name = f"sqlite:///{workdir / 'http.sqlite3'}", "SQLite"
+        log(f"== http through gunicorn: {url}")
+        return "\n" + http.run(url, name, quick=args.quick, log=log)
+    except Exception as exc:  # the other figures are still written
+        log(f"== http: failed: {exc}")
+        return f"\n## HTTP through gunicorn (bench/http.py)\n\nThe run failed: {str(exc)[:500]}\n"
+    finally:
+        if reachable:
+            postgres_admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer runs: under two minutes")
@@ -105,6 +135,7 @@ def main() -> int:
     parser.add_argument("--databases", default="sqlite,postgresql", help="default: sqlite,postgresql")
     parser.add_argument("--out", type=Path, help="folder of RESULTS.md, plots/; default bench/ (quick: bench/quick/)")
     parser.add_argument("--no-write", action="store_true", help="print only, write nothing")
+    parser.add_argument("--no-http", action="store_true", help="skip the HTTP figures through gunicorn (bench/http.py)")
     args = parser.parse_args()
     args.argv = sys.argv[1:]
     args.runs = args.runs or (3 if args.quick else 7)
@@ -137,10 +168,12 @@ def main() -> int:
     if not reports:
         log("no benchmark worker finished")
         return 1
+    http_text = http_section(args)
     args.load_after = os.getloadavg()
     plots = {} if args.no_write else {n: f"plots/{name}" for n, name in plot_figures(reports, out / "plots").items()}
     pg_label = f"database `{PG_DB}` at {PG_HOST}:{PG_PORT}"
     text = render(reports, args, started_at, time.perf_counter() - started, measured_source(), pg_label, plots)
+    text += http_text
     print(text)
     if not args.no_write:
         results = out / "RESULTS.md"
