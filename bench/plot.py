@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.measure import GROWTH_TOLERANCE, log
+from bench.report import fmt_size
 
 COLOURS = {"sqlite": "#1f77b4", "postgresql": "#d62728"}
 
@@ -47,20 +48,32 @@ def draw(plt, number: str, entries: list[tuple[str, dict]]):
     for db, figure in entries:
         colour = COLOURS.get(db, "black")
         sizes = [p["size"] for p in figure["points"]]
-        times.plot(sizes, [p["ours"] for p in figure["points"]], "o-", color=colour, label=f"ours, {db}")
-        times.plot(sizes, [p["baseline"] for p in figure["points"]], "s--", color=colour, alpha=0.6)
+        times.plot(sizes, [p["ours"] * 1000 for p in figure["points"]], "o-", color=colour, label=f"ours, {db}")
+        times.plot(sizes, [p["baseline"] * 1000 for p in figure["points"]], "s--", color=colour, alpha=0.6)
         r = [p["ours"] / p["baseline"] for p in figure["points"]]
         ratios.plot(sizes, r, "o-", color=colour, label=db)
         ratios.hlines(r[0] * GROWTH_TOLERANCE, sizes[0], sizes[-1], colors=colour, linestyles=":", linewidth=1)
     times.plot([], [], "s--", color="grey", alpha=0.6, label="baseline (dashed)")
-    times.set(xscale="log", yscale="log", xlabel=first["unit"], ylabel="seconds (median)")
+    sizes = [p["size"] for p in first["points"]]
+    for axes in (times, ratios):
+        axes.set_xscale("log")
+        axes.set_xticks(sizes, [fmt_size(n) for n in sizes])
+        axes.minorticks_off()
+    times.set(yscale="log", xlabel=first["unit"], ylabel="milliseconds (median)")
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    low, high = times.get_ylim()
+    times.yaxis.set_major_formatter(plain)
+    # Label the minor ticks too when the curve spans less than a decade (else no label would show).
+    times.yaxis.set_minor_formatter(plain if high / low < 10 else NullFormatter())
     times.set_title(f"ours: {first['ours_label']}\nbaseline: {first['baseline_label']}", fontsize=8)
     times.grid(True, which="major", alpha=0.3)
     times.legend(fontsize=8)
     target = {"slower": first["target"], "faster": 1 / (first["target"] or 1)}.get(first["kind"])
     if target:
         ratios.axhline(target, color="black", linewidth=1, label=f"target ({target:.2g})")
-    ratios.set(xscale="log", xlabel=first["unit"], ylabel="ours / baseline")
+    ratios.set(xlabel=first["unit"], ylabel="ours / baseline")
     ratios.set_ylim(bottom=0)
     ratios.set_title(f"dotted: growth limit (smallest size's ratio × {GROWTH_TOLERANCE:g})", fontsize=8)
     ratios.grid(True, which="major", alpha=0.3)
