@@ -149,15 +149,13 @@ def measure_curve(curve: Curve, ctx) -> list[Figure]:
 
 
 def measure_memory(curve: Curve, ctx) -> None:
-    """Peak RSS of each figure's ours (and, in a full run, its baseline) at the largest size.
+    """Peak RSS of each figure's ours at the largest size.
 
     Each side runs once in its own fresh process (``python -m bench.worker --memory``) so nothing a
     previous run left in the heap hides what this one needs.
     """
     size = curve.sizes[-1]
     wanted = {ours for _, ours, _ in curve.figures}
-    if not ctx.quick:
-        wanted |= {baseline for _, _, baseline in curve.figures}
     records = {name: memory_child(curve.key, size, name, ctx) for name in curve.sides if name in wanted}
     for figure, ours, baseline in curve.figures:
         for role, name in (("ours", ours), ("baseline", baseline)):
