@@ -143,6 +143,7 @@ def main() -> int:
 
     started_at = datetime.now(UTC)
     started = time.perf_counter()
+    source = measured_source()  # at the start: the code the workers import
     args.load_before = os.getloadavg()
     reports = []
     wanted = {name.strip() for name in args.databases.split(",")}
@@ -172,7 +173,7 @@ def main() -> int:
     args.load_after = os.getloadavg()
     plots = {} if args.no_write else {n: f"plots/{name}" for n, name in plot_figures(reports, out / "plots").items()}
     pg_label = f"database `{PG_DB}` at {PG_HOST}:{PG_PORT}"
-    text = render(reports, args, started_at, time.perf_counter() - started, measured_source(), pg_label, plots)
+    text = render(reports, args, started_at, time.perf_counter() - started, source, pg_label, plots)
     text += http_text
     print(text)
     if not args.no_write:
