@@ -202,6 +202,9 @@ def curve_section(number: str, entries: list[tuple[dict, dict]], plot: str | Non
             )
         step = sizes[1] / sizes[0] if len(sizes) > 1 else 0
         lines += ["", f"Fitted: {'; '.join(fits)} (sizes ×{step:g} apart: linear work shows ×{step:g} a step)."]
+        built = fig["extra"].get("prepare_seconds")
+        if built is not None:
+            lines.append(f"Data built for these sizes (untimed): {built:.1f} s; peak RSS of ours: {memory_cell(fig)}.")
     return lines
 
 

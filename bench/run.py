@@ -17,6 +17,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 from bench.plot import plot_figures
 from bench.report import render
@@ -127,6 +128,19 @@ def http_section(args) -> str:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def write(out: Path, reports: list[dict], meta: dict) -> str:
+    """RESULTS.md, plots/ and results.json (the medians and the run's facts, for rendering again) in ``out``."""
+    args = SimpleNamespace(**{k: meta[k] for k in ("quick", "argv", "load_before", "load_after")})
+    plots = {n: f"plots/{name}" for n, name in plot_figures(reports, out / "plots").items()}
+    started = datetime.fromisoformat(meta["started"])
+    text = render(reports, args, started, meta["elapsed"], meta["source"], meta["pg_label"], plots)
+    text += meta.get("http_text", "")
+    (out / "RESULTS.md").write_text(text)
+    (out / "results.json").write_text(json.dumps({"meta": meta, "reports": reports}, indent=1) + "\n")
+    log(f"written to {out / 'RESULTS.md'}")
+    return text
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer runs: under two minutes")
@@ -136,7 +150,12 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="folder of RESULTS.md, plots/; default bench/ (quick: bench/quick/)")
     parser.add_argument("--no-write", action="store_true", help="print only, write nothing")
     parser.add_argument("--no-http", action="store_true", help="skip the HTTP figures through gunicorn (bench/http.py)")
+    parser.add_argument("--from-json", type=Path, help="no run: write RESULTS.md and plots again from a results.json")
     args = parser.parse_args()
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text())
+        write(args.out or args.from_json.parent, saved["reports"], saved["meta"])
+        return 0
     args.argv = sys.argv[1:]
     args.runs = args.runs or (3 if args.quick else 7)
     out = args.out or REPO / "bench" / ("quick" if args.quick else "")
@@ -170,18 +189,22 @@ def main() -> int:
         log("no benchmark worker finished")
         return 1
     http_text = http_section(args)
-    args.load_after = os.getloadavg()
-    plots = {} if args.no_write else {n: f"plots/{name}" for n, name in plot_figures(reports, out / "plots").items()}
-    pg_label = f"database `{PG_DB}` at {PG_HOST}:{PG_PORT}"
-    text = render(reports, args, started_at, time.perf_counter() - started, source, pg_label, plots)
-    text += http_text
-    print(text)
-    if not args.no_write:
-        results = out / "RESULTS.md"
-        results.write_text(text)
-        # The medians behind the table and the plots, for drawing or comparing again without a run.
-        (out / "results.json").write_text(json.dumps(reports, indent=1) + "\n")
-        log(f"written to {results.relative_to(REPO) if results.is_relative_to(REPO) else results}")
+    meta = {
+        "started": started_at.isoformat(),
+        "elapsed": time.perf_counter() - started,
+        "load_before": args.load_before,
+        "load_after": os.getloadavg(),
+        "argv": args.argv,
+        "quick": args.quick,
+        "source": source,
+        "pg_label": f"database `{PG_DB}` at {PG_HOST}:{PG_PORT}",
+        "http_text": http_text,
+    }
+    if args.no_write:
+        args.load_after = meta["load_after"]
+        print(render(reports, args, started_at, meta["elapsed"], source, meta["pg_label"], {}) + http_text)
+    else:
+        print(write(out, reports, meta))
     return 0
 
 
