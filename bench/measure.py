@@ -141,7 +141,8 @@ def measure_curve(curve: Curve, ctx) -> list[Figure]:
         differ = [p for p in figure.points if p["counts"]["ours"] != p["counts"]["baseline"]]
         if differ:
             figure.note = f"the sides' counts differ at {differ[0]['size']:,}: {differ[0]['counts']}"
-    measure_memory(curve, ctx)
+    if not ctx.quick:  # a fresh process per figure: a full run's figure, not a development one
+        measure_memory(curve, ctx)
     return [figure for figure, _, _ in curve.figures]
 
 

@@ -259,7 +259,7 @@ def machine_lines(reports: list[dict], args, started, elapsed: float, source: st
         '- Ratio: ours / baseline for "≤" targets, baseline / ours for "faster" targets; the target is judged '
         "at the largest size. Growth target: ours/baseline at the largest size ≤ that at the smallest × "
         f"{GROWTH_TOLERANCE:g}, i.e. ours grows no faster than its baseline.",
-        "- Peak RSS: our side run once at the largest size in a fresh process (`python -m bench.worker "
+        "- Peak RSS (full run only): our side run once at the largest size in a fresh process (`python -m bench.worker "
         "--memory`), the peak resident set of that call read from Linux's VmHWM after resetting it just "
         "before the call (`/proc/self/clear_refs`); in brackets how much the call added to the process "
         "(Django, the schema and the reset state are already loaded).",
