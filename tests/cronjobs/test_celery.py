@@ -145,8 +145,10 @@ def test_plain_django_processes_never_import_celery():
 # --- real processes ------------------------------------------------------------------------------
 @pytest.fixture
 def broker_url():
-    """The configured Redis, on a database number of its own (5) so other users of it are not disturbed."""
-    return urlunparse(urlparse(django_settings.CELERY_BROKER_URL)._replace(path="/5"))
+    """The configured Redis on the configured database number, or on 5 when that is the default 0, so that
+    other users of the same Redis are not disturbed."""
+    url = urlparse(django_settings.CELERY_BROKER_URL)
+    return urlunparse(url._replace(path=url.path if url.path.strip("/") not in ("", "0") else "/5"))
 
 
 def celery_config(world_dir, shared_db, cronjobs):
