@@ -1,8 +1,6 @@
 """CONTRACT section 3: every operation, verbatim, on a fresh database, and the rules' refusals."""
 
-import re
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -377,18 +375,3 @@ def test_services_refuse_nul_in_names():
         services.create_product(name="P\x00", price="1")
     result = services.bulk_create_customers(rows=[{"name": "B\x00", "email": "b@example.com"}])
     assert [str(error) for error in result.errors] == ["row 0: name: Null characters are not allowed."]
-
-
-@pytest.mark.django_db(transaction=True, reset_sequences=True)
-def test_readme_examples_work(client):
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    section = readme.split("### GraphQL\n", 1)[1]
-    block = section.split("```graphql\n", 1)[1].split("```", 1)[0]
-    # One operation per line starting with `mutation` or `query`; continuation lines are indented.
-    operations = [op.strip() for op in re.split(r"\n(?=mutation|query)", block) if op.strip()]
-    assert len(operations) == 6
-    for operation in operations:
-        data = ok(client, operation)
-        for payload in data.values():
-            assert not isinstance(payload, dict) or payload.get("errors", []) == [], (operation, data)
-    assert Order.objects.get().lines.get().quantity == 2

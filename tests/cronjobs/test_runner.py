@@ -178,9 +178,9 @@ def test_disabled_job_skips_scheduled_runs_but_runs_by_hand():
     assert runner.run("off").status == "succeeded"
 
 
-def test_grace_skips_a_run_that_starts_too_late():
+def test_grace_records_a_run_that_starts_too_late_as_missed():
     late = runner.run("strict", scheduled_for=timezone.now() - timedelta(minutes=5), trigger="work")
-    assert late.status == "skipped" and late.result.startswith("missed")
+    assert late.status == "missed" and late.result.startswith("missed")
     assert runner.run("strict", scheduled_for=timezone.now(), trigger="work").status == "succeeded"
 
 
@@ -217,3 +217,27 @@ def test_prune_deletes_only_finished_runs_older_than_retention(settings):
 def test_prune_is_a_valid_cronjobs_target(settings):
     settings.CRONJOBS = [("30 3 * * *", "cronjobs.retention.prune_job_runs")]
     assert runner.run("prune_job_runs").result == "Deleted 0 job runs older than 30 days"
+
+
+def test_every_recorded_outcome_is_announced_once_and_duplicates_never():
+    from cronjobs import signals
+
+    seen = []
+
+    def on_finished(sender, run, **kwargs):
+        seen.append((run.job_name, run.status))
+
+    def broken_receiver(sender, run, **kwargs):
+        raise RuntimeError("a receiver's bug")
+
+    signals.run_finished.connect(on_finished)
+    signals.run_finished.connect(broken_receiver)
+    try:
+        assert runner.run("boom").status == "failed"
+        assert runner.run("off", scheduled_for=slot(), trigger="crontab").status == "skipped"
+        runner.run("succeed", scheduled_for=slot(), trigger="crontab")
+        assert runner.run("succeed", scheduled_for=slot(), trigger="celery").duplicate
+    finally:
+        signals.run_finished.disconnect(on_finished)
+        signals.run_finished.disconnect(broken_receiver)
+    assert seen == [("boom", "failed"), ("off", "skipped"), ("succeed", "succeeded")]
