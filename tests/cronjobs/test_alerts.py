@@ -10,14 +10,14 @@ import pytest
 from django.core import mail
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.test import Client
 from django.utils import timezone
 
 from cronjobs import alerts, runner
 from cronjobs.checks import check_cronjobs
 from cronjobs.models import JobRun
-from tests.crm.gql_helpers import ok, user_with
+from tests.crm.gql_helpers import logged_in, ok, staff
 from tests.cronjobs.monitors import Monitor, bound_socket
+from tests.factories import JobRunFactory
 
 JOBS = "tests.cronjobs.jobs"
 pytestmark = pytest.mark.django_db
@@ -95,13 +95,8 @@ def fire_crontab_command(name):
         call_command("crontab", "run", name, "--scheduled", stdout=StringIO(), stderr=StringIO())
 
 
-def operator_client() -> Client:
-    user = user_with("cronjobs.view_jobrun", "cronjobs.run_job", username="operator")
-    user.is_staff = True
-    user.save()
-    client = Client()
-    client.force_login(user)
-    return client
+def operator_client():
+    return logged_in(staff("cronjobs.view_jobrun", "cronjobs.run_job", username="operator"))
 
 
 def fire_admin(name):
@@ -185,9 +180,7 @@ def test_a_missed_slot_is_logged_mailed_and_pinged_as_a_failure(alerting, run_lo
 
 
 def test_a_run_closed_as_dead_is_logged_as_a_failure(alerting, run_log):
-    dead = JobRun.objects.create(
-        job_name="boom", trigger="crontab", host=runner.HOST, pid=2**22 + 12345, started_at=timezone.now()
-    )
+    dead = JobRunFactory(job_name="boom", status="running", host=runner.HOST, pid=2**22 + 12345)
     runner.reap_dead_runs("boom")
     [record] = run_log.records
     assert (

@@ -36,7 +36,7 @@ from cronjobs.models import JobRun
 from cronjobs.registry import E003, E008, parse_cronjobs
 from cronjobs.worker import Scheduler
 from tests.cronjobs.conftest import ROOT, SUBPROCESS_SETTINGS, clean_env, manage, write_config
-from tests.factories import ProductFactory
+from tests.factories import JobRunFactory, ProductFactory
 from tests.reachable import on_postgres
 
 JOBS = "tests.cronjobs.jobs"
@@ -163,12 +163,8 @@ def test_2_a_live_run_past_its_timeout_is_stopped_and_recorded_before_the_next_s
 @pytest.mark.django_db
 def test_2_a_live_run_on_this_host_within_its_timeout_is_never_presumed_dead(settings):
     settings.CRONJOBS = [("* * * * *", f"{JOBS}.succeed", {"timeout": 1})]
-    alive = JobRun.objects.create(
-        job_name="succeed",
-        trigger="crontab",
-        host=runner.HOST,
-        pid=os.getpid(),
-        started_at=timezone.now() - timedelta(seconds=0.5),
+    alive = JobRunFactory(
+        status="running", host=runner.HOST, pid=os.getpid(), started_at=timezone.now() - timedelta(seconds=0.5)
     )
     assert runner.run("succeed").status == "skipped"
     alive.refresh_from_db()
@@ -178,9 +174,7 @@ def test_2_a_live_run_on_this_host_within_its_timeout_is_never_presumed_dead(set
 @pytest.mark.django_db
 def test_2_an_outcome_never_overwrites_a_run_already_closed(settings):
     settings.CRONJOBS = [("* * * * *", f"{JOBS}.succeed")]
-    closed = JobRun.objects.create(
-        job_name="succeed", trigger="crontab", status="timed_out", host="h", started_at=timezone.now()
-    )
+    closed = JobRunFactory(status="timed_out")
     assert runner._save_outcome(closed, {"status": "succeeded", "result": "late"}) is False
     closed.refresh_from_db()
     assert closed.status == "timed_out"
@@ -223,9 +217,7 @@ def test_3_a_run_whose_process_vanished_is_stuck_in_health_not_running(client, s
     settings.CRONJOBS = [("0 2 * * 0", f"{JOBS}.succeed", {"name": "weekly"})]
     gone = subprocess.Popen(["true"])
     gone.wait()
-    run = JobRun.objects.create(
-        job_name="weekly", trigger="crontab", host=runner.HOST, pid=gone.pid, started_at=timezone.now()
-    )
+    run = JobRunFactory(job_name="weekly", status="running", host=runner.HOST, pid=gone.pid)
     response = client.get("/health/cron/")
     body = response.json()
     # Before: 200, state "running" (for five days).
@@ -242,9 +234,7 @@ def test_4_a_zombie_pid_is_dead(settings):
     zombie = subprocess.Popen(["true"])  # never waited for: it stays a zombie
     wait_until(lambda: Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z", "zombie")
     try:
-        dead = JobRun.objects.create(
-            job_name="succeed", trigger="crontab", host=runner.HOST, pid=zombie.pid, started_at=timezone.now()
-        )
+        dead = JobRunFactory(status="running", host=runner.HOST, pid=zombie.pid)
         # Before: skipped "still running".
         assert runner.run("succeed").status == "succeeded"
     finally:
@@ -522,9 +512,7 @@ def test_every_alarm_outcome_is_announced_exactly_once(settings):
         runner.run("succeed", scheduled_for=timezone.now() - timedelta(minutes=5), trigger="crontab")
         gone = subprocess.Popen(["true"])
         gone.wait()
-        JobRun.objects.create(
-            job_name="boom", trigger="work", host=runner.HOST, pid=gone.pid, started_at=timezone.now()
-        )
+        JobRunFactory(job_name="boom", status="running", trigger="work", host=runner.HOST, pid=gone.pid)
         runner.reap_dead_runs()
     finally:
         signals.run_finished.disconnect(on_finished)

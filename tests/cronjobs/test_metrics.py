@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cronjobs.models import JobRun
 from cronjobs.retention import prune_job_runs
-from tests.factories import UserFactory
+from tests.factories import JobRunFactory, UserFactory
 
 JOBS = "tests.cronjobs.jobs"
 TOKEN = "metrics-token-0123456789abcdef"
@@ -38,16 +38,8 @@ def value(families: dict, family: str, sample_name: str | None = None, **labels)
 
 
 def add_run(job: str, status: str, *, ago: timedelta, seconds: float = 1.0, result: str = "") -> JobRun:
-    started = timezone.now() - ago
-    return JobRun.objects.create(
-        job_name=job,
-        trigger="crontab",
-        status=status,
-        host="h",
-        started_at=started,
-        finished_at=None if status == "running" else started + timedelta(seconds=seconds),
-        duration=None if status == "running" else timedelta(seconds=seconds),
-        result=result,
+    return JobRunFactory(
+        job_name=job, status=status, started_at=timezone.now() - ago, took=timedelta(seconds=seconds), result=result
     )
 
 

@@ -3,10 +3,9 @@
 import re
 
 import pytest
-from django.contrib.auth.models import Permission
 
 from cronjobs.models import JobRun
-from tests.factories import UserFactory
+from tests.crm.gql_helpers import staff
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -17,11 +16,7 @@ HEARTBEAT = "log_crm_heartbeat"
 @pytest.fixture
 def operator():
     """A staff user who may see the jobs and run them: created before the browser starts."""
-    user = UserFactory(username="operator", is_staff=True)
-    user.user_permissions.add(
-        *Permission.objects.filter(content_type__app_label="cronjobs", codename__in=["view_jobrun", "run_job"])
-    )
-    return user
+    return staff("cronjobs.view_jobrun", "cronjobs.run_job", username="operator")
 
 
 @pytest.fixture

@@ -3,11 +3,10 @@ digits and emails that Python and the database used to fold differently."""
 
 import pytest
 from django.db import IntegrityError, transaction
-from django.test import Client
 
 from crm import services
 from crm.models import Customer, Product
-from tests.crm.gql_helpers import ALL_CRM_PERMISSIONS, error_codes, ok, post, user_with
+from tests.crm.gql_helpers import ALL_CRM_PERMISSIONS, error_codes, logged_in, ok, post, staff
 
 pytestmark = pytest.mark.django_db
 
@@ -22,12 +21,8 @@ CREATE_PRODUCT = """mutation($name: String!) {
 
 @pytest.fixture
 def client():
-    clerk = user_with(*ALL_CRM_PERMISSIONS, "cronjobs.view_jobrun", username="clerk")
-    clerk.is_staff = True  # cronJobRuns is for staff
-    clerk.save()
-    client = Client()
-    client.force_login(clerk)
-    return client
+    # staff: cronJobRuns is for staff
+    return logged_in(staff(*ALL_CRM_PERMISSIONS, "cronjobs.view_jobrun", username="clerk"))
 
 
 # --- Finding 5 and "Strings and digits": every text input refuses what no database can store ------
