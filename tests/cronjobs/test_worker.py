@@ -276,6 +276,9 @@ def test_two_work_processes_fire_the_minute_once_and_stop_cleanly_on_sigterm(sha
     assert runs[0]["status"] == "succeeded" and runs[0]["trigger"] == "work" and runs[0]["result"] == "released"
 
 
+# slow: no clock to fake, but three Django processes (runserver, its autoreloader, crontab work):
+# about 6 CPU-seconds, a tenth of make test's budget.
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)  # creates the test database shared_db names on PostgreSQL
 def test_bin_run_serves_the_web_and_crontab_work_and_ctrl_c_stops_both(shared_db, world_dir):
     """`make run`'s last step: runserver and `crontab work` side by side; a Ctrl-C (SIGINT to the
