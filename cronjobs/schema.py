@@ -78,8 +78,8 @@ class CronJob(graphene.ObjectType):
     last_run = graphene.Field(CronJobRunNode, description="The latest run that was not a skip.")
     last_success = graphene.DateTime(description="When the latest successful run finished.")
     healthy = graphene.Boolean(required=True, description="False when the job is late or failing.")
-    state = graphene.String(required=True, description="One of: ok, new, late, failing, running, disabled.")
-    problem = graphene.String(description="Why the job is late or failing; null when healthy.")
+    state = graphene.String(required=True, description="One of: ok, new, late, failing, running, stuck, disabled.")
+    problem = graphene.String(description="Why the job is late, failing or stuck; null when healthy.")
 
     @staticmethod
     def resolve_name(item, info):

@@ -179,7 +179,8 @@ class TestCronJobRuns:
         [
             (
                 '{status: "done"}',
-                "filter.status: 'done' is not one of: running, succeeded, failed, skipped, timed_out.",
+                "filter.status: 'done' is not one of: "
+                "running, succeeded, failed, skipped, timed_out, interrupted, missed.",
             ),
             (
                 '{trigger: "cron"}',
