@@ -80,8 +80,7 @@ def test_a_running_job_makes_the_next_start_a_recorded_skip(shared_db, world_dir
     try:
         wait_for(started, first)
         second = manage("crontab", "run", "wait_for_release", "--scheduled", config=config)
-        assert second.returncode == 0, second.stderr
-        assert "skipped: still running" in second.stdout
+        assert second.returncode == 0, second.stderr  # quiet: the skip is in the history (below)
     finally:
         release.touch()
         out, err = first.communicate(timeout=120)
