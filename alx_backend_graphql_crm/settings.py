@@ -154,10 +154,12 @@ GRAPHENE = {
 }
 # Limits of /graphql (alx_backend_graphql_crm/api): refused documents get a clear error, never a 500.
 GRAPHQL_MAX_QUERY_CHARS = 10_000  # characters of the query text, checked before parsing
+GRAPHQL_MAX_TOKENS = 2_000  # names, values and punctuation, counted while parsing (introspection: 160)
+GRAPHQL_MAX_NESTING = 32  # brackets ({[( nested in the text, counted while parsing: bounds its recursion
 GRAPHQL_MAX_DEPTH = 10  # a connection adds two levels: allOrders{edges{node{customer{name}}}} is 5
 GRAPHQL_MAX_FIELDS = 300  # selected fields, fragments counted at each use: the cost limit
 GRAPHQL_MAX_ALIASES = 20  # each alias of a list field runs its own queries
-GRAPHQL_MAX_OFFSET = 10_000  # `offset` beyond this is refused; deep pages use `after` cursors
+GRAPHQL_MAX_OFFSET = 10_000  # `offset` (and where an `after`/`before` cursor points) beyond this is refused
 GRAPHQL_INTROSPECTION = None  # None: on exactly when DEBUG is on (GraphiQL's docs need it)
 # GraphiQL's JavaScript and CSS, vendored (no CDN): see static/graphiql/README.md.
 STATICFILES_DIRS = [BASE_DIR / "static"]

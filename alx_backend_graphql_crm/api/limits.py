@@ -1,13 +1,15 @@
-"""Validation rules that refuse too-deep or too-costly documents before they run."""
+"""The limits that refuse too-long, too-deep or too-costly documents before any validation rule runs."""
 
 from graphql import (
+    DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
     InlineFragmentNode,
     OperationDefinitionNode,
-    ValidationRule,
 )
+from graphql.language import TokenKind
+from graphql.language.parser import Parser
 from graphql.validation import NoSchemaIntrospectionCustomRule, specified_rules
 
 from alx_backend_graphql_crm.api.errors import QueryRejected
@@ -18,8 +20,9 @@ class _Measure:
 
     Each fragment is measured once and its numbers reused, so a document that spreads a fragment
     many times (a "fragment bomb") costs linear time to measure, while its cost is still counted
-    once per use. Fields under ``__schema``/``__type`` are not counted: introspection has its
-    own switch, and its standard query is deeper than any real data query.
+    once per use. The depth under ``__schema``/``__type`` is not counted (introspection has its
+    own switch, and its standard query is 15 levels deep), their fields are: the standard query
+    selects 226, and a wide selection there costs validation as much as anywhere else.
     """
 
     def __init__(self, fragments):
@@ -32,10 +35,9 @@ class _Measure:
         depth = fields = aliases = 0
         for selection in selection_set.selections if selection_set else ():
             if isinstance(selection, FieldNode):
-                if selection.name.value in ("__schema", "__type"):
-                    continue
                 sub_depth, sub_fields, sub_aliases = self.selection_set(selection.selection_set)
-                depth = max(depth, 1 + sub_depth)
+                if selection.name.value not in ("__schema", "__type"):
+                    depth = max(depth, 1 + sub_depth)
                 fields += 1 + sub_fields
                 aliases += (1 if selection.alias else 0) + sub_aliases
             elif isinstance(selection, InlineFragmentNode):
@@ -58,51 +60,90 @@ class _Measure:
         return self.memo[name]
 
 
-def limits_rule(*, max_depth: int, max_fields: int, max_aliases: int) -> type[ValidationRule]:
-    """A rule refusing operations deeper than ``max_depth`` or selecting more fields or aliases.
+def parse_within_limits(query: str, *, max_tokens: int, max_nesting: int) -> DocumentNode:
+    """The parsed document, or ``QueryRejected`` as soon as it passes ``max_tokens`` or ``max_nesting``.
 
+    Both are counted while the parser reads, token by token: the parser recurses once per
+    bracket level, so a document nested deeper than ``max_nesting`` is refused before that
+    recursion, and one with more than ``max_tokens`` before the rest is read.
+    """
+    return _BoundedParser(query, max_tokens=max_tokens, max_nesting=max_nesting).parse_document()
+
+
+class _BoundedParser(Parser):
+    """graphql-core's parser counting tokens (its own ``max_tokens`` counter) and bracket nesting."""
+
+    def __init__(self, source: str, *, max_tokens: int, max_nesting: int):
+        super().__init__(source, max_tokens=max_tokens)
+        self._max_nesting = max_nesting
+        self._nesting = 0
+
+    def advance_lexer(self) -> None:
+        token = self._lexer.advance()
+        if token.kind == TokenKind.EOF:
+            return
+        self._token_counter += 1
+        if self._token_counter > self._max_tokens:
+            self._refuse(token, f"The query has more than {self._max_tokens} tokens; the limit is {self._max_tokens}.")
+        if token.kind in _OPENING:
+            self._nesting += 1
+            if self._nesting > self._max_nesting:
+                self._refuse(
+                    token,
+                    f"The query nests brackets more than {self._max_nesting} levels deep; "
+                    f"the limit is {self._max_nesting}.",
+                )
+        elif token.kind in _CLOSING:
+            self._nesting -= 1
+
+    def _refuse(self, token, message: str):
+        raise QueryRejected(message, source=self._lexer.source, positions=[token.start])
+
+
+_OPENING = frozenset({TokenKind.BRACE_L, TokenKind.BRACKET_L, TokenKind.PAREN_L})
+_CLOSING = frozenset({TokenKind.BRACE_R, TokenKind.BRACKET_R, TokenKind.PAREN_R})
+
+
+def limit_errors(document: DocumentNode, *, max_depth: int, max_fields: int, max_aliases: int) -> list[QueryRejected]:
+    """The limits each operation of ``document`` exceeds: depth, fields, aliases (none: an empty list).
+
+    Run on the parsed document before graphql-core's validation rules, some of which cost time
+    quadratic in the number of fields (OverlappingFieldsCanBeMergedRule): measuring is linear.
     Fields are counted after fragment expansion: a cost limit, since every selected field is
     resolved once per object (50 aliases of one list field run 50 sets of queries).
     """
-
-    class QueryLimitsRule(ValidationRule):
-        def enter_operation_definition(self, node: OperationDefinitionNode, *_args):
-            fragments = {
-                definition.name.value: definition
-                for definition in self.context.document.definitions
-                if isinstance(definition, FragmentDefinitionNode)
-            }
-            depth, fields, aliases = _Measure(fragments).selection_set(node.selection_set)
-            name = f"Operation '{node.name.value}'" if node.name else "The operation"
-            if depth > max_depth:
-                self.report_error(
-                    QueryRejected(f"{name} is {depth} levels deep; the limit is {max_depth}.", nodes=[node])
+    fragments = {
+        definition.name.value: definition
+        for definition in document.definitions
+        if isinstance(definition, FragmentDefinitionNode)
+    }
+    measure = _Measure(fragments)
+    errors = []
+    for node in document.definitions:
+        if not isinstance(node, OperationDefinitionNode):
+            continue
+        depth, fields, aliases = measure.selection_set(node.selection_set)
+        name = f"Operation '{node.name.value}'" if node.name else "The operation"
+        if depth > max_depth:
+            errors.append(QueryRejected(f"{name} is {depth} levels deep; the limit is {max_depth}.", nodes=[node]))
+        if fields > max_fields:
+            errors.append(
+                QueryRejected(
+                    f"{name} selects {fields} fields (fragments counted at each use); the limit is {max_fields}.",
+                    nodes=[node],
                 )
-            if fields > max_fields:
-                self.report_error(
-                    QueryRejected(
-                        f"{name} selects {fields} fields (fragments counted at each use); the limit is {max_fields}.",
-                        nodes=[node],
-                    )
-                )
-            if aliases > max_aliases:
-                self.report_error(
-                    QueryRejected(f"{name} uses {aliases} aliases; the limit is {max_aliases}.", nodes=[node])
-                )
-            return self.SKIP
-
-    return QueryLimitsRule
+            )
+        if aliases > max_aliases:
+            errors.append(QueryRejected(f"{name} uses {aliases} aliases; the limit is {max_aliases}.", nodes=[node]))
+    return errors
 
 
-def validation_rules(*, max_depth: int, max_fields: int, max_aliases: int, introspection: bool) -> list:
-    """Every validation rule of a request: graphql-core's standard ones plus our limits.
+def validation_rules(*, introspection: bool) -> list:
+    """graphql-core's standard validation rules, run once ``limit_errors`` found nothing.
 
     ``validate()`` replaces its standard rules with the list it is given, so they are included.
 
     ``NoSchemaIntrospectionCustomRule`` refuses ``__schema``/``__type`` but keeps ``__typename``,
     which Relay and Apollo clients need (graphene's ``DisableIntrospection`` blocks it too).
     """
-    rules = [*specified_rules, limits_rule(max_depth=max_depth, max_fields=max_fields, max_aliases=max_aliases)]
-    if not introspection:
-        rules.append(NoSchemaIntrospectionCustomRule)
-    return rules
+    return [*specified_rules, NoSchemaIntrospectionCustomRule] if not introspection else list(specified_rules)

@@ -1,45 +1,151 @@
-"""The /graphql view: limits from settings, masked errors, GraphiQL from our own static files."""
+"""The /graphql view: limits from settings, masked errors, JSON answers, GraphiQL from our own static files."""
+
+import logging
+import re
 
 from django.conf import settings
-from django.http import HttpResponseBadRequest
+from django.http import HttpResponseBadRequest, HttpResponseNotAllowed, JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware
+from django.utils.decorators import method_decorator
+from django.views.decorators.csrf import csrf_exempt
+from graphene_django.settings import graphene_settings
 from graphene_django.views import GraphQLView, HttpError
+from graphql import ExecutionResult, GraphQLError, OperationType, execute, get_operation_ast, validate
 
-from alx_backend_graphql_crm.api.errors import format_error
-from alx_backend_graphql_crm.api.limits import validation_rules
+from alx_backend_graphql_crm.api.errors import MASKED_MESSAGE, QueryRejected, format_error
+from alx_backend_graphql_crm.api.limits import limit_errors, parse_within_limits, validation_rules
+
+logger = logging.getLogger("alx_backend_graphql_crm.api")
+
+# graphql-core appends " Did you mean 'a', 'b', or 'c'?" to errors naming an unknown field,
+# argument, type or enum value: a map of the schema for whoever may not introspect it.
+_SUGGESTION = re.compile(r" ?Did you mean [^?]*\?")
+
+
+def introspection_enabled() -> bool:
+    """Read per request, so settings (and DEBUG, which enables introspection) take effect at once."""
+    return settings.DEBUG if settings.GRAPHQL_INTROSPECTION is None else settings.GRAPHQL_INTROSPECTION
+
+
+def _errors_response(status: int, message: str, code: str) -> JsonResponse:
+    return JsonResponse({"errors": [{"message": message, "extensions": {"code": code}}]}, status=status)
+
+
+class _CsrfCheck(CsrfViewMiddleware):
+    """Django's CSRF check, answering the reason of a failure instead of its HTML page."""
+
+    def _reject(self, request, reason):
+        return reason
 
 
 class ApiGraphQLView(GraphQLView):
-    """graphene-django's view with our limits and error masking.
+    """graphene-django's view with our limits, error masking and JSON answers.
 
-    CSRF stays on (the view is not csrf_exempt): a session-authenticated POST needs the token,
-    which GraphiQL sends; bearer-token requests are exempted by ``crm.auth.BearerTokenMiddleware``.
+    CSRF is checked here, for session-authenticated requests only (Django REST framework's rule:
+    a request that carries no logged-in session cannot be forged to act as anyone), and refused
+    with 403 JSON. Anonymous and bearer-token requests (``crm.auth.BearerTokenMiddleware``) need
+    no token. GraphiQL sends the token, from the cookie this view sets.
     GraphiQL renders ``templates/graphene/graphiql.html``, which loads vendored assets.
     """
+
+    @method_decorator(csrf_exempt)
+    def dispatch(self, request, *args, **kwargs):
+        reason = self._csrf_failure(request)
+        if reason:
+            return _errors_response(403, f"CSRF check failed: {reason}.", "csrf_failed")
+        try:
+            return super().dispatch(request, *args, **kwargs)
+        except RecursionError:  # a traceback thousands of frames long would flood the log
+            logger.error("RecursionError answering a GraphQL request from %s", request.META.get("REMOTE_ADDR"))
+        except Exception:
+            logger.exception("Unexpected error answering a GraphQL request")
+        return _errors_response(500, MASKED_MESSAGE, "internal_error")
+
+    @staticmethod
+    def _csrf_failure(request) -> str | None:
+        if getattr(request, "_dont_enforce_csrf_checks", False) or not request.user.is_authenticated:
+            return None
+        check = _CsrfCheck(lambda _request: None)
+        check.process_request(request)
+        return check.process_view(request, None, (), {})
+
+    def parse_body(self, request):
+        try:
+            return super().parse_body(request)
+        except RecursionError:  # json.loads of a deeply nested body; graphene catches only ValueError
+            raise HttpError(HttpResponseBadRequest("POST body sent invalid JSON: nested too deeply.")) from None
 
     @staticmethod
     def format_error(error):
         if isinstance(error, HttpError):
             return {"message": str(error)}  # our own refusals of a malformed request (400, 405)
-        return format_error(error)
+        formatted = format_error(error)
+        if not introspection_enabled() and "message" in formatted:
+            formatted["message"] = _SUGGESTION.sub("", formatted["message"])
+        return formatted
 
     def execute_graphql_request(self, request, data, query, variables, operation_name, show_graphiql=False):
-        # Checked here, before parsing: the size limit protects the parser itself.
-        if query is not None and not isinstance(query, str):
-            raise HttpError(HttpResponseBadRequest("'query' must be a string."))
-        if variables is not None and not isinstance(variables, dict):
-            raise HttpError(HttpResponseBadRequest("'variables' must be a JSON object."))
-        if operation_name is not None and not isinstance(operation_name, str):
-            raise HttpError(HttpResponseBadRequest("'operationName' must be a string."))
-        max_chars = settings.GRAPHQL_MAX_QUERY_CHARS
-        if query and len(query) > max_chars:
-            raise HttpError(
-                HttpResponseBadRequest(f"The query is {len(query)} characters long; the limit is {max_chars}.")
+        """graphene-django's steps, with the limits checked while parsing and before validation.
+
+        The limits refuse a document at a cost linear in its length, before graphql-core's
+        validation rules (some quadratic in the fields) or any resolver runs.
+        """
+        _check_params(query, variables, operation_name)
+        if not query:
+            return super().execute_graphql_request(request, data, query, variables, operation_name, show_graphiql)
+        try:
+            document = parse_within_limits(
+                query, max_tokens=settings.GRAPHQL_MAX_TOKENS, max_nesting=settings.GRAPHQL_MAX_NESTING
             )
-        # Read per request, so settings (and DEBUG, which enables introspection) take effect at once.
-        self.validation_rules = validation_rules(
-            max_depth=settings.GRAPHQL_MAX_DEPTH,
-            max_fields=settings.GRAPHQL_MAX_FIELDS,
-            max_aliases=settings.GRAPHQL_MAX_ALIASES,
-            introspection=settings.DEBUG if settings.GRAPHQL_INTROSPECTION is None else settings.GRAPHQL_INTROSPECTION,
-        )
-        return super().execute_graphql_request(request, data, query, variables, operation_name, show_graphiql)
+            errors = limit_errors(
+                document,
+                max_depth=settings.GRAPHQL_MAX_DEPTH,
+                max_fields=settings.GRAPHQL_MAX_FIELDS,
+                max_aliases=settings.GRAPHQL_MAX_ALIASES,
+            )
+        except GraphQLError as error:  # a syntax error, or QueryRejected by the token/nesting limits
+            errors = [error]
+        if errors:
+            if isinstance(errors[0], QueryRejected):
+                logger.warning("GraphQL document refused: %s", errors[0].message)
+            return ExecutionResult(data=None, errors=errors)
+        operation = get_operation_ast(document, operation_name)
+        if request.method.lower() == "get" and operation is not None and operation.operation != OperationType.QUERY:
+            if show_graphiql:
+                return None
+            raise HttpError(
+                HttpResponseNotAllowed(
+                    ["POST"], f"Can only perform a {operation.operation.value} operation from a POST request."
+                )
+            )
+        schema = self.schema.graphql_schema
+        rules = validation_rules(introspection=introspection_enabled())
+        errors = validate(schema, document, rules, graphene_settings.MAX_VALIDATION_ERRORS)
+        if errors:
+            return ExecutionResult(data=None, errors=errors)
+        try:
+            return execute(
+                schema,
+                document,
+                root_value=self.get_root_value(request),
+                context_value=self.get_context(request),
+                variable_values=variables,
+                operation_name=operation_name,
+                middleware=self.get_middleware(request),
+                execution_context_class=self.execution_context_class,
+            )
+        except Exception as error:  # as graphene-django: reported (and masked) as a GraphQL error
+            return ExecutionResult(errors=[error])
+
+
+def _check_params(query, variables, operation_name) -> None:
+    """Refuse malformed parameters with a 400 before parsing: the size limit protects the parser itself."""
+    if query is not None and not isinstance(query, str):
+        raise HttpError(HttpResponseBadRequest("'query' must be a string."))
+    if variables is not None and not isinstance(variables, dict):
+        raise HttpError(HttpResponseBadRequest("'variables' must be a JSON object."))
+    if operation_name is not None and not isinstance(operation_name, str):
+        raise HttpError(HttpResponseBadRequest("'operationName' must be a string."))
+    max_chars = settings.GRAPHQL_MAX_QUERY_CHARS
+    if query and len(query) > max_chars:
+        raise HttpError(HttpResponseBadRequest(f"The query is {len(query)} characters long; the limit is {max_chars}."))

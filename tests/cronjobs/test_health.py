@@ -62,7 +62,7 @@ def test_health_503_when_the_database_fails(client, monkeypatch):
     monkeypatch.setattr(CursorWrapper, "execute", broken)
     response = client.get("/health/")
     assert response.status_code == 503
-    assert response.json() == {"status": "error", "database": "connection refused"}
+    assert response.json() == {"status": "error", "database": "unavailable"}
 
 
 def test_all_fresh_is_200(client, jobs, settings):
