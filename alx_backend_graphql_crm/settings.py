@@ -151,14 +151,18 @@ GRAPHENE = {
     "SCHEMA": "alx_backend_graphql_crm.schema.schema",
     # Page size cap: a larger `first`/`last` is cut to this; a missing `first` means this many.
     "RELAY_CONNECTION_MAX_LIMIT": 100,
+    # Validation stops at this many errors (graphql-core's default: 100): a hostile document
+    # full of mistakes costs no more than a few of them.
+    "MAX_VALIDATION_ERRORS": 20,
 }
 # Limits of /graphql (alx_backend_graphql_crm/api): refused documents get a clear error, never a 500.
 GRAPHQL_MAX_QUERY_CHARS = 10_000  # characters of the query text, checked before parsing
-GRAPHQL_MAX_TOKENS = 2_000  # names, values and punctuation, counted while parsing (introspection: 160)
+GRAPHQL_MAX_TOKENS = 500  # names, values and punctuation, counted while parsing (introspection: 160)
 GRAPHQL_MAX_NESTING = 32  # brackets ({[( nested in the text, counted while parsing: bounds its recursion
 GRAPHQL_MAX_DEPTH = 10  # a connection adds two levels: allOrders{edges{node{customer{name}}}} is 5
 GRAPHQL_MAX_FIELDS = 300  # selected fields, fragments counted at each use: the cost limit
 GRAPHQL_MAX_ALIASES = 20  # each alias of a list field runs its own queries
+GRAPHQL_MAX_REPEATS = 10  # one response name in one selection set: validation compares each pair
 GRAPHQL_MAX_OFFSET = 10_000  # `offset` (and where an `after`/`before` cursor points) beyond this is refused
 GRAPHQL_INTROSPECTION = None  # None: on exactly when DEBUG is on (GraphiQL's docs need it)
 # GraphiQL's JavaScript and CSS, vendored (no CDN): see static/graphiql/README.md.

@@ -1,5 +1,7 @@
 """The limits that refuse too-long, too-deep or too-costly documents before any validation rule runs."""
 
+from collections import Counter
+
 from graphql import (
     DocumentNode,
     FieldNode,
@@ -104,8 +106,10 @@ _OPENING = frozenset({TokenKind.BRACE_L, TokenKind.BRACKET_L, TokenKind.PAREN_L}
 _CLOSING = frozenset({TokenKind.BRACE_R, TokenKind.BRACKET_R, TokenKind.PAREN_R})
 
 
-def limit_errors(document: DocumentNode, *, max_depth: int, max_fields: int, max_aliases: int) -> list[QueryRejected]:
-    """The limits each operation of ``document`` exceeds: depth, fields, aliases (none: an empty list).
+def limit_errors(
+    document: DocumentNode, *, max_depth: int, max_fields: int, max_aliases: int, max_repeats: int
+) -> list[QueryRejected]:
+    """The limits ``document`` exceeds: depth, fields, aliases, repeated names (none: an empty list).
 
     Run on the parsed document before graphql-core's validation rules, some of which cost time
     quadratic in the number of fields (OverlappingFieldsCanBeMergedRule): measuring is linear.
@@ -117,7 +121,13 @@ def limit_errors(document: DocumentNode, *, max_depth: int, max_fields: int, max
         for definition in document.definitions
         if isinstance(definition, FragmentDefinitionNode)
     }
-    measure = _Measure(fragments)
+    errors = _operation_errors(document, _Measure(fragments), max_depth, max_fields, max_aliases)
+    if not errors:
+        errors = _repeat_errors(document, _ResponseNames(fragments), max_repeats)
+    return errors
+
+
+def _operation_errors(document, measure, max_depth: int, max_fields: int, max_aliases: int) -> list[QueryRejected]:
     errors = []
     for node in document.definitions:
         if not isinstance(node, OperationDefinitionNode):
@@ -136,6 +146,60 @@ def limit_errors(document: DocumentNode, *, max_depth: int, max_fields: int, max
         if aliases > max_aliases:
             errors.append(QueryRejected(f"{name} uses {aliases} aliases; the limit is {max_aliases}.", nodes=[node]))
     return errors
+
+
+class _ResponseNames:
+    """How many times each response name is selected in a selection set, fragments expanded at each use.
+
+    graphql-core's OverlappingFieldsCanBeMergedRule compares every pair of fields that share a
+    response name in a selection set (``{ a a a ... }``: n²/2 comparisons of a few microseconds
+    each); bounding the repeats of each name bounds that work to ``max_repeats`` times the fields.
+    Fragments are counted once and their counts reused, as in ``_Measure``.
+    """
+
+    def __init__(self, fragments):
+        self.fragments = fragments
+        self.memo: dict[str, Counter] = {}
+        self.visiting: set[str] = set()
+
+    def counts(self, selection_set) -> Counter:
+        counts: Counter = Counter()
+        for selection in selection_set.selections:
+            if isinstance(selection, FieldNode):
+                counts[(selection.alias or selection.name).value] += 1
+            elif isinstance(selection, InlineFragmentNode):
+                counts.update(self.counts(selection.selection_set))
+            elif isinstance(selection, FragmentSpreadNode):
+                counts.update(self.fragment(selection.name.value))
+        return counts
+
+    def fragment(self, name: str) -> Counter:
+        if name not in self.memo:
+            fragment = self.fragments.get(name)
+            if fragment is None or name in self.visiting:
+                return Counter()  # unknown fragments and cycles are reported by GraphQL's own rules
+            self.visiting.add(name)
+            self.memo[name] = self.counts(fragment.selection_set)
+            self.visiting.discard(name)
+        return self.memo[name]
+
+
+def _repeat_errors(document: DocumentNode, names: _ResponseNames, max_repeats: int) -> list[QueryRejected]:
+    """One error for the first selection set selecting a response name more than ``max_repeats`` times."""
+    pending = [getattr(definition, "selection_set", None) for definition in document.definitions]
+    while pending:  # every selection set of the document once, without recursion
+        selection_set = pending.pop()
+        if selection_set is None:
+            continue
+        name, repeats = max(names.counts(selection_set).items(), key=lambda item: item[1], default=("", 0))
+        if repeats > max_repeats:
+            message = (
+                f"'{name}' is selected {repeats} times in one selection set (fragments counted at each use); "
+                f"the limit is {max_repeats}."
+            )
+            return [QueryRejected(message, nodes=[selection_set])]
+        pending += [getattr(selection, "selection_set", None) for selection in selection_set.selections]
+    return []
 
 
 def validation_rules(*, introspection: bool) -> list:

@@ -102,6 +102,7 @@ class ApiGraphQLView(GraphQLView):
                 max_depth=settings.GRAPHQL_MAX_DEPTH,
                 max_fields=settings.GRAPHQL_MAX_FIELDS,
                 max_aliases=settings.GRAPHQL_MAX_ALIASES,
+                max_repeats=settings.GRAPHQL_MAX_REPEATS,
             )
         except GraphQLError as error:  # a syntax error, or QueryRejected by the token/nesting limits
             errors = [error]
