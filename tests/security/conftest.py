@@ -1,0 +1,56 @@
+"""Fixtures of the attack tests: an anonymous client, a logged-in clerk, and counters of the server's work."""
+
+from dataclasses import dataclass
+
+import pytest
+from django.test import Client
+from graphql.language.lexer import Lexer
+from graphql.validation.rules import overlapping_fields_can_be_merged
+
+from tests.crm.gql_helpers import ALL_CRM_PERMISSIONS, user_with
+
+
+@pytest.fixture
+def anonymous():
+    return Client(enforce_csrf_checks=True)  # as an attacker's program: no session, CSRF enforced
+
+
+@pytest.fixture
+def clerk():
+    return user_with(*ALL_CRM_PERMISSIONS, username="clerk")
+
+
+@pytest.fixture
+def client(clerk):
+    client = Client()
+    client.force_login(clerk)
+    return client
+
+
+@dataclass
+class Work:
+    """What a request made the server do, counted instead of timed (timing tests are flaky)."""
+
+    tokens: int = 0  # tokens lexed: the parser's work
+    field_pairs: int = 0  # pairs of fields compared by OverlappingFieldsCanBeMergedRule (quadratic)
+
+    def reset(self):
+        self.tokens = self.field_pairs = 0
+
+
+@pytest.fixture
+def work(monkeypatch):
+    counters = Work()
+    advance, find_conflict = Lexer.advance, overlapping_fields_can_be_merged.find_conflict
+
+    def counting_advance(self):
+        counters.tokens += 1
+        return advance(self)
+
+    def counting_find_conflict(*args, **kwargs):
+        counters.field_pairs += 1
+        return find_conflict(*args, **kwargs)
+
+    monkeypatch.setattr(Lexer, "advance", counting_advance)
+    monkeypatch.setattr(overlapping_fields_can_be_merged, "find_conflict", counting_find_conflict)
+    return counters
