@@ -12,7 +12,14 @@ from tests.crm.gql_helpers import ALL_CRM_PERMISSIONS, user_with
 
 @pytest.fixture
 def anonymous():
-    return Client(enforce_csrf_checks=True)  # as an attacker's program: no session, CSRF enforced
+    """No session, no token. Django's test client skips CSRF checks unless asked: see ``program``."""
+    return Client()
+
+
+@pytest.fixture
+def program():
+    """An anonymous client with CSRF checks enforced, as a real server does for a script or an attacker."""
+    return Client(enforce_csrf_checks=True)
 
 
 @pytest.fixture

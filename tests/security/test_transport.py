@@ -37,21 +37,21 @@ class TestBody:
 
 
 class TestCsrf:
-    def test_anonymous_post_needs_no_csrf_token(self, anonymous):
+    def test_anonymous_post_needs_no_csrf_token(self, program):
         # finding 11: Django's 2.8 KB HTML "CSRF verification failed" page before the fix
-        response = anonymous.post("/graphql", json.dumps({"query": "{ hello }"}), content_type="application/json")
+        response = program.post("/graphql", json.dumps({"query": "{ hello }"}), content_type="application/json")
         assert response.status_code == 200
         assert assert_json(response) == {"data": {"hello": "Hello, GraphQL!"}}
 
     @pytest.mark.parametrize("header", ["", "   ", "Basic dXNlcjpwYXNz", "Token abc", "bearer-ish"])
-    def test_an_authorization_header_that_is_not_ours_is_anonymous(self, anonymous, header):
+    def test_an_authorization_header_that_is_not_ours_is_anonymous(self, program, header):
         # Not a bearer token (a proxy's Basic credentials, say): the request is anonymous, not refused.
-        status, body = post(anonymous, "{ hello }", HTTP_AUTHORIZATION=header)
+        status, body = post(program, "{ hello }", HTTP_AUTHORIZATION=header)
         assert status == 200 and body == {"data": {"hello": "Hello, GraphQL!"}}
 
     @pytest.mark.parametrize("header", ["Bearer", "Bearer ", "bearer nope", "BEARER  nope  "])
-    def test_a_bad_bearer_token_is_401_json(self, anonymous, header):
-        response = anonymous.post(
+    def test_a_bad_bearer_token_is_401_json(self, program, header):
+        response = program.post(
             "/graphql", json.dumps({"query": "{ hello }"}), content_type="application/json", HTTP_AUTHORIZATION=header
         )
         assert response.status_code == 401 and response["WWW-Authenticate"] == 'Bearer error="invalid_token"'
@@ -88,7 +88,7 @@ class TestCsrf:
         status, body = post(client, CREATE, HTTP_AUTHORIZATION=f"Bearer {raw}")
         assert status == 200 and body["data"]["createCustomer"]["errors"] == []
 
-    def test_anonymous_mutation_without_csrf_token_is_refused_by_permission_not_csrf(self, anonymous):
-        status, body = post(anonymous, CREATE)
+    def test_anonymous_mutation_without_csrf_token_is_refused_by_permission_not_csrf(self, program):
+        status, body = post(program, CREATE)
         assert status == 200 and error_codes(body) == ["unauthenticated"]
         assert not Customer.objects.exists()
