@@ -1,4 +1,4 @@
-"""Project settings, read from the environment (see README "Settings")."""
+"""Project settings, read from the environment (see docs/operations.md "Settings")."""
 
 import os
 from pathlib import Path
@@ -168,7 +168,7 @@ GRAPHQL_INTROSPECTION = None  # None: on exactly when DEBUG is on (GraphiQL's do
 # GraphiQL's JavaScript and CSS, vendored (no CDN): see static/graphiql/README.md.
 STATICFILES_DIRS = [BASE_DIR / "static"]
 
-# --- Scheduled jobs (django-crontab format; see README "Scheduled jobs") -------------------------
+# --- Scheduled jobs (django-crontab format; see docs/scheduling.md) ------------------------------
 # (schedule, "module.function"[, args[, kwargs]][, suffix][, options]); options may set name,
 # timeout (seconds), grace (how many seconds late a run may start before it is recorded as missed
 # and /health/cron/ calls the job late; default: half the interval, 1 minute to 1 hour, for

@@ -5,6 +5,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Prefetch
 from graphene import relay
 from graphene_django import DjangoObjectType
+from graphql_relay import to_global_id
 
 from alx_backend_graphql_crm.api.connections import CountableConnection, FilteredConnectionField
 from alx_backend_graphql_crm.api.mutations import ServiceMutation, input_error
@@ -299,6 +300,27 @@ class CreateOrder(ServiceMutation):
         return super().failure(errors, message="Order not created; see errors.", **payload)
 
 
+class RestockedProduct(graphene.ObjectType):
+    """A product a restock changed, with its new stock (its other fields: query `product(id:)`)."""
+
+    id = graphene.ID(required=True, description="The product's global ID, as in Product.id.")
+    name = graphene.String(required=True)
+    stock = graphene.Int(required=True, description="The stock after the restock.")
+
+    # Each row is services.restock_low_stock's (id, name, stock) tuple.
+    @staticmethod
+    def resolve_id(row, info):
+        return to_global_id(ProductNode._meta.name, row[0])
+
+    @staticmethod
+    def resolve_name(row, info):
+        return row[1]
+
+    @staticmethod
+    def resolve_stock(row, info):
+        return row[2]
+
+
 class UpdateLowStockProducts(ServiceMutation):
     """Restocks every product below CRM_LOW_STOCK_THRESHOLD by CRM_RESTOCK_AMOUNT."""
 
@@ -306,7 +328,7 @@ class UpdateLowStockProducts(ServiceMutation):
 
     success = graphene.Boolean(required=True)
     message = graphene.String(required=True)
-    updated_products = graphene.List(graphene.NonNull(ProductNode), required=True)
+    updated_products = graphene.List(graphene.NonNull(RestockedProduct), required=True)
 
     @classmethod
     def perform(cls, info):

@@ -158,26 +158,32 @@ def create_product(*, name: str, price, stock: int | None = 0) -> Product:
     return product
 
 
-def restock_low_stock(*, threshold: int | None = None, amount: int | None = None) -> list[Product]:
+# A product a restock changed: (id, name, new stock), what the mutation and the job's log report.
+RestockedProduct = tuple[int, str, int]
+
+
+def restock_low_stock(*, threshold: int | None = None, amount: int | None = None) -> list[RestockedProduct]:
     """Add ``amount`` to every product whose stock is below ``threshold``, in one UPDATE.
 
-    Returns the changed products with their new stock.
+    Returns the changed products as plain ``(id, name, stock)`` tuples, by id: one statement updates
+    and returns them as the driver fetched them. No object is built per row (a restock of 50,000
+    products spent most of its time in ``Model.__init__`` and field converters when it returned
+    model instances; a NamedTuple per row still cost 2x the UPDATE itself).
     """
     threshold = settings.CRM_LOW_STOCK_THRESHOLD if threshold is None else threshold
     amount = settings.CRM_RESTOCK_AMOUNT if amount is None else amount
     if amount <= 0:
         raise ValidationError({"amount": ValidationError("Restock amount must be positive.", code="min_value")})
     table = Product._meta.db_table
-    # One statement does the update and returns the changed rows (PostgreSQL and SQLite >= 3.35
-    # both support RETURNING; Django's QuerySet.update() cannot return rows). raw() applies the
-    # backend's converters, so prices come back as exact Decimals on SQLite too.
-    with transaction.atomic():
-        changed = Product.objects.raw(
-            f'UPDATE "{table}" SET "stock" = "stock" + %s WHERE "stock" < %s '
-            f'RETURNING "id", "name", "price", "stock", "created_at"',
+    # PostgreSQL and SQLite >= 3.35 both support RETURNING; QuerySet.update() cannot return rows.
+    with transaction.atomic(using=Product.objects.db), connections[Product.objects.db].cursor() as cursor:
+        cursor.execute(
+            f'UPDATE "{table}" SET "stock" = "stock" + %s WHERE "stock" < %s RETURNING "id", "name", "stock"',
             [amount, threshold],
         )
-        return sorted(changed, key=lambda product: product.pk)
+        rows = cursor.fetchall()
+    rows.sort()  # by id (the first item); UPDATE ... RETURNING has no ORDER BY. Near-sorted: cheap.
+    return rows
 
 
 # --- orders ------------------------------------------------------------------------------------

@@ -56,6 +56,19 @@ NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$")
 LEGACY_HASH_RE = re.compile(r"^[0-9a-f]{32}$")
 
 
+# Check ids, written out so `grep E003` finds every place that reports one (as django/core/checks does).
+E001 = "cronjobs.E001"  # CRONJOBS is not a list
+E002 = "cronjobs.E002"  # malformed or ambiguous entry
+E003 = "cronjobs.E003"  # invalid schedule
+E004 = "cronjobs.E004"  # target cannot be imported
+E005 = "cronjobs.E005"  # target is not callable
+E006 = "cronjobs.E006"  # duplicate job name
+E007 = "cronjobs.E007"  # arguments not JSON serialisable
+E008 = "cronjobs.E008"  # invalid option
+E009 = "cronjobs.E009"  # invalid job name
+E010 = "cronjobs.E010"  # invalid CRONTAB_* setting (cronjobs/crontab.py)
+
+
 class JobConfigError(Exception):
     """A job exists but cannot be run as configured (bad entry, unimportable target, ambiguous name)."""
 
@@ -198,7 +211,7 @@ class Registry:
         found = list(self.problems)
         for job in self.jobs:
             found.extend(job.problems)
-            if any(p.id == "cronjobs.E004" for p in job.problems):
+            if any(p.id == E004 for p in job.problems):
                 continue
             try:
                 job.resolve()
@@ -206,7 +219,7 @@ class Registry:
                 not_callable = "is not callable" in str(exc)
                 found.append(
                     Problem(
-                        "cronjobs.E005" if not_callable else "cronjobs.E004",
+                        E005 if not_callable else E004,
                         f"CRONJOBS[{job.index}]: {exc}",
                         "Point the entry at a function (module.function)."
                         if not_callable
@@ -217,8 +230,8 @@ class Registry:
         return found
 
 
-def _problem(code: int, index: int, msg: str, hint: str) -> Problem:
-    return Problem(f"cronjobs.E{code:03d}", f"CRONJOBS[{index}]: {msg}", hint, index)
+def _problem(check_id: str, index: int, msg: str, hint: str) -> Problem:
+    return Problem(check_id, f"CRONJOBS[{index}]: {msg}", hint, index)
 
 
 FORMATS_HINT = (
@@ -230,7 +243,9 @@ FORMATS_HINT = (
 def _split_entry(entry: Any, index: int) -> tuple[dict, list[Problem]]:
     """Split one entry into its parts, or say why it is malformed or ambiguous."""
     if not isinstance(entry, (list, tuple)) or len(entry) < 2:
-        return {}, [_problem(2, index, f"expected a tuple of at least (schedule, path), got {entry!r}", FORMATS_HINT)]
+        return {}, [
+            _problem(E002, index, f"expected a tuple of at least (schedule, path), got {entry!r}", FORMATS_HINT)
+        ]
     parts: dict[str, Any] = {
         "schedule": entry[0],
         "path": entry[1],
@@ -240,7 +255,7 @@ def _split_entry(entry: Any, index: int) -> tuple[dict, list[Problem]]:
         "options": {},
     }
     rest = list(entry[2:])
-    bad = _problem(2, index, f"cannot tell what the elements after the path mean in {entry!r}", FORMATS_HINT)
+    bad = _problem(E002, index, f"cannot tell what the elements after the path mean in {entry!r}", FORMATS_HINT)
     if rest and isinstance(rest[0], str):  # format 1: a suffix
         parts["suffix"] = rest.pop(0)
     elif rest and isinstance(rest[0], (list, tuple)):  # format 2: args, kwargs, suffix
@@ -249,7 +264,7 @@ def _split_entry(entry: Any, index: int) -> tuple[dict, list[Problem]]:
             if len(rest) == 1 and rest[0] and set(rest[0]) <= OPTION_KEYS:
                 return {}, [
                     _problem(
-                        2,
+                        E002,
                         index,
                         f"the dict {rest[0]!r} after the arguments could be kwargs or options",
                         "Write (schedule, path, args, {kwargs}, {options}); an empty {} marks no kwargs.",
@@ -274,7 +289,7 @@ def _number(options: dict, key: str, index: int, problems: list[Problem], minimu
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum or value != value:
         problems.append(
             _problem(
-                8,
+                E008,
                 index,
                 f"option {key!r} must be a number of seconds >= {minimum}, got {value!r}",
                 "e.g. {'timeout': 600}",
@@ -284,90 +299,93 @@ def _number(options: dict, key: str, index: int, problems: list[Problem], minimu
     return float(value)
 
 
-def _parse_entry(entry: Any, index: int) -> tuple[Job | None, list[Problem]]:
-    parts, problems = _split_entry(entry, index)
-    if not parts:
-        return None, problems
-    schedule, path, options = parts["schedule"], parts["path"], parts["options"]
-    if not isinstance(path, str) or not re.match(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)+$", path):
-        return None, [
-            _problem(2, index, f"the target must be a dotted path 'module.function', got {path!r}", FORMATS_HINT)
-        ]
-
+def _schedule_problems(schedule: Any, index: int) -> list[Problem]:
     error = schedule_error(schedule)
-    if error:
-        problems.append(
-            _problem(
-                3,
-                index,
-                f"invalid schedule {schedule!r}: {error}",
-                "Five cron fields like '*/5 * * * *', or a macro like '@daily'.",
-            )
-        )
-        schedule = str(schedule)
+    if not error:
+        return []
+    hint = "Five cron fields like '*/5 * * * *', or a macro like '@daily'."
+    return [_problem(E003, index, f"invalid schedule {schedule!r}: {error}", hint)]
 
+
+def _option_problems(options: dict, name: Any, index: int) -> list[Problem]:
+    """What is wrong with the options dict and the job name (numbers are checked by _number)."""
+    problems = []
     unknown = set(options) - OPTION_KEYS
     if unknown:
         problems.append(
-            _problem(8, index, f"unknown option(s) {sorted(unknown)}", f"Options are {sorted(OPTION_KEYS)}.")
+            _problem(E008, index, f"unknown option(s) {sorted(unknown)}", f"Options are {sorted(OPTION_KEYS)}.")
         )
-    name = options.get("name", path.rsplit(".", 1)[1])
     if not isinstance(name, str) or not NAME_RE.match(name) or LEGACY_HASH_RE.match(name):
-        problems.append(
-            _problem(
-                9, index, f"invalid job name {name!r}", "Names are letters, digits, '_', '.', '-' (not a 32-hex hash)."
-            )
-        )
-        name = str(name)
+        hint = "Names are letters, digits, '_', '.', '-' (not a 32-hex hash)."
+        problems.append(_problem(E009, index, f"invalid job name {name!r}", hint))
     for key in ("enabled", "allow_overlap"):
         if key in options and not isinstance(options[key], bool):
-            problems.append(_problem(8, index, f"option {key!r} must be True or False, got {options[key]!r}", ""))
+            problems.append(_problem(E008, index, f"option {key!r} must be True or False, got {options[key]!r}", ""))
     if "description" in options and not isinstance(options["description"], str):
-        problems.append(_problem(8, index, "option 'description' must be a string", ""))
-    timeout = _number(options, "timeout", index, problems, minimum=0.001)
-    grace = _number(options, "grace", index, problems, minimum=0)
+        problems.append(_problem(E008, index, "option 'description' must be a string", ""))
+    return problems
 
+
+def _argument_problems(parts: dict, index: int) -> list[Problem]:
+    """Arguments must survive JSON: django-crontab hashes entries with it and the history stores them."""
+    problems = []
     if not isinstance(parts["kwargs"], dict) or not all(isinstance(k, str) for k in parts["kwargs"]):
-        problems.append(_problem(7, index, "kwargs must be a dict with string keys", FORMATS_HINT))
+        problems.append(_problem(E007, index, "kwargs must be a dict with string keys", FORMATS_HINT))
     else:
         try:
-            # Arguments must survive JSON: django-crontab hashes entries with it and the run history
-            # stores what a job was called with.
             json.dumps([list(parts["args"]), parts["kwargs"]], allow_nan=False)
         except (TypeError, ValueError) as exc:
-            problems.append(
-                _problem(
-                    7,
-                    index,
-                    f"arguments are not JSON serialisable: {exc}",
-                    "Pass strings, numbers, lists, dicts, True/False/None.",
-                )
-            )
-    suffix = parts["suffix"]
-    if "\n" in suffix or "\r" in suffix:
-        problems.append(_problem(2, index, "the suffix contains a newline, which would split the crontab line", ""))
+            hint = "Pass strings, numbers, lists, dicts, True/False/None."
+            problems.append(_problem(E007, index, f"arguments are not JSON serialisable: {exc}", hint))
+    if "\n" in parts["suffix"] or "\r" in parts["suffix"]:
+        problems.append(_problem(E002, index, "the suffix contains a newline, which would split the crontab line", ""))
+    return problems
 
+
+def _legacy_hashes(entry: Any, options: dict) -> tuple[str, ...]:
     hashes = [h for h in (legacy_hash(entry),) if h]
     if options:
         # The same entry without our options dict is what plain django-crontab installed before it was added.
         stripped = legacy_hash(list(entry)[:-1])
         if stripped and stripped not in hashes:
             hashes.append(stripped)
+    return tuple(hashes)
+
+
+def _parse_entry(entry: Any, index: int) -> tuple[Job | None, list[Problem]]:
+    """One entry -> (Job, []) with the job's own problems inside it, or (None, problems) when unusable."""
+    parts, problems = _split_entry(entry, index)
+    if not parts:
+        return None, problems
+    schedule, path, options = parts["schedule"], parts["path"], parts["options"]
+    if not isinstance(path, str) or not re.match(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)+$", path):
+        msg = f"the target must be a dotted path 'module.function', got {path!r}"
+        return None, [_problem(E002, index, msg, FORMATS_HINT)]
+    name = options.get("name", path.rsplit(".", 1)[1])
+    problems = [
+        *_schedule_problems(schedule, index),
+        *_option_problems(options, name, index),
+        *_argument_problems(parts, index),
+    ]
+    timeout = _number(options, "timeout", index, problems, minimum=0.001)
+    grace = _number(options, "grace", index, problems, minimum=0)
+    kwargs = parts["kwargs"] if isinstance(parts["kwargs"], dict) else {}
+    description = options.get("description", "")
     job = Job(
-        name=name,
-        schedule=schedule,
+        name=str(name),
+        schedule=str(schedule),
         path=path,
         args=parts["args"],
-        kwargs=MappingProxyType(dict(parts["kwargs"])) if isinstance(parts["kwargs"], dict) else MappingProxyType({}),
-        suffix=suffix,
+        kwargs=MappingProxyType(dict(kwargs)),
+        suffix=parts["suffix"],
         timeout=timeout,
         grace=grace,
         enabled=options.get("enabled", True) is not False,
-        description=options.get("description", "") if isinstance(options.get("description", ""), str) else "",
+        description=description if isinstance(description, str) else "",
         # Runs never overlap unless a job allows it; CRONTAB_LOCK_JOBS = False (set explicitly) makes
         # overlap the default, as in django-crontab where locking was opt-in.
         allow_overlap=options.get("allow_overlap", getattr(settings, "CRONTAB_LOCK_JOBS", True) is False) is True,
-        legacy_hashes=tuple(hashes),
+        legacy_hashes=_legacy_hashes(entry, options),
         index=index,
         problems=tuple(problems),
     )
@@ -378,7 +396,7 @@ def parse_cronjobs(cronjobs: Any) -> Registry:
     """Parse a CRONJOBS value. Never raises: everything wrong becomes a Problem."""
     if not isinstance(cronjobs, (list, tuple)):
         problem = Problem(
-            "cronjobs.E001",
+            E001,
             f"CRONJOBS must be a list of tuples, got {type(cronjobs).__name__}",
             "CRONJOBS = [('*/5 * * * *', 'app.cron.function')]",
         )
@@ -394,7 +412,7 @@ def parse_cronjobs(cronjobs: Any) -> Registry:
     for i, job in enumerate(jobs):
         if job.name in seen:
             duplicate = _problem(
-                6,
+                E006,
                 job.index,
                 f"job name {job.name!r} is already used by CRONJOBS[{seen[job.name].index}]",
                 "Give one of them an options dict: {'name': 'a_unique_name'}.",

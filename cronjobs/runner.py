@@ -31,6 +31,7 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
+from cronjobs import signals
 from cronjobs.models import JobRun
 from cronjobs.registry import Job, JobConfigError, get_job, schedule_timezone
 
@@ -63,27 +64,53 @@ def run(job: Job | str, scheduled_for: datetime | None = None, trigger: str = "m
     nothing. Raises UnknownJob or JobConfigError (recording nothing) for a job that cannot run, and
     ValueError for an unknown trigger. Never raises for what the job itself does, except that a
     KeyboardInterrupt is recorded and then re-raised.
+
+    Steps: validate, decide whether the slot is still to run, claim it, execute, record. Every
+    recorded outcome (skips included) is announced with the `run_finished` signal.
     """
     if trigger not in TRIGGERS:
         raise ValueError(f"unknown trigger {trigger!r}; one of {', '.join(TRIGGERS)}")
-    if isinstance(job, str):
-        job = get_job(job)
-    elif job.problems:
-        raise JobConfigError("; ".join(p.msg for p in job.problems))
+    job = _runnable(job)
     target = job.resolve()
     slot = _minute(scheduled_for) if scheduled_for is not None else None
-
-    now = timezone.now()
-    if slot is not None:
-        if not job.enabled:
-            return _record_skip(job, slot, trigger, "job is disabled (enabled: False)", user)
-        late = (now - slot).total_seconds()
-        if job.grace is not None and late > job.grace:
-            return _record_skip(
-                job, slot, trigger, f"missed: starting {late:.0f}s after its minute, grace is {job.grace:g}s", user
-            )
-
+    reason = _reason_not_to_start(job, slot, timezone.now())
+    if reason:
+        return _record_skip(job, slot, trigger, reason, user)
     reap_dead_runs(job.name)
+    record, claimed = _claim(job, slot, trigger, user)
+    if not claimed:
+        return record
+    _announce(signals.run_started, run=record, job=job)
+    status, result, tb, interrupt = _execute(job, target)
+    _record_outcome(record, status=status, result=result, traceback_text=tb)
+    if interrupt is not None:
+        raise interrupt
+    return record
+
+
+def _runnable(job: Job | str) -> Job:
+    if isinstance(job, str):
+        return get_job(job)
+    if job.problems:
+        raise JobConfigError("; ".join(p.msg for p in job.problems))
+    return job
+
+
+def _reason_not_to_start(job: Job, slot: datetime | None, now: datetime) -> str:
+    """Why a scheduled slot is skipped without running (disabled, too late), or "" to go on."""
+    if slot is None:
+        return ""
+    if not job.enabled:
+        return "job is disabled (enabled: False)"
+    late = (now - slot).total_seconds()
+    if job.grace is not None and late > job.grace:
+        return f"missed: starting {late:.0f}s after its minute, grace is {job.grace:g}s"
+    return ""
+
+
+def _claim(job: Job, slot: datetime | None, trigger: str, user) -> tuple[JobRun, bool]:
+    """Insert the `running` row. (row, True) when this process owns the run; otherwise (the slot's
+    holder marked duplicate, or a recorded "still running" skip, False)."""
     try:
         with transaction.atomic():
             record = JobRun.objects.create(
@@ -94,34 +121,34 @@ def run(job: Job | str, scheduled_for: datetime | None = None, trigger: str = "m
                 exclusive=not job.allow_overlap,
                 host=HOST,
                 pid=os.getpid(),
-                started_at=now,
+                started_at=timezone.now(),
                 triggered_by=user,
             )
     except IntegrityError:
         claimed = _slot_holder(job, slot)
         if claimed is not None:
-            return claimed
+            return claimed, False
         holder = JobRun.objects.filter(job_name=job.name, status=JobRun.Status.RUNNING, exclusive=True).first()
         where = (
             f"run #{holder.pk} on {holder.host} pid {holder.pid} since {holder.started_at:%Y-%m-%d %H:%M:%S}"
             if holder
             else "another run"
         )
-        return _record_skip(job, slot, trigger, f"still running: {where}", user)
+        return _record_skip(job, slot, trigger, f"still running: {where}", user), False
+    return record, True
 
-    status, result, tb, interrupt = _execute(job, target)
+
+def _record_outcome(record: JobRun, *, status: str, result: str, traceback_text: str) -> None:
     finished = timezone.now()
     fields = {
         "status": status,
         "finished_at": finished,
         "duration": finished - record.started_at,
         "result": result[:SUMMARY_LIMIT],
-        "traceback": tb,
+        "traceback": traceback_text,
     }
     _save_outcome(record, fields)
-    if interrupt is not None:
-        raise interrupt
-    return record
+    _announce(signals.run_finished, run=record)
 
 
 def reap_dead_runs(job_name: str | None = None) -> list[JobRun]:
@@ -146,8 +173,17 @@ def reap_dead_runs(job_name: str | None = None) -> list[JobRun]:
         )
         if updated:
             logger.warning("cronjobs: closed run #%s of %s: %s", record.pk, record.job_name, reason)
+            record.refresh_from_db()
             closed.append(record)
+            _announce(signals.run_finished, run=record)
     return closed
+
+
+def _announce(signal, **kwargs) -> None:
+    # A receiver's failure (a mail server down, a bug) must never change or lose the recorded outcome.
+    for receiver, response in signal.send_robust(sender=JobRun, **kwargs):
+        if isinstance(response, Exception):
+            logger.error("cronjobs: receiver %r of a run signal failed: %r", receiver, response, exc_info=response)
 
 
 def _minute(value: datetime) -> datetime:
@@ -169,7 +205,7 @@ def _record_skip(job: Job, slot: datetime | None, trigger: str, reason: str, use
     now = timezone.now()
     try:
         with transaction.atomic():
-            return JobRun.objects.create(
+            record = JobRun.objects.create(
                 job_name=job.name,
                 scheduled_for=slot,
                 trigger=trigger,
@@ -188,6 +224,8 @@ def _record_skip(job: Job, slot: datetime | None, trigger: str, reason: str, use
         if claimed is None:
             raise
         return claimed
+    _announce(signals.run_finished, run=record)
+    return record
 
 
 def _execute(job: Job, target) -> tuple[str, str, str, BaseException | None]:

@@ -13,7 +13,6 @@ from django.utils import timezone
 from crm import services
 from crm.models import Customer, Order, Product
 from tests.factories import CustomerFactory, ProductFactory, make_order
-from tests.services import requires_postgres
 
 pytestmark = pytest.mark.django_db
 
@@ -163,7 +162,6 @@ class TestCreateOrder:
         assert plenty.stock == 5 and not Order.objects.exists()
 
 
-@requires_postgres
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_orders_cannot_oversell():
@@ -200,16 +198,21 @@ class TestRestock:
         edge = ProductFactory(stock=10)
         with CaptureQueriesContext(connection) as queries:
             changed = services.restock_low_stock(threshold=10, amount=10)
-        assert [(p.pk, p.stock) for p in changed] == [(low.pk, 12)]
+        assert changed == [(low.pk, low.name, 12)]
         assert [q["sql"].split()[0] for q in queries.captured_queries if "crm_product" in q["sql"]] == ["UPDATE"]
         edge.refresh_from_db()
         assert edge.stock == 10
-        assert changed[0].price == low.price
+
+    def test_returns_every_changed_product_by_id(self):
+        products = [ProductFactory(stock=stock) for stock in (5, 0, 11, 9)]
+        changed = services.restock_low_stock(threshold=10, amount=3)
+        expected = [(p.pk, p.stock + 3) for p in products if p.stock < 10]
+        assert [(row_id, stock) for row_id, _, stock in changed] == expected
 
     def test_defaults_from_settings(self, settings):
         settings.CRM_LOW_STOCK_THRESHOLD, settings.CRM_RESTOCK_AMOUNT = 3, 7
         product = ProductFactory(stock=2)
-        assert [p.stock for p in services.restock_low_stock()] == [9]
+        assert [stock for _, _, stock in services.restock_low_stock()] == [9]
         assert product.pk
 
     def test_non_positive_amount_refused(self):

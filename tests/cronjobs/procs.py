@@ -1,6 +1,5 @@
 """Long-running processes the scheduler tests start (`crontab work`, Celery worker and beat), with their output."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -109,16 +108,3 @@ def start_celery_beat(config: Path, broker_url: str, folder: Path) -> Proc:
     argv = [sys.executable, "-m", "celery", "-A", "alx_backend_graphql_crm", "beat", "-l", "info"]
     argv += ["--schedule", str(folder / "beat-schedule"), "--pidfile", str(folder / "beat.pid")]
     return Proc("celery beat", argv, celery_env(config, broker_url))
-
-
-def e2e() -> bool:
-    """CRM_E2E=1 (.ci/run): end-to-end tiers must run; a missing service is a failure, not a skip."""
-    return os.environ.get("CRM_E2E", "").strip() in {"1", "true", "yes", "on"}
-
-
-def need(available: bool, reason: str) -> None:
-    if available:
-        return
-    if e2e():
-        pytest.fail(f"CRM_E2E=1 but {reason}")
-    pytest.skip(reason)

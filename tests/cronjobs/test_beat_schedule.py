@@ -1,4 +1,5 @@
-"""The beat schedule generated from CRONJOBS fires at exactly croniter's minutes, for every cron feature the validator accepts."""
+"""The beat schedule generated from CRONJOBS fires at exactly croniter's minutes, for every cron feature
+the validator accepts."""
 
 import pickle
 from datetime import UTC, datetime, timedelta
