@@ -66,6 +66,10 @@ WHY_NOT_MET = {
         "run <job>` shows them."
     ),
     "7": "The runner's bookkeeping (reap check, slot claim, outcome) costs the queries counted.",
+    "8": (
+        "graphql-core parses and validates in pure Python, at a cost per token: the slowest document is "
+        "refused or validated at about that cost times GRAPHQL_MAX_TOKENS. Lower that setting."
+    ),
 }
 
 
