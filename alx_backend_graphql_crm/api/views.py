@@ -10,7 +10,7 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_exempt
 from graphene_django.settings import graphene_settings
 from graphene_django.views import GraphQLView, HttpError
-from graphql import ExecutionResult, GraphQLError, OperationType, execute, get_operation_ast, validate
+from graphql import DocumentNode, ExecutionResult, GraphQLError, OperationType, execute, get_operation_ast, validate
 
 from alx_backend_graphql_crm.api.errors import MASKED_MESSAGE, QueryRejected, format_error
 from alx_backend_graphql_crm.api.limits import limit_errors, parse_within_limits, validation_rules
@@ -52,7 +52,7 @@ class ApiGraphQLView(GraphQLView):
     def dispatch(self, request, *args, **kwargs):
         reason = self._csrf_failure(request)
         if reason:
-            return _errors_response(403, f"CSRF check failed: {reason}.", "csrf_failed")
+            return _errors_response(403, f"CSRF check failed: {reason.rstrip('.')}.", "csrf_failed")
         try:
             return super().dispatch(request, *args, **kwargs)
         except RecursionError:  # a traceback thousands of frames long would flood the log
@@ -88,27 +88,14 @@ class ApiGraphQLView(GraphQLView):
         """graphene-django's steps, with the limits checked while parsing and before validation.
 
         The limits refuse a document at a cost linear in its length, before graphql-core's
-        validation rules (some quadratic in the fields) or any resolver runs.
+        validation rules (some quadratic in the fields) or any resolver runs. graphene-django's
+        ATOMIC_MUTATIONS is not supported here: the services hold their own transactions.
         """
         _check_params(query, variables, operation_name)
         if not query:
             return super().execute_graphql_request(request, data, query, variables, operation_name, show_graphiql)
-        try:
-            document = parse_within_limits(
-                query, max_tokens=settings.GRAPHQL_MAX_TOKENS, max_nesting=settings.GRAPHQL_MAX_NESTING
-            )
-            errors = limit_errors(
-                document,
-                max_depth=settings.GRAPHQL_MAX_DEPTH,
-                max_fields=settings.GRAPHQL_MAX_FIELDS,
-                max_aliases=settings.GRAPHQL_MAX_ALIASES,
-                max_repeats=settings.GRAPHQL_MAX_REPEATS,
-            )
-        except GraphQLError as error:  # a syntax error, or QueryRejected by the token/nesting limits
-            errors = [error]
+        document, errors = _parse_and_measure(query)
         if errors:
-            if isinstance(errors[0], QueryRejected):
-                logger.warning("GraphQL document refused: %s", errors[0].message)
             return ExecutionResult(data=None, errors=errors)
         operation = get_operation_ast(document, operation_name)
         if request.method.lower() == "get" and operation is not None and operation.operation != OperationType.QUERY:
@@ -137,6 +124,28 @@ class ApiGraphQLView(GraphQLView):
             )
         except Exception as error:  # as graphene-django: reported (and masked) as a GraphQL error
             return ExecutionResult(errors=[error])
+
+
+def _parse_and_measure(query: str) -> tuple[DocumentNode | None, list[GraphQLError]]:
+    """The document and no error, or the errors refusing it: syntax, then the limits, in one linear pass each."""
+    try:
+        document = parse_within_limits(
+            query, max_tokens=settings.GRAPHQL_MAX_TOKENS, max_nesting=settings.GRAPHQL_MAX_NESTING
+        )
+        errors = limit_errors(
+            document,
+            max_depth=settings.GRAPHQL_MAX_DEPTH,
+            max_fields=settings.GRAPHQL_MAX_FIELDS,
+            max_aliases=settings.GRAPHQL_MAX_ALIASES,
+            max_repeats=settings.GRAPHQL_MAX_REPEATS,
+        )
+    except QueryRejected as error:  # the token or nesting limit, met while parsing
+        document, errors = None, [error]
+    except GraphQLError as error:  # a syntax error
+        return None, [error]
+    if errors:
+        logger.warning("GraphQL document refused: %s", errors[0].message)  # one line: no traceback
+    return document, errors
 
 
 def _check_params(query, variables, operation_name) -> None:
