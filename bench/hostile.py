@@ -77,7 +77,8 @@ def hostile_documents() -> dict[str, str]:
 
 
 def _post(client, document: str):
-    return client.post("/graphql", json.dumps({"query": document}), content_type="application/json")
+    # secure: as behind the TLS proxy production runs behind (DEBUG off redirects plain HTTP)
+    return client.post("/graphql", json.dumps({"query": document}), content_type="application/json", secure=True)
 
 
 def _answer(client, document: str) -> tuple[int, str]:
