@@ -157,7 +157,7 @@ GRAPHENE = {
 }
 # Limits of /graphql (alx_backend_graphql_crm/api): refused documents get a clear error, never a 500.
 GRAPHQL_MAX_QUERY_CHARS = 10_000  # characters of the query text, checked before parsing
-GRAPHQL_MAX_TOKENS = 500  # names, values and punctuation, counted while parsing (introspection: 160)
+GRAPHQL_MAX_TOKENS = 250  # names, values and punctuation, counted while parsing (GraphiQL's introspection: 180)
 GRAPHQL_MAX_NESTING = 32  # brackets ({[( nested in the text, counted while parsing: bounds its recursion
 GRAPHQL_MAX_DEPTH = 10  # a connection adds two levels: allOrders{edges{node{customer{name}}}} is 5
 GRAPHQL_MAX_FIELDS = 300  # selected fields, fragments counted at each use: the cost limit

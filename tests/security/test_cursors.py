@@ -36,9 +36,10 @@ class TestForgedCursors:
 
 def test_cursor_plus_offset_obeys_the_offset_limit(client):
     status, body = page(client, f'offset: 10000, after: "{offset_to_cursor(1)}"')
-    assert error_codes(body) == ["bad_user_input"] and "points at item 10001; the limit is 10000" in body["errors"][0][
-        "message"
-    ]
+    assert (
+        error_codes(body) == ["bad_user_input"]
+        and "points at item 10001; the limit is 10000" in body["errors"][0]["message"]
+    )
 
 
 def test_cursor_past_the_last_item_within_the_limit_is_an_empty_page(client):

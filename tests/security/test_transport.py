@@ -56,7 +56,8 @@ class TestCsrf:
         )
         assert response.status_code == 401 and response["WWW-Authenticate"] == 'Bearer error="invalid_token"'
         body = assert_json(response)
-        assert body["errors"][0]["message"] == "Invalid or revoked API token." and error_codes(body) == ["unauthenticated"]
+        assert body["errors"][0]["message"] == "Invalid or revoked API token."
+        assert error_codes(body) == ["unauthenticated"]
 
     def test_session_post_without_csrf_token_is_403_json(self, clerk):
         client = Client(enforce_csrf_checks=True)
