@@ -15,12 +15,19 @@ class BearerTokenMiddleware:
     anonymous. Another scheme (``Basic`` from a proxy in front of the site) is not ours and is
     ignored: the request is anonymous or session-authenticated as without it. Placed before
     CsrfViewMiddleware and AuthenticationMiddleware, which leaves ``request.user`` alone once set.
+    A view marked ``bearer_token_exempt`` (``/metrics``, which has a token of its own) is left to
+    check its header itself.
     """
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
+        return self.get_response(request)
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        if getattr(view_func, "bearer_token_exempt", False):
+            return None
         scheme, _, token = request.META.get("HTTP_AUTHORIZATION", "").strip().partition(" ")
         if scheme.lower() == "bearer":
             user = ApiToken.authenticate(token.strip())
@@ -38,4 +45,4 @@ class BearerTokenMiddleware:
             request.user = SimpleLazyObject(lambda: user)
             request._cached_user = user
             request._dont_enforce_csrf_checks = True
-        return self.get_response(request)
+        return None

@@ -7,8 +7,17 @@ from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
+    GraphQLInterfaceType,
+    GraphQLObjectType,
+    GraphQLSchema,
     InlineFragmentNode,
+    IntValueNode,
     OperationDefinitionNode,
+    OperationType,
+    VariableNode,
+    get_named_type,
+    get_nullable_type,
+    is_list_type,
 )
 from graphql.language import TokenKind
 from graphql.language.parser import Parser
@@ -25,12 +34,26 @@ class _Measure:
     once per use. The depth under ``__schema``/``__type`` is not counted (introspection has its
     own switch, and its standard query is 15 levels deep), their fields are: the standard query
     selects 226, and a wide selection there costs validation as much as anywhere else.
+
+    The cost (``cost()``, with the schema) is what the limit on the size of an answer counts:
+    each field once per object it may be resolved on. A list field multiplies what is under it
+    by the number of items it may hold: a connection's ``edges`` by the connection's ``first`` or
+    ``last`` (a number, or a variable holding one), else by ``page_size`` (the page cap); any other list
+    (``order.products``, ``cronJobs``) by ``page_size`` as well. So
+    ``allOrders(first: 10) { edges { node { id products { name } } } }`` costs
+    allOrders + edges + 10 x (node + id + products + 100 x name) = 2 + 10 x 103 = 1,032.
     """
 
-    def __init__(self, fragments):
+    def __init__(
+        self, fragments, *, schema: GraphQLSchema | None = None, page_size: int = 100, variables: dict | None = None
+    ):
         self.fragments = fragments
         self.memo: dict[str, tuple[int, int, int]] = {}
         self.visiting: set[str] = set()
+        self.schema = schema
+        self.page_size = page_size
+        self.cost_memo: dict[tuple[str, int | None], int] = {}
+        self.variables = variables or {}
 
     def selection_set(self, selection_set) -> tuple[int, int, int]:
         """(depth, fields, aliases) of a selection set."""
@@ -60,6 +83,102 @@ class _Measure:
         self.memo[name] = self.selection_set(fragment.selection_set)
         self.visiting.discard(name)
         return self.memo[name]
+
+    def cost(self, selection_set, parent_type, page: int | None = None) -> int:
+        """Entries ``selection_set`` may answer on one object of ``parent_type``.
+
+        ``page`` is the ``first``/``last`` of the field owning the selection (its ``edges`` length).
+        """
+        total = 0
+        for selection in selection_set.selections if selection_set else ():
+            if isinstance(selection, FieldNode):
+                total += self._field_cost(selection, parent_type, page)
+            elif isinstance(selection, InlineFragmentNode):
+                condition = selection.type_condition
+                type_ = self.schema.get_type(condition.name.value) if condition else parent_type
+                total += self.cost(selection.selection_set, type_, page)
+            elif isinstance(selection, FragmentSpreadNode):
+                total += self._fragment_cost(selection.name.value, page)
+        return total
+
+    def _field_cost(self, node: FieldNode, parent_type, page: int | None) -> int:
+        if node.name.value in ("__schema", "__type"):
+            return 1  # introspection has its own switch
+        fields = parent_type.fields if isinstance(parent_type, GraphQLObjectType | GraphQLInterfaceType) else {}
+        field = fields.get(node.name.value)
+        if field is None:
+            return 1  # an unknown field: GraphQL's own rules report it
+        items = 1
+        if is_list_type(get_nullable_type(field.type)):
+            items = page if node.name.value == "edges" and page is not None else self.page_size
+        under = self.cost(node.selection_set, get_named_type(field.type), self._page(node)) if node.selection_set else 0
+        return 1 + items * under
+
+    def _page(self, node: FieldNode) -> int | None:
+        """The page length a field asks for with ``first``/``last`` (capped); None when it does not say."""
+        sizes = []
+        for argument in node.arguments or ():
+            if argument.name.value not in ("first", "last"):
+                continue
+            value = argument.value
+            if isinstance(value, IntValueNode):
+                sizes.append(int(value.value))
+            elif isinstance(value, VariableNode):
+                given = self.variables.get(value.name.value)
+                if isinstance(given, int) and not isinstance(given, bool):
+                    sizes.append(given)
+        return min(max(0, min(sizes)), self.page_size) if sizes else None
+
+    def _fragment_cost(self, name: str, page: int | None) -> int:
+        key = (name, page)
+        if key not in self.cost_memo:
+            fragment = self.fragments.get(name)
+            if fragment is None or name in self.visiting:
+                return 0  # unknown fragments and cycles are reported by GraphQL's own rules
+            self.visiting.add(name)
+            self.cost_memo[key] = self.cost(
+                fragment.selection_set, self.schema.get_type(fragment.type_condition.name.value), page
+            )
+            self.visiting.discard(name)
+        return self.cost_memo[key]
+
+
+def cost_errors(
+    document: DocumentNode, schema: GraphQLSchema, *, max_cost: int, page_size: int, variables: dict | None = None
+) -> list:
+    """A QueryRejected for each operation of ``document`` whose answer may exceed ``max_cost`` entries.
+
+    ``variables`` (the request's, as sent) give the page length of a ``first: $n``."""
+    fragments = _fragments(document)
+    roots = {
+        OperationType.QUERY: schema.query_type,
+        OperationType.MUTATION: schema.mutation_type,
+        OperationType.SUBSCRIPTION: schema.subscription_type,
+    }
+    errors = []
+    for node in document.definitions:
+        if isinstance(node, OperationDefinitionNode) and roots.get(node.operation) is not None:
+            measure = _Measure(fragments, schema=schema, page_size=page_size, variables=variables)
+            cost = measure.cost(node.selection_set, roots[node.operation])
+            if cost > max_cost:
+                name = f"Operation '{node.name.value}'" if node.name else "The operation"
+                errors.append(
+                    QueryRejected(
+                        f"{name} may return {cost} entries (each field counted once per object, a list as "
+                        f"{page_size} items or its page's first/last); the limit is {max_cost}. "
+                        "Ask for smaller pages (first:) or fewer fields.",
+                        nodes=[node],
+                    )
+                )
+    return errors
+
+
+def _fragments(document: DocumentNode) -> dict:
+    return {
+        definition.name.value: definition
+        for definition in document.definitions
+        if isinstance(definition, FragmentDefinitionNode)
+    }
 
 
 def parse_within_limits(query: str, *, max_tokens: int, max_nesting: int) -> DocumentNode:
@@ -107,23 +226,30 @@ _CLOSING = frozenset({TokenKind.BRACE_R, TokenKind.BRACKET_R, TokenKind.PAREN_R}
 
 
 def limit_errors(
-    document: DocumentNode, *, max_depth: int, max_fields: int, max_aliases: int, max_repeats: int
+    document: DocumentNode,
+    schema: GraphQLSchema,
+    *,
+    max_depth: int,
+    max_fields: int,
+    max_aliases: int,
+    max_repeats: int,
+    max_cost: int | None = None,
+    page_size: int = 100,
+    variables: dict | None = None,
 ) -> list[QueryRejected]:
-    """The limits ``document`` exceeds: depth, fields, aliases, repeated names (none: an empty list).
+    """The limits ``document`` exceeds: depth, fields, aliases, repeated names, cost (none: an empty list).
 
     Run on the parsed document before graphql-core's validation rules, some of which cost time
     quadratic in the number of fields (OverlappingFieldsCanBeMergedRule): measuring is linear.
     Fields are counted after fragment expansion: a cost limit, since every selected field is
     resolved once per object (50 aliases of one list field run 50 sets of queries).
     """
-    fragments = {
-        definition.name.value: definition
-        for definition in document.definitions
-        if isinstance(definition, FragmentDefinitionNode)
-    }
+    fragments = _fragments(document)
     errors = _operation_errors(document, _Measure(fragments), max_depth, max_fields, max_aliases)
     if not errors:
         errors = _repeat_errors(document, _ResponseNames(fragments), max_repeats)
+    if not errors and max_cost is not None:  # measured last: within the limits above it is cheap
+        errors = cost_errors(document, schema, max_cost=max_cost, page_size=page_size, variables=variables)
     return errors
 
 

@@ -94,7 +94,7 @@ class ApiGraphQLView(GraphQLView):
         _check_params(query, variables, operation_name)
         if not query:
             return super().execute_graphql_request(request, data, query, variables, operation_name, show_graphiql)
-        document, errors = _parse_and_measure(query)
+        document, errors = _parse_and_measure(query, self.schema.graphql_schema, variables)
         if errors:
             return ExecutionResult(data=None, errors=errors)
         operation = get_operation_ast(document, operation_name)
@@ -126,7 +126,7 @@ class ApiGraphQLView(GraphQLView):
             return ExecutionResult(errors=[error])
 
 
-def _parse_and_measure(query: str) -> tuple[DocumentNode | None, list[GraphQLError]]:
+def _parse_and_measure(query: str, schema, variables) -> tuple[DocumentNode | None, list[GraphQLError]]:
     """The document and no error, or the errors refusing it: syntax, then the limits, in one linear pass each."""
     try:
         document = parse_within_limits(
@@ -134,10 +134,14 @@ def _parse_and_measure(query: str) -> tuple[DocumentNode | None, list[GraphQLErr
         )
         errors = limit_errors(
             document,
+            schema,
             max_depth=settings.GRAPHQL_MAX_DEPTH,
             max_fields=settings.GRAPHQL_MAX_FIELDS,
             max_aliases=settings.GRAPHQL_MAX_ALIASES,
             max_repeats=settings.GRAPHQL_MAX_REPEATS,
+            max_cost=settings.GRAPHQL_MAX_COST,
+            page_size=settings.GRAPHENE["RELAY_CONNECTION_MAX_LIMIT"],
+            variables=variables,
         )
     except QueryRejected as error:  # the token or nesting limit, met while parsing
         document, errors = None, [error]

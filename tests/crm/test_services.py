@@ -81,9 +81,9 @@ class TestBulkCreateCustomers:
             result = services.bulk_create_customers(rows=rows(1000, 10))
         assert len(result.customers) == 1000 and not result.errors
         if connection.vendor == "sqlite":
-            # Django splits an INSERT at SQLite's assumed 999-parameter limit: 5 fields -> 199 rows each.
+            # Django splits an INSERT at SQLite's assumed 999-parameter limit: 6 fields -> 166 rows each.
             inserts = [q for q in large.captured_queries if q["sql"].startswith("INSERT")]
-            assert len(inserts) == -(-1000 // (999 // 5))
+            assert len(inserts) == -(-1000 // (999 // 6))
             assert len(large) - len(inserts) == len(small) - 1
         else:
             assert len(large) == len(small)
@@ -145,7 +145,8 @@ class TestCreateOrder:
             services.create_order(customer_id=CustomerFactory().pk, product_ids=[])
         assert "product_ids" in exc.value.message_dict
 
-    def test_total_beyond_what_the_database_holds_refused(self):
+    def test_total_beyond_what_the_database_holds_refused(self, settings):
+        settings.CRM_MAX_ORDER_ITEMS = 101
         dear = ProductFactory(price=Decimal("9999999999.99"), stock=1000)
         with pytest.raises(ValidationError) as exc:
             services.create_order(customer_id=CustomerFactory().pk, product_ids=[dear.pk] * 101)
