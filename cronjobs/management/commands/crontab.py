@@ -2,15 +2,19 @@
 
 Exit codes of `run`: 0 the job succeeded or its skip was recorded (or another process holds the
 slot), 1 the job failed or timed out (traceback on stderr), 2 unknown job or bad configuration.
-`add`/`remove`: 0 done, 1 the crontab could not be read or written (nothing changed), 2 bad
-configuration (nothing changed). `work` (cronjobs.worker): 0 after a SIGTERM / Ctrl-C stop, 2 bad
+`run --preflight` checks that the job could run (settings, database, job importable) and runs nothing:
+0 it could, 1 the database is unreachable or not migrated, 2 bad configuration.
+`add`/`remove`: 0 done, 1 the crontab could not be read or written, or the preflight failed (nothing
+changed), 2 bad configuration (nothing changed). `work` (cronjobs.worker): 0 after a SIGTERM / Ctrl-C stop, 2 bad
 configuration (refuses to start).
 """
 
 from __future__ import annotations
 
 import shlex
+import sys
 
+from django.conf import settings
 from django.core.management.base import CommandError
 from django.db import DatabaseError
 from django.utils import timezone
@@ -49,6 +53,7 @@ class Command(DjangoCrontabCommand):
         parser.add_argument("--scheduled-for", help="run: claim this minute (ISO 8601) instead")
         parser.add_argument("--trigger", choices=TRIGGERS, help="run: trigger to record (default crontab or manual)")
         parser.add_argument("--dry-run", action="store_true", help="add/remove: print the plan, change nothing")
+        self._add_preflight_arguments(parser)
         parser.add_argument(
             "--grace",
             type=float,
@@ -86,7 +91,7 @@ class Command(DjangoCrontabCommand):
             f"{len(problems)} configuration error(s); the crontab was not changed", returncode=EXIT_CONFIG
         )
 
-    def _apply(self, config: backend.CrontabConfig, plan_for, options) -> None:
+    def _apply(self, config: backend.CrontabConfig, plan_for, options, before_write=None) -> None:
         try:
             current = backend.read_crontab(config)
         except backend.CrontabError as exc:
@@ -94,6 +99,8 @@ class Command(DjangoCrontabCommand):
         plan = plan_for(current)
         for line in plan.report():
             self.stdout.write(f"  {line}")
+        if before_write is not None:
+            before_write()
         if plan.text == current:
             self.stdout.write("crontab already up to date; nothing written")
             return
@@ -112,7 +119,65 @@ class Command(DjangoCrontabCommand):
         if problems:
             self._fail_config(problems)
         config = self._config()
-        self._apply(config, lambda current: backend.plan_add(current, list(registry.jobs), config), options)
+        self._apply(
+            config,
+            lambda current: backend.plan_add(current, list(registry.jobs), config),
+            options,
+            before_write=self._preflight_for_add(registry.jobs, config, options),
+        )
+
+    # --- preflight --------------------------------------------------------------------------------
+    @staticmethod
+    def _add_preflight_arguments(parser) -> None:
+        parser.add_argument(
+            "--preflight",
+            action="store_true",
+            help="run: check that the job could run here (settings, database, job importable); run nothing",
+        )
+        parser.add_argument(
+            "--no-preflight",
+            action="store_true",
+            help="add: skip running one installed line as cron would before writing",
+        )
+
+    def _preflight_for_add(self, jobs, config: backend.CrontabConfig, options):
+        """What `add` runs before writing: one installed line in check mode, as cron will run it."""
+        enabled = [job for job in jobs if job.enabled]
+        if options["no_preflight"] or not getattr(settings, "CRONJOBS_PREFLIGHT", True) or not enabled:
+            return None
+
+        def check() -> None:
+            user = backend.crontab_user(config)
+            self.stdout.write(f"preflight: running {enabled[0].name}'s line as cron would (as {user or 'this user'})")
+            failure = backend.preflight(enabled[0], config)
+            if failure is None:
+                self.stdout.write("preflight ok")
+                return
+            self.stderr.write("preflight failed: the installed lines would not run under cron")
+            for line in failure.report():
+                self.stderr.write(line)
+            raise CommandError(
+                "the crontab was not changed (fix the above, or --no-preflight to skip this check)",
+                returncode=EXIT_FAILED,
+            )
+
+        return check
+
+    def handle_preflight(self, job: Job) -> None:
+        """`run <job> --preflight`: the settings loaded and the job resolved; now the database. Runs nothing."""
+        from django.db import connection
+
+        try:
+            JobRun.objects.exists()
+        except DatabaseError as exc:
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+            raise CommandError(
+                f"database unreachable or not migrated ({connection.vendor}): {message}", returncode=EXIT_FAILED
+            ) from exc
+        self.stdout.write(
+            f"preflight ok: {job.name} can run (python {sys.executable}, settings {settings.SETTINGS_MODULE}, "
+            f"database {connection.vendor})"
+        )
 
     def handle_remove(self, options):
         config = self._config()
@@ -184,8 +249,6 @@ class Command(DjangoCrontabCommand):
 
     # --- work --------------------------------------------------------------------------------------
     def handle_work(self, options):
-        import sys
-
         from cronjobs.worker import Scheduler, run_forever, work_settings
 
         problems = get_registry().all_problems()
@@ -232,6 +295,8 @@ class Command(DjangoCrontabCommand):
             raise CommandError(str(exc), returncode=EXIT_CONFIG) from exc
         except JobConfigError as exc:
             raise CommandError(f"job {name!r} cannot run: {exc}", returncode=EXIT_CONFIG) from exc
+        if options.get("preflight"):
+            return self.handle_preflight(job)
 
         # A legacy hash only ever comes from a line plain django-crontab installed: a scheduled run.
         scheduled = options["scheduled"] or bool(options["scheduled_for"]) or bool(LEGACY_HASH_RE.match(name))
