@@ -69,9 +69,9 @@ def serve(tmp_path):
     deadline = time.monotonic() + 300  # collectstatic compresses every file on a first start
     while time.monotonic() < deadline and process.poll() is None:
         try:
-            if requests.get(f"{url}/health/", timeout=2).status_code == 200:
+            if requests.get(f"{url}/health/", timeout=10).status_code == 200:
                 break
-        except requests.ConnectionError:
+        except requests.RequestException:
             time.sleep(0.5)
     else:
         log.seek(0)
