@@ -142,8 +142,9 @@ if not DEBUG:
     # Load balancers and monitors probe health over plain HTTP; a redirect would read as down.
     SECURE_REDIRECT_EXEMPT = [r"^health/"]
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
+    # Secure cookies unless the site is served over plain HTTP on purpose (DJANGO_SECURE_SSL_REDIRECT=0 to try
+    # `make serve` on http://127.0.0.1): browsers would drop them there and the admin login would fail.
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", SECURE_SSL_REDIRECT)
     SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True

@@ -12,11 +12,12 @@ from types import SimpleNamespace
 
 import pytest
 import requests
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.contrib.auth.models import Permission
 from django.db import connection
 
 from cronjobs.models import JobRun
-from tests.e2e.test_browser import HEARTBEAT, log_in, run_in_graphiql
+from tests.e2e.test_browser import HEARTBEAT, PASSWORD, log_in, run_in_graphiql
 from tests.factories import UserFactory
 from tests.services import requires_postgres
 
@@ -74,9 +75,16 @@ def serve(tmp_path):
         except requests.RequestException:
             time.sleep(0.5)
     else:
+        stop(process)
         log.seek(0)
         pytest.fail(f"bin/serve did not come up (exit {process.poll()}): {log.read()[-3000:]}")
-    yield SimpleNamespace(url=url, log=log, process=process)
+    try:
+        yield SimpleNamespace(url=url, log=log, process=process)
+    finally:
+        stop(process)
+
+
+def stop(process: subprocess.Popen) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=120)
@@ -93,6 +101,9 @@ def assert_static(url: str) -> None:
 
 def test_make_serve_static_files_admin_run_now_and_graphiql_through_gunicorn(serve, open_page):
     user = UserFactory(username="operator", is_staff=True)
+    # The server checks passwords with the production hashers, not the tests' fast MD5 one.
+    user.password = PBKDF2PasswordHasher().encode(PASSWORD, PBKDF2PasswordHasher().salt())
+    user.save()
     user.user_permissions.add(
         *Permission.objects.filter(content_type__app_label="cronjobs", codename__in=["view_jobrun", "run_job"])
     )
