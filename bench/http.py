@@ -246,3 +246,36 @@ def run(database_url: str, database: str, *, quick: bool, log) -> str:
     uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     results = measure(database_url, seconds=seconds, rounds=rounds, log=log)
     return render(results, database=database, seconds=seconds, rounds=rounds, load=os.getloadavg(), uptime=uptime)
+
+
+HEADING = "## HTTP through gunicorn (bench/http.py)"
+
+
+def replace_section(text: str, section: str) -> str:
+    """`text` with its HTTP section (from HEADING to the next `## ` heading or the end) replaced by `section`."""
+    start = text.find(HEADING)
+    if start < 0:
+        return text.rstrip("\n") + "\n\n" + section
+    end = text.find("\n## ", start + len(HEADING))
+    return text[:start] + section + (text[end + 1 :] if end >= 0 else "")
+
+
+def main() -> int:
+    """`python -m bench.http [--quick] [--write]`: only these figures (`make bench` runs them with the rest)."""
+    import argparse
+
+    from bench import run as bench_run
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--quick", action="store_true", help="2 s x 3 rounds instead of 5 s x 5")
+    parser.add_argument("--write", action="store_true", help="replace this section of bench/RESULTS.md")
+    args = parser.parse_args()
+    section = bench_run.http_section(argparse.Namespace(runs=3 if args.quick else 7)).lstrip("\n")
+    print(section)
+    if args.write:
+        bench_run.RESULTS.write_text(replace_section(bench_run.RESULTS.read_text(), section))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
