@@ -4,6 +4,7 @@ from django.conf import settings
 from django.http import HttpResponseBadRequest
 from graphene_django.views import GraphQLView, HttpError
 
+from alx_backend_graphql_crm.api.documents import execute_document
 from alx_backend_graphql_crm.api.errors import format_error
 from alx_backend_graphql_crm.api.limits import validation_rules
 
@@ -36,10 +37,24 @@ class ApiGraphQLView(GraphQLView):
                 HttpResponseBadRequest(f"The query is {len(query)} characters long; the limit is {max_chars}.")
             )
         # Read per request, so settings (and DEBUG, which enables introspection) take effect at once.
-        self.validation_rules = validation_rules(
-            max_depth=settings.GRAPHQL_MAX_DEPTH,
-            max_fields=settings.GRAPHQL_MAX_FIELDS,
-            max_aliases=settings.GRAPHQL_MAX_ALIASES,
-            introspection=settings.DEBUG if settings.GRAPHQL_INTROSPECTION is None else settings.GRAPHQL_INTROSPECTION,
+        limits = {
+            "max_depth": settings.GRAPHQL_MAX_DEPTH,
+            "max_fields": settings.GRAPHQL_MAX_FIELDS,
+            "max_aliases": settings.GRAPHQL_MAX_ALIASES,
+            "introspection": settings.DEBUG
+            if settings.GRAPHQL_INTROSPECTION is None
+            else settings.GRAPHQL_INTROSPECTION,
+        }
+        if not query:  # GraphiQL's page, or "Must provide query string."
+            return super().execute_graphql_request(request, data, query, variables, operation_name, show_graphiql)
+        # Parsed and validated documents are reused (api/documents.py): a repeated query skips both.
+        return execute_document(
+            self,
+            request,
+            query,
+            variables,
+            operation_name,
+            show_graphiql=show_graphiql,
+            rules_key=tuple(limits.values()),
+            rules=lambda: validation_rules(**limits),
         )
-        return super().execute_graphql_request(request, data, query, variables, operation_name, show_graphiql)
