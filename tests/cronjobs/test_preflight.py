@@ -5,6 +5,7 @@ import re
 import shlex
 import stat
 import subprocess
+import sys
 from io import StringIO
 
 import pytest
@@ -14,7 +15,7 @@ from django.core.management.base import CommandError
 from cronjobs import crontab as backend
 from cronjobs.models import JobRun
 from cronjobs.registry import get_registry
-from tests.cronjobs.conftest import ROOT, manage, write_config
+from tests.cronjobs.conftest import ROOT, clean_env, manage, write_config
 from tests.cronjobs.test_cron_daemon import python_for
 from tests.services import requires_crontab
 
@@ -169,14 +170,7 @@ def test_installed_line_runs_for_a_throwaway_user_under_env_i(crontab_user, shar
         "CRONTAB_COMMAND_PREFIX": f"{pythonpath}CRM_ENV_FILE={env_file}",
         "CRM_ENV_FILE": str(env_file),
     }
-    added = subprocess.run(
-        [python_venv(), "manage.py", "crontab", "add"],
-        cwd=ROOT,
-        env={**clean_env(), **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    added = crontab_add(env)
     assert added.returncode == 0, added.stdout + added.stderr
     assert f"running log_crm_heartbeat's line as cron would (as {crontab_user.name})" in added.stdout
     assert "preflight ok" in added.stdout
@@ -202,14 +196,7 @@ def test_preflight_refuses_a_user_who_cannot_run_the_virtualenv(crontab_user, wo
     if probe.returncode == 0:
         pytest.skip(f"{crontab_user.name} can run this virtualenv's Python here")
     env = {"CRONTAB_EXECUTABLE": crontab_user.executable, "DJANGO_SECRET_KEY": SECRET, "CRM_ENV_FILE": os.devnull}
-    added = subprocess.run(
-        [python_venv(), "manage.py", "crontab", "add"],
-        cwd=ROOT,
-        env={**clean_env(), **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    added = crontab_add(env)
     assert added.returncode == 1, added.stdout + added.stderr
     assert "Permission denied" in added.stderr
     assert f"fix: user {crontab_user.name} may not read or run what the line needs" in added.stderr
@@ -217,12 +204,17 @@ def test_preflight_refuses_a_user_who_cannot_run_the_virtualenv(crontab_user, wo
 
 
 def python_venv() -> str:
-    import sys
-
     return sys.executable
 
 
-def clean_env() -> dict:
-    from tests.cronjobs.conftest import clean_env as clean
-
-    return {k: v for k, v in clean().items() if not k.startswith(("CRM_", "CRONTAB_"))}
+def crontab_add(env: dict) -> subprocess.CompletedProcess:
+    """`manage.py crontab add` with the project's settings, only `env` on top of a clean environment."""
+    base = {k: v for k, v in clean_env().items() if not k.startswith(("CRM_", "CRONTAB_"))}
+    return subprocess.run(
+        [python_venv(), "manage.py", "crontab", "add"],
+        cwd=ROOT,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
