@@ -21,7 +21,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from cronjobs.registry import Job, Problem
+from cronjobs.registry import E010, Job, Problem
 
 MARKER_RE = re.compile(r"\[cronjobs (?P<instance>[0-9a-f]{12}) (?P<name>[A-Za-z0-9_.-]+)\]\s*$")
 LEGACY_RUN_RE = re.compile(r"\bcrontab run (?P<hash>[0-9a-f]{32})\b")
@@ -75,7 +75,7 @@ def _settings_module() -> str:
 
 
 def get_config() -> CrontabConfig:
-    """Read the CRONTAB_* settings (django-crontab's names and defaults, except the lock; see README)."""
+    """Read the CRONTAB_* settings (django-crontab's names and defaults, except the lock; see docs/scheduling.md)."""
     project_name = getattr(settings, "CRONTAB_DJANGO_PROJECT_NAME", None) or _settings_module().split(".")[0]
     return CrontabConfig(
         executable=tuple(shlex.split(getattr(settings, "CRONTAB_EXECUTABLE", "/usr/bin/crontab"))),
@@ -93,7 +93,7 @@ def settings_problems() -> list[Problem]:
     problems = []
 
     def bad(msg: str, hint: str = "") -> None:
-        problems.append(Problem("cronjobs.E010", msg, hint))
+        problems.append(Problem(E010, msg, hint))
 
     executable = getattr(settings, "CRONTAB_EXECUTABLE", "/usr/bin/crontab")
     try:

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from importlib import import_module
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
@@ -32,7 +33,19 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-OPTION_KEYS = frozenset({"name", "timeout", "grace", "enabled", "description", "allow_overlap"})
+OPTION_KEYS = frozenset(
+    {
+        "name",
+        "timeout",
+        "grace",
+        "enabled",
+        "description",
+        "allow_overlap",
+        "run_without_history",
+        "notify_after",
+        "ping_url",
+    }
+)
 
 # The macros Vixie/Debian cron and cronie understand, as croniter reads them. @reboot is left out on
 # purpose: it has no minute to claim and no next run.
@@ -48,12 +61,37 @@ MACROS = {
 
 # One cron field as cron itself accepts it: croniter also takes L, W, #, ? and H, which cron rejects
 # (and a rejected line makes crontab refuse the user's whole file), so those fail here first.
-_ATOM = r"(?:\d+|[a-z]{3})"
-_RANGE = rf"(?:\*|{_ATOM}(?:-{_ATOM})?)(?:/\d+)?"
-_FIELD_RE = re.compile(rf"^{_RANGE}(?:,{_RANGE})*$", re.IGNORECASE)
+# ASCII only: \d would also take Arabic-Indic and other Unicode digits, which cron refuses.
+_ATOM = r"(?:[0-9]+|[a-z]{3})"
+_RANGE = rf"(?:\*|{_ATOM}(?:-{_ATOM})?)(?:/[0-9]+)?"
+_FIELD_RE = re.compile(rf"^{_RANGE}(?:,{_RANGE})*$", re.IGNORECASE | re.ASCII)
+_SPAN_RE = re.compile(r"^([0-9a-z]+)-([0-9a-z]+)", re.IGNORECASE | re.ASCII)
+_NAMES = {
+    3: {m: i for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split(), start=1)},
+    4: {d: i for i, d in enumerate("sun mon tue wed thu fri sat".split())},
+}
+# A schedule must fire within this many years (`0 0 30 2 *` never does; `0 0 29 2 *` does every four).
+FIRES_WITHIN_YEARS = 5
+# Longest timeout or grace an option may ask for: a month. Larger is a typo (or inf), and the timers
+# the runner arms (setitimer, statement_timeout) overflow long before 1e300.
+MAX_SECONDS = 31 * 86400
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$")
 LEGACY_HASH_RE = re.compile(r"^[0-9a-f]{32}$")
+
+
+# Check ids, written out so `grep E003` finds every place that reports one (as django/core/checks does).
+E001 = "cronjobs.E001"  # CRONJOBS is not a list
+E002 = "cronjobs.E002"  # malformed or ambiguous entry
+E003 = "cronjobs.E003"  # invalid schedule
+E004 = "cronjobs.E004"  # target cannot be imported
+E005 = "cronjobs.E005"  # target is not callable
+E006 = "cronjobs.E006"  # duplicate job name
+E007 = "cronjobs.E007"  # arguments not JSON serialisable
+E008 = "cronjobs.E008"  # invalid option
+E009 = "cronjobs.E009"  # invalid job name
+E010 = "cronjobs.E010"  # invalid CRONTAB_* setting (cronjobs/crontab.py)
+E011 = "cronjobs.E011"  # invalid alert setting: CRONJOBS_NOTIFY_*, CRONJOBS_PING_* (cronjobs/alerts.py)
 
 
 class JobConfigError(Exception):
@@ -100,13 +138,42 @@ def schedule_error(schedule: Any) -> str | None:
     fields = text.split()
     if len(fields) != 5:
         return f"expected 5 fields (minute hour day-of-month month day-of-week), got {len(fields)}"
-    for value in fields:
+    for position, value in enumerate(fields):
         if not _FIELD_RE.match(value):
-            return f"field {value!r} is not valid cron syntax"
+            return f"field {value!r} is not valid cron syntax (ASCII digits 0-9, names, * , - /)"
+        reversed_range = _reversed_range(position, value)
+        if reversed_range:
+            return (
+                f"the range {reversed_range!r} runs backwards: cronie refuses it and Vixie cron never fires it "
+                "(it does not wrap around); write it as two ranges, e.g. '5-23,0-2'"
+            )
     try:
         croniter(text)
     except Exception as exc:  # croniter raises several unrelated types for bad input
         return str(exc)
+    return _never_fires(text)
+
+
+def _reversed_range(position: int, value: str) -> str | None:
+    """The first `a-b` in a field whose start is after its end, or None."""
+    names = _NAMES.get(position, {})
+    for part in value.split(","):
+        span = _SPAN_RE.match(part)
+        if not span:
+            continue
+        start, end = (names.get(x.lower()) if x.isalpha() else int(x) for x in span.groups())
+        if start is not None and end is not None and start > end:
+            return span.group(0)
+    return None
+
+
+def _never_fires(text: str) -> str | None:
+    """Why a syntactically valid schedule cannot be run (no fire within FIRES_WITHIN_YEARS), or None."""
+    try:
+        croniter(text, datetime(2000, 1, 1), max_years_between_matches=FIRES_WITHIN_YEARS).get_next(datetime)
+        croniter(text, datetime.now(), max_years_between_matches=FIRES_WITHIN_YEARS).get_next(datetime)
+    except Exception:  # CroniterBadDateError, or anything croniter raises for a date it cannot find
+        return f"it never fires within {FIRES_WITHIN_YEARS} years (a day that does not exist, like 30 February?)"
     return None
 
 
@@ -133,6 +200,9 @@ class Job:
     enabled: bool = True
     description: str = ""
     allow_overlap: bool = False
+    run_without_history: bool = False
+    notify_after: int | None = None  # None: settings.CRONJOBS_NOTIFY_AFTER
+    ping_url: str | None = None  # None: settings.CRONJOBS_PING_URL_TEMPLATE; "": no pings
     legacy_hashes: tuple[str, ...] = ()
     index: int = 0
     problems: tuple[Problem, ...] = ()
@@ -198,7 +268,7 @@ class Registry:
         found = list(self.problems)
         for job in self.jobs:
             found.extend(job.problems)
-            if any(p.id == "cronjobs.E004" for p in job.problems):
+            if any(p.id == E004 for p in job.problems):
                 continue
             try:
                 job.resolve()
@@ -206,7 +276,7 @@ class Registry:
                 not_callable = "is not callable" in str(exc)
                 found.append(
                     Problem(
-                        "cronjobs.E005" if not_callable else "cronjobs.E004",
+                        E005 if not_callable else E004,
                         f"CRONJOBS[{job.index}]: {exc}",
                         "Point the entry at a function (module.function)."
                         if not_callable
@@ -217,8 +287,8 @@ class Registry:
         return found
 
 
-def _problem(code: int, index: int, msg: str, hint: str) -> Problem:
-    return Problem(f"cronjobs.E{code:03d}", f"CRONJOBS[{index}]: {msg}", hint, index)
+def _problem(check_id: str, index: int, msg: str, hint: str) -> Problem:
+    return Problem(check_id, f"CRONJOBS[{index}]: {msg}", hint, index)
 
 
 FORMATS_HINT = (
@@ -230,7 +300,9 @@ FORMATS_HINT = (
 def _split_entry(entry: Any, index: int) -> tuple[dict, list[Problem]]:
     """Split one entry into its parts, or say why it is malformed or ambiguous."""
     if not isinstance(entry, (list, tuple)) or len(entry) < 2:
-        return {}, [_problem(2, index, f"expected a tuple of at least (schedule, path), got {entry!r}", FORMATS_HINT)]
+        return {}, [
+            _problem(E002, index, f"expected a tuple of at least (schedule, path), got {entry!r}", FORMATS_HINT)
+        ]
     parts: dict[str, Any] = {
         "schedule": entry[0],
         "path": entry[1],
@@ -240,7 +312,7 @@ def _split_entry(entry: Any, index: int) -> tuple[dict, list[Problem]]:
         "options": {},
     }
     rest = list(entry[2:])
-    bad = _problem(2, index, f"cannot tell what the elements after the path mean in {entry!r}", FORMATS_HINT)
+    bad = _problem(E002, index, f"cannot tell what the elements after the path mean in {entry!r}", FORMATS_HINT)
     if rest and isinstance(rest[0], str):  # format 1: a suffix
         parts["suffix"] = rest.pop(0)
     elif rest and isinstance(rest[0], (list, tuple)):  # format 2: args, kwargs, suffix
@@ -249,7 +321,7 @@ def _split_entry(entry: Any, index: int) -> tuple[dict, list[Problem]]:
             if len(rest) == 1 and rest[0] and set(rest[0]) <= OPTION_KEYS:
                 return {}, [
                     _problem(
-                        2,
+                        E002,
                         index,
                         f"the dict {rest[0]!r} after the arguments could be kwargs or options",
                         "Write (schedule, path, args, {kwargs}, {options}); an empty {} marks no kwargs.",
@@ -271,12 +343,19 @@ def _number(options: dict, key: str, index: int, problems: list[Problem], minimu
     value = options.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum or value != value:
+    # `value != value` is NaN; inf and 1e300 fail the maximum (the timers would overflow).
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or value != value
+        or not minimum <= value <= MAX_SECONDS
+    ):
         problems.append(
             _problem(
-                8,
+                E008,
                 index,
-                f"option {key!r} must be a number of seconds >= {minimum}, got {value!r}",
+                f"option {key!r} must be a number of seconds from {minimum:g} to {MAX_SECONDS} (31 days), "
+                f"got {value!r}",
                 "e.g. {'timeout': 600}",
             )
         )
@@ -284,90 +363,112 @@ def _number(options: dict, key: str, index: int, problems: list[Problem], minimu
     return float(value)
 
 
-def _parse_entry(entry: Any, index: int) -> tuple[Job | None, list[Problem]]:
-    parts, problems = _split_entry(entry, index)
-    if not parts:
-        return None, problems
-    schedule, path, options = parts["schedule"], parts["path"], parts["options"]
-    if not isinstance(path, str) or not re.match(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)+$", path):
-        return None, [
-            _problem(2, index, f"the target must be a dotted path 'module.function', got {path!r}", FORMATS_HINT)
-        ]
-
+def _schedule_problems(schedule: Any, index: int) -> list[Problem]:
     error = schedule_error(schedule)
-    if error:
-        problems.append(
-            _problem(
-                3,
-                index,
-                f"invalid schedule {schedule!r}: {error}",
-                "Five cron fields like '*/5 * * * *', or a macro like '@daily'.",
-            )
-        )
-        schedule = str(schedule)
+    if not error:
+        return []
+    hint = "Five cron fields like '*/5 * * * *', or a macro like '@daily'."
+    return [_problem(E003, index, f"invalid schedule {schedule!r}: {error}", hint)]
 
+
+def _option_problems(options: dict, name: Any, index: int) -> list[Problem]:
+    """What is wrong with the options dict and the job name (numbers are checked by _number)."""
+    problems = []
     unknown = set(options) - OPTION_KEYS
     if unknown:
         problems.append(
-            _problem(8, index, f"unknown option(s) {sorted(unknown)}", f"Options are {sorted(OPTION_KEYS)}.")
+            _problem(E008, index, f"unknown option(s) {sorted(unknown)}", f"Options are {sorted(OPTION_KEYS)}.")
         )
-    name = options.get("name", path.rsplit(".", 1)[1])
     if not isinstance(name, str) or not NAME_RE.match(name) or LEGACY_HASH_RE.match(name):
-        problems.append(
-            _problem(
-                9, index, f"invalid job name {name!r}", "Names are letters, digits, '_', '.', '-' (not a 32-hex hash)."
-            )
-        )
-        name = str(name)
-    for key in ("enabled", "allow_overlap"):
+        hint = "Names are letters, digits, '_', '.', '-' (not a 32-hex hash)."
+        problems.append(_problem(E009, index, f"invalid job name {name!r}", hint))
+    for key in ("enabled", "allow_overlap", "run_without_history"):
         if key in options and not isinstance(options[key], bool):
-            problems.append(_problem(8, index, f"option {key!r} must be True or False, got {options[key]!r}", ""))
+            problems.append(_problem(E008, index, f"option {key!r} must be True or False, got {options[key]!r}", ""))
     if "description" in options and not isinstance(options["description"], str):
-        problems.append(_problem(8, index, "option 'description' must be a string", ""))
-    timeout = _number(options, "timeout", index, problems, minimum=0.001)
-    grace = _number(options, "grace", index, problems, minimum=0)
+        problems.append(_problem(E008, index, "option 'description' must be a string", ""))
+    notify_after = options.get("notify_after")
+    if notify_after is not None and (type(notify_after) is not int or notify_after < 1):
+        msg = f"option 'notify_after' must be a whole number of failures >= 1, got {notify_after!r}"
+        problems.append(_problem(E008, index, msg, "e.g. {'notify_after': 3}"))
+    ping_url = options.get("ping_url")
+    if ping_url not in (None, "") and not is_http_url(ping_url):
+        msg = f"option 'ping_url' must be an http(s) URL, got {ping_url!r}"
+        problems.append(_problem(E008, index, msg, "e.g. {'ping_url': 'https://hc-ping.com/<uuid>'}; '' for none"))
+    return problems
 
+
+def is_http_url(value: Any) -> bool:
+    """An absolute http:// or https:// URL with a host and no whitespace."""
+    if not isinstance(value, str) or any(c.isspace() for c in value):
+        return False
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def _argument_problems(parts: dict, index: int) -> list[Problem]:
+    """Arguments must survive JSON: django-crontab hashes entries with it and the history stores them."""
+    problems = []
     if not isinstance(parts["kwargs"], dict) or not all(isinstance(k, str) for k in parts["kwargs"]):
-        problems.append(_problem(7, index, "kwargs must be a dict with string keys", FORMATS_HINT))
+        problems.append(_problem(E007, index, "kwargs must be a dict with string keys", FORMATS_HINT))
     else:
         try:
-            # Arguments must survive JSON: django-crontab hashes entries with it and the run history
-            # stores what a job was called with.
             json.dumps([list(parts["args"]), parts["kwargs"]], allow_nan=False)
         except (TypeError, ValueError) as exc:
-            problems.append(
-                _problem(
-                    7,
-                    index,
-                    f"arguments are not JSON serialisable: {exc}",
-                    "Pass strings, numbers, lists, dicts, True/False/None.",
-                )
-            )
-    suffix = parts["suffix"]
-    if "\n" in suffix or "\r" in suffix:
-        problems.append(_problem(2, index, "the suffix contains a newline, which would split the crontab line", ""))
+            hint = "Pass strings, numbers, lists, dicts, True/False/None."
+            problems.append(_problem(E007, index, f"arguments are not JSON serialisable: {exc}", hint))
+    if "\n" in parts["suffix"] or "\r" in parts["suffix"]:
+        problems.append(_problem(E002, index, "the suffix contains a newline, which would split the crontab line", ""))
+    return problems
 
+
+def _legacy_hashes(entry: Any, options: dict) -> tuple[str, ...]:
     hashes = [h for h in (legacy_hash(entry),) if h]
     if options:
         # The same entry without our options dict is what plain django-crontab installed before it was added.
         stripped = legacy_hash(list(entry)[:-1])
         if stripped and stripped not in hashes:
             hashes.append(stripped)
+    return tuple(hashes)
+
+
+def _parse_entry(entry: Any, index: int) -> tuple[Job | None, list[Problem]]:
+    """One entry -> (Job, []) with the job's own problems inside it, or (None, problems) when unusable."""
+    parts, problems = _split_entry(entry, index)
+    if not parts:
+        return None, problems
+    schedule, path, options = parts["schedule"], parts["path"], parts["options"]
+    if not isinstance(path, str) or not re.match(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)+$", path):
+        msg = f"the target must be a dotted path 'module.function', got {path!r}"
+        return None, [_problem(E002, index, msg, FORMATS_HINT)]
+    name = options.get("name", path.rsplit(".", 1)[1])
+    problems = [
+        *_schedule_problems(schedule, index),
+        *_option_problems(options, name, index),
+        *_argument_problems(parts, index),
+    ]
+    timeout = _number(options, "timeout", index, problems, minimum=0.001)
+    grace = _number(options, "grace", index, problems, minimum=0)
+    kwargs = parts["kwargs"] if isinstance(parts["kwargs"], dict) else {}
+    description = options.get("description", "")
     job = Job(
-        name=name,
-        schedule=schedule,
+        name=str(name),
+        schedule=str(schedule),
         path=path,
         args=parts["args"],
-        kwargs=MappingProxyType(dict(parts["kwargs"])) if isinstance(parts["kwargs"], dict) else MappingProxyType({}),
-        suffix=suffix,
+        kwargs=MappingProxyType(dict(kwargs)),
+        suffix=parts["suffix"],
         timeout=timeout,
         grace=grace,
         enabled=options.get("enabled", True) is not False,
-        description=options.get("description", "") if isinstance(options.get("description", ""), str) else "",
+        description=description if isinstance(description, str) else "",
         # Runs never overlap unless a job allows it; CRONTAB_LOCK_JOBS = False (set explicitly) makes
         # overlap the default, as in django-crontab where locking was opt-in.
         allow_overlap=options.get("allow_overlap", getattr(settings, "CRONTAB_LOCK_JOBS", True) is False) is True,
-        legacy_hashes=tuple(hashes),
+        run_without_history=options.get("run_without_history") is True,
+        notify_after=options["notify_after"] if type(options.get("notify_after")) is int else None,
+        ping_url=options["ping_url"] if isinstance(options.get("ping_url"), str) else None,
+        legacy_hashes=_legacy_hashes(entry, options),
         index=index,
         problems=tuple(problems),
     )
@@ -378,7 +479,7 @@ def parse_cronjobs(cronjobs: Any) -> Registry:
     """Parse a CRONJOBS value. Never raises: everything wrong becomes a Problem."""
     if not isinstance(cronjobs, (list, tuple)):
         problem = Problem(
-            "cronjobs.E001",
+            E001,
             f"CRONJOBS must be a list of tuples, got {type(cronjobs).__name__}",
             "CRONJOBS = [('*/5 * * * *', 'app.cron.function')]",
         )
@@ -394,7 +495,7 @@ def parse_cronjobs(cronjobs: Any) -> Registry:
     for i, job in enumerate(jobs):
         if job.name in seen:
             duplicate = _problem(
-                6,
+                E006,
                 job.index,
                 f"job name {job.name!r} is already used by CRONJOBS[{seen[job.name].index}]",
                 "Give one of them an options dict: {'name': 'a_unique_name'}.",

@@ -1,5 +1,7 @@
 """The /graphql view: limits from settings, masked errors, GraphiQL from our own static files."""
 
+import json
+
 from django.conf import settings
 from django.http import HttpResponseBadRequest
 from graphene_django.views import GraphQLView, HttpError
@@ -41,13 +43,18 @@ class ApiGraphQLView(GraphQLView):
             "max_depth": settings.GRAPHQL_MAX_DEPTH,
             "max_fields": settings.GRAPHQL_MAX_FIELDS,
             "max_aliases": settings.GRAPHQL_MAX_ALIASES,
+            "max_cost": settings.GRAPHQL_MAX_COST,
+            "page_size": settings.GRAPHENE["RELAY_CONNECTION_MAX_LIMIT"],
             "introspection": settings.DEBUG
             if settings.GRAPHQL_INTROSPECTION is None
             else settings.GRAPHQL_INTROSPECTION,
         }
-        if not query:  # GraphiQL's page, or "Must provide query string."
+        # The cost rule reads the variables (page sizes), so they are part of what was validated.
+        variables_key = json.dumps(variables, sort_keys=True, default=str) if variables else ""
+        if not query or len(variables_key) > settings.GRAPHQL_MAX_QUERY_CHARS:  # GraphiQL's page; bulk inputs
+            self.validation_rules = validation_rules(**limits, variables=variables)
             return super().execute_graphql_request(request, data, query, variables, operation_name, show_graphiql)
-        # Parsed and validated documents are reused (api/documents.py): a repeated query skips both.
+        # Parsed and validated documents are reused (api/documents.py): a repeated request skips both.
         return execute_document(
             self,
             request,
@@ -55,6 +62,6 @@ class ApiGraphQLView(GraphQLView):
             variables,
             operation_name,
             show_graphiql=show_graphiql,
-            rules_key=tuple(limits.values()),
-            rules=lambda: validation_rules(**limits),
+            rules_key=(*limits.values(), variables_key),
+            rules=lambda: validation_rules(**limits, variables=variables),
         )

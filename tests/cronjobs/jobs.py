@@ -53,3 +53,10 @@ def wait_for_release(started_path, release_path):
             raise TimeoutError("never released")
         time.sleep(0.02)
     return "released"
+
+
+def fail_while(flag_path):
+    """Fail while `flag_path` exists, succeed once it is gone (a job that breaks and recovers)."""
+    if Path(flag_path).exists():
+        raise RuntimeError(f"failing while {flag_path} exists")
+    return "fine again"

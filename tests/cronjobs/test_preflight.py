@@ -17,7 +17,7 @@ from cronjobs.models import JobRun
 from cronjobs.registry import get_registry
 from tests.cronjobs.conftest import ROOT, clean_env, manage, write_config
 from tests.cronjobs.test_cron_daemon import python_for
-from tests.services import requires_crontab
+from tests.reachable import unavailable
 
 SECRET = "x" * 40 + "-Ab3$kQ9!zR7pL2mN8vW4yT6uE1oI5"
 TRACEBACK = """Traceback (most recent call last):
@@ -90,7 +90,7 @@ def test_run_preflight_on_an_unmigrated_database_exits_1(world_dir):
     env_db = f"sqlite:///{world_dir}/empty.sqlite3"
     (world_dir / "cfg.json").write_text(config.read_text().replace('"DATABASE_URL": ""', f'"DATABASE_URL": "{env_db}"'))
     result = manage("crontab", "run", "log_crm_heartbeat", "--preflight", config=world_dir / "cfg.json")
-    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.returncode == 3, result.stdout + result.stderr  # as `crontab run` without its database
     assert "database unreachable or not migrated (sqlite): no such table: cronjobs_jobrun" in result.stderr
 
 
@@ -153,13 +153,12 @@ def test_no_preflight_skips_it(settings, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.crontab
-@requires_crontab
 def test_installed_line_runs_for_a_throwaway_user_under_env_i(crontab_user, shared_db, world_dir):
     """A real `crontab -u <user>`: add (with its preflight, as that user), then one installed line run as
     that user under `env -i` with cron's PATH writes the heartbeat."""
     found = python_for(crontab_user.name)
     if found is None:
-        pytest.skip(f"no Python with Django that user {crontab_user.name} may run")
+        unavailable(f"no Python with Django that user {crontab_user.name} may run")
     python, pythonpath = found
     env_file = world_dir / "crm.env"
     env_file.write_text(f"DJANGO_SECRET_KEY={SECRET}\nDATABASE_URL={shared_db.url}\nCRM_LOG_DIR={world_dir}\n")
@@ -189,7 +188,6 @@ def test_installed_line_runs_for_a_throwaway_user_under_env_i(crontab_user, shar
 
 @pytest.mark.slow
 @pytest.mark.crontab
-@requires_crontab
 def test_preflight_refuses_a_user_who_cannot_run_the_virtualenv(crontab_user, world_dir):
     """Installed for another user whose cron could not start the project's Python: refused, nothing written."""
     probe = subprocess.run(["runuser", "-u", crontab_user.name, "--", python_venv(), "-c", ""], capture_output=True)

@@ -19,14 +19,12 @@ from django.db import connection
 from cronjobs.models import JobRun
 from tests.e2e.test_browser import HEARTBEAT, PASSWORD, log_in, run_in_graphiql
 from tests.factories import UserFactory
-from tests.services import requires_postgres
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.postgres,
     pytest.mark.browser,
-    requires_postgres,
     pytest.mark.django_db(transaction=True),
 ]
 SECRET = "x" * 40 + "-Ab3$kQ9!zR7pL2mN8vW4yT6uE1oI5"
