@@ -1,4 +1,5 @@
-"""/graphql parses and validates a repeated document once per worker, and never serves it past changed limits."""
+"""/graphql parses and validates a repeated document once per worker, and never serves it past changed limits;
+only GraphiQL's page mints a CSRF cookie."""
 
 import pytest
 from django.test import Client
@@ -47,3 +48,9 @@ def test_syntax_errors_and_get_mutations_answer_as_before(parses):
     assert post("{ hello")["errors"][0]["message"].startswith("Syntax Error")
     response = Client().get("/graphql", {"query": "mutation { updateLowStockProducts { success } }"})
     assert response.status_code == 405
+
+
+def test_only_graphiqls_page_sets_the_csrf_cookie():
+    client = Client()
+    assert "csrftoken" not in client.get("/graphql", {"query": "{ hello }"}, HTTP_ACCEPT="application/json").cookies
+    assert "csrftoken" in client.get("/graphql", HTTP_ACCEPT="text/html").cookies
