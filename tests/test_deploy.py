@@ -100,13 +100,17 @@ def test_dot_env_in_the_project_directory_is_the_default(tmp_path):
     "command",
     [
         ["manage.py", "create_api_token", "someone"],
-        ["manage.py", "migrate"],
         ["-c", "import alx_backend_graphql_crm.wsgi"],
-        ["-c", "import alx_backend_graphql_crm.asgi"],
-        ["-m", "celery", "-A", "alx_backend_graphql_crm", "inspect", "ping"],
-        ["-m", "gunicorn", "--config", "gunicorn.conf.py", "--check-config", "alx_backend_graphql_crm.wsgi"],
+        # The same one line from the other entry points: a process each, so in the slow tier.
+        pytest.param(["manage.py", "migrate"], marks=pytest.mark.slow),
+        pytest.param(["-c", "import alx_backend_graphql_crm.asgi"], marks=pytest.mark.slow),
+        pytest.param(["-m", "celery", "-A", "alx_backend_graphql_crm", "inspect", "ping"], marks=pytest.mark.slow),
+        pytest.param(
+            ["-m", "gunicorn", "--config", "gunicorn.conf.py", "--check-config", "alx_backend_graphql_crm.wsgi"],
+            marks=pytest.mark.slow,
+        ),
     ],
-    ids=["create_api_token", "migrate", "wsgi", "asgi", "celery", "gunicorn"],
+    ids=["create_api_token", "wsgi", "migrate", "asgi", "celery", "gunicorn"],
 )
 def test_missing_secret_key_is_one_line_and_exit_1(command):
     result = python(*command, env={"CRM_ENV_FILE": os.devnull, "DJANGO_DEBUG": "0"})
