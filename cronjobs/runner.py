@@ -10,7 +10,10 @@ Triggers (`manage.py crontab run`, `crontab work`, Celery beat, the admin, Graph
 * every outcome is recorded: succeeded (with a summary of the return value), failed (with the
   traceback), timed_out, skipped (with the reason);
 * a run whose process died is detected (same host: its pid is gone; any host: far past its timeout or
-  CRONJOBS_STALE_AFTER) and closed, so it cannot block the job forever.
+  CRONJOBS_STALE_AFTER) and closed, so it cannot block the job forever;
+* a scheduled run of a paused job (cronjobs.pausing) is recorded as skipped, naming who paused it;
+* a failed run of a job with `retries` is retried after a backoff, each attempt its own row linked to
+  the first (the slot is claimed once, by attempt 1); what a run prints and logs is kept in `output`.
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ import copy
 import ctypes
 import logging
 import os
+import random
 import signal
 import socket
 import threading
+import time
 import traceback
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -31,8 +36,9 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
-from cronjobs import signals
+from cronjobs import pausing, signals
 from cronjobs.models import JobRun
+from cronjobs.output import capture_output
 from cronjobs.registry import Job, JobConfigError, get_job, schedule_timezone
 
 logger = logging.getLogger(__name__)
@@ -49,7 +55,16 @@ class JobTimeout(BaseException):
     does not swallow it."""
 
 
-def run(job: Job | str, scheduled_for: datetime | None = None, trigger: str = "manual", *, user=None) -> JobRun:
+def run(
+    job: Job | str,
+    scheduled_for: datetime | None = None,
+    trigger: str = "manual",
+    *,
+    user=None,
+    retry: bool = True,
+    previous: JobRun | None = None,
+    sleep=time.sleep,
+) -> JobRun:
     """Run `job` once through the guarantees above and return its JobRun row.
 
     job: a Job from cronjobs.registry, or a job name / legacy django-crontab hash.
@@ -58,34 +73,65 @@ def run(job: Job | str, scheduled_for: datetime | None = None, trigger: str = "m
     trigger: one of TRIGGERS, recorded in the row.
     user: the saved user who asked for this run (admin "Run now", GraphQL runCronJob), recorded in
         the row's triggered_by; None for scheduled runs.
+    retry: retry a failed attempt in this process (sleeping `sleep(seconds)` between attempts) while
+        the job's `retries` allow; False makes one attempt (Celery retries with its own countdown).
+    previous: the attempt this run retries (Celery's retry); this run is then its next attempt.
 
-    Returns the row of this run: status succeeded / failed / timed_out / skipped. When another
+    Returns the row of the last attempt: status succeeded / failed / timed_out / skipped. When another
     process already holds the slot, returns that process's row with `.duplicate = True` and records
     nothing. Raises UnknownJob or JobConfigError (recording nothing) for a job that cannot run, and
     ValueError for an unknown trigger. Never raises for what the job itself does, except that a
     KeyboardInterrupt is recorded and then re-raised.
-
-    Steps: validate, decide whether the slot is still to run, claim it, execute, record. Every
-    recorded outcome (skips included) is announced with the `run_finished` signal.
     """
     if trigger not in TRIGGERS:
         raise ValueError(f"unknown trigger {trigger!r}; one of {', '.join(TRIGGERS)}")
     job = _runnable(job)
     target = job.resolve()
     slot = _minute(scheduled_for) if scheduled_for is not None else None
-    reason = _reason_not_to_start(job, slot, timezone.now())
+    attempt, first = (1, None) if previous is None else (previous.attempt + 1, previous.retry_of or previous)
+    record = _attempt(job, target, slot, trigger, user, attempt=attempt, first=first)
+    while retry and (delay := retry_delay(job, record)) is not None:
+        sleep(delay)
+        record = _attempt(job, target, slot, trigger, user, attempt=record.attempt + 1, first=record.retry_of or record)
+    return record
+
+
+def _attempt(job: Job, target, slot: datetime | None, trigger: str, user, *, attempt: int, first) -> JobRun:
+    """One attempt: decide whether the slot is still to run, claim it, execute, record. Every recorded
+    outcome (skips included) is announced with the `run_finished` signal."""
+    reason = _reason_not_to_start(job, slot, timezone.now(), attempt=attempt)
     if reason:
-        return _record_skip(job, slot, trigger, reason, user)
+        return _record_skip(job, slot, trigger, reason, user, attempt=attempt, first=first)
     reap_dead_runs(job.name)
-    record, claimed = _claim(job, slot, trigger, user)
+    record, claimed = _claim(job, slot, trigger, user, attempt=attempt, first=first)
     if not claimed:
         return record
     _announce(signals.run_started, run=record, job=job)
-    status, result, tb, interrupt = _execute(job, target)
-    _record_outcome(record, status=status, result=result, traceback_text=tb)
+    # cron mails whatever a line prints, so a crontab-fired run only records its output.
+    with capture_output(tee=trigger != JobRun.Trigger.CRONTAB) as output:
+        status, result, tb, interrupt = _execute(job, target)
+    _record_outcome(record, status=status, result=result, traceback_text=tb, output=output.text())
     if interrupt is not None:
         raise interrupt
     return record
+
+
+def retry_delay(job: Job, record: JobRun) -> float | None:
+    """Seconds to wait before retrying `record`, or None when it is not retried.
+
+    Retried: a failed attempt (a timeout only with retry_on_timeout) while attempts <= retries.
+    Delay: retry_backoff doubled for each attempt so far, capped by retry_backoff_max, then "equal
+    jitter" (between half and all of it), so that retries of many jobs do not fire in step.
+    """
+    if record.duplicate or record.attempt > job.retries:
+        return None
+    retryable = record.status == JobRun.Status.FAILED or (
+        record.status == JobRun.Status.TIMED_OUT and job.retry_on_timeout
+    )
+    if not retryable:
+        return None
+    delay = min(job.retry_backoff * 2 ** (record.attempt - 1), job.retry_backoff_max)
+    return delay / 2 + random.uniform(0, delay / 2)  # noqa: S311 - jitter, not security
 
 
 def _runnable(job: Job | str) -> Job:
@@ -96,19 +142,25 @@ def _runnable(job: Job | str) -> Job:
     return job
 
 
-def _reason_not_to_start(job: Job, slot: datetime | None, now: datetime) -> str:
-    """Why a scheduled slot is skipped without running (disabled, too late), or "" to go on."""
+def _reason_not_to_start(job: Job, slot: datetime | None, now: datetime, *, attempt: int = 1) -> str:
+    """Why a scheduled slot is skipped without running (disabled, paused, too late), or "" to go on.
+
+    Runs by hand (no slot) go on: a paused job can still be run now, on purpose."""
     if slot is None:
         return ""
     if not job.enabled:
         return "job is disabled (enabled: False)"
+    pause = pausing.paused(job.name)
+    if pause is not None:
+        return f"job is {pause.summary}"
     late = (now - slot).total_seconds()
-    if job.grace is not None and late > job.grace:
+    # Retries are late by design: grace applies to the first attempt.
+    if attempt == 1 and job.grace is not None and late > job.grace:
         return f"missed: starting {late:.0f}s after its minute, grace is {job.grace:g}s"
     return ""
 
 
-def _claim(job: Job, slot: datetime | None, trigger: str, user) -> tuple[JobRun, bool]:
+def _claim(job: Job, slot: datetime | None, trigger: str, user, *, attempt=1, first=None) -> tuple[JobRun, bool]:
     """Insert the `running` row. (row, True) when this process owns the run; otherwise (the slot's
     holder marked duplicate, or a recorded "still running" skip, False)."""
     try:
@@ -123,9 +175,11 @@ def _claim(job: Job, slot: datetime | None, trigger: str, user) -> tuple[JobRun,
                 pid=os.getpid(),
                 started_at=timezone.now(),
                 triggered_by=user,
+                attempt=attempt,
+                retry_of=first,
             )
     except IntegrityError:
-        claimed = _slot_holder(job, slot)
+        claimed = _slot_holder(job, slot, attempt)
         if claimed is not None:
             return claimed, False
         holder = JobRun.objects.filter(job_name=job.name, status=JobRun.Status.RUNNING, exclusive=True).first()
@@ -134,11 +188,12 @@ def _claim(job: Job, slot: datetime | None, trigger: str, user) -> tuple[JobRun,
             if holder
             else "another run"
         )
-        return _record_skip(job, slot, trigger, f"still running: {where}", user), False
+        reason = f"still running: {where}"
+        return _record_skip(job, slot, trigger, reason, user, attempt=attempt, first=first), False
     return record, True
 
 
-def _record_outcome(record: JobRun, *, status: str, result: str, traceback_text: str) -> None:
+def _record_outcome(record: JobRun, *, status: str, result: str, traceback_text: str, output: str = "") -> None:
     finished = timezone.now()
     fields = {
         "status": status,
@@ -146,6 +201,7 @@ def _record_outcome(record: JobRun, *, status: str, result: str, traceback_text:
         "duration": finished - record.started_at,
         "result": result[:SUMMARY_LIMIT],
         "traceback": traceback_text,
+        "output": output,
     }
     _save_outcome(record, fields)
     _announce(signals.run_finished, run=record)
@@ -192,16 +248,18 @@ def _minute(value: datetime) -> datetime:
     return value.replace(second=0, microsecond=0)
 
 
-def _slot_holder(job: Job, slot: datetime | None) -> JobRun | None:
+def _slot_holder(job: Job, slot: datetime | None, attempt: int = 1) -> JobRun | None:
     if slot is None:
         return None
-    existing = JobRun.objects.filter(job_name=job.name, scheduled_for=slot).first()
+    existing = JobRun.objects.filter(job_name=job.name, scheduled_for=slot, attempt=attempt).first()
     if existing is not None:
         existing.duplicate = True
     return existing
 
 
-def _record_skip(job: Job, slot: datetime | None, trigger: str, reason: str, user=None) -> JobRun:
+def _record_skip(
+    job: Job, slot: datetime | None, trigger: str, reason: str, user=None, *, attempt: int = 1, first=None
+) -> JobRun:
     now = timezone.now()
     try:
         with transaction.atomic():
@@ -218,9 +276,11 @@ def _record_skip(job: Job, slot: datetime | None, trigger: str, reason: str, use
                 duration=timedelta(0),
                 result=reason,
                 triggered_by=user,
+                attempt=attempt,
+                retry_of=first,
             )
     except IntegrityError:
-        claimed = _slot_holder(job, slot)
+        claimed = _slot_holder(job, slot, attempt)
         if claimed is None:
             raise
         return claimed
