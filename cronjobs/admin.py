@@ -129,7 +129,8 @@ class ScheduledJobAdmin(ReadOnlyAdmin):
             return refusal
         back = reverse("admin:cronjobs_scheduledjob_changelist")
         try:
-            run = runner.run(name, trigger=JobRun.Trigger.ADMIN, user=request.user)
+            # One attempt: a web request does not sleep through retries (the job's `retries` serve schedules).
+            run = runner.run(name, trigger=JobRun.Trigger.ADMIN, user=request.user, retry=False)
         except UnknownJob as exc:
             messages.error(request, f"Nothing ran: {exc}")
             return HttpResponseRedirect(back)

@@ -193,7 +193,7 @@ class RunCronJob(ServiceMutation):
     @classmethod
     def perform(cls, info, name):
         try:
-            run = runner.run(name, trigger=JobRun.Trigger.GRAPHQL, user=info.context.user)
+            run = runner.run(name, trigger=JobRun.Trigger.GRAPHQL, user=info.context.user, retry=False)
         except UnknownJob as exc:
             raise _unknown(exc) from None
         except JobConfigError as exc:
