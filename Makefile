@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint bench clean
+.PHONY: run test test-all lint format bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,14 @@ run: $(VENV)/.runtime
 # The web server and the foreground scheduler (`crontab work`) side by side; Ctrl-C stops both.
 	DJANGO_DEBUG=1 PYTHON=$(BIN)/python bin/run $(HOST):$(PORT)
 
+# The fast tier on SQLite (about a minute): tests marked `slow` are left to `make test-all` and CI.
+# Tests needing PostgreSQL, Redis, crontab, a cron daemon or Chromium skip saying why where those are
+# missing (docs/testing.md). PYTEST_ARGS="-k runner -x" passes options through.
 test: $(VENV)/.dev
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+# Every tier, slow tests included (what .ci/run runs on PostgreSQL + Redis).
+test-all: $(VENV)/.dev
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Prints figures, never fails on them: see bench/RESULTS.md. BENCH_ARGS="--runs 3 --figures 1,5".
@@ -35,6 +42,11 @@ bench: $(VENV)/.dev
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.dev
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -1,4 +1,4 @@
-"""Project settings, read from the environment (see README "Settings")."""
+"""Project settings, read from the environment (see docs/operations.md "Settings")."""
 
 import os
 from pathlib import Path
@@ -145,6 +145,7 @@ CRM_GRAPHQL_URL = os.environ.get("CRM_GRAPHQL_URL") or None
 CRM_API_TOKEN = os.environ.get("CRM_API_TOKEN") or None
 CRM_LOW_STOCK_THRESHOLD = env_int("CRM_LOW_STOCK_THRESHOLD", 10)
 CRM_RESTOCK_AMOUNT = env_int("CRM_RESTOCK_AMOUNT", 10)
+CRM_MAX_ORDER_ITEMS = env_int("CRM_MAX_ORDER_ITEMS", 100)  # longest productIds list createOrder accepts
 
 # --- GraphQL -----------------------------------------------------------------------------------
 GRAPHENE = {
@@ -157,12 +158,14 @@ GRAPHQL_MAX_QUERY_CHARS = 10_000  # characters of the query text, checked before
 GRAPHQL_MAX_DEPTH = 10  # a connection adds two levels: allOrders{edges{node{customer{name}}}} is 5
 GRAPHQL_MAX_FIELDS = 300  # selected fields, fragments counted at each use: the cost limit
 GRAPHQL_MAX_ALIASES = 20  # each alias of a list field runs its own queries
+# Entries an answer may hold: each field once per object, a list as its page (see api/limits.py).
+GRAPHQL_MAX_COST = 100_000
 GRAPHQL_MAX_OFFSET = 10_000  # `offset` beyond this is refused; deep pages use `after` cursors
 GRAPHQL_INTROSPECTION = None  # None: on exactly when DEBUG is on (GraphiQL's docs need it)
 # GraphiQL's JavaScript and CSS, vendored (no CDN): see static/graphiql/README.md.
 STATICFILES_DIRS = [BASE_DIR / "static"]
 
-# --- Scheduled jobs (django-crontab format; see README "Scheduled jobs") -------------------------
+# --- Scheduled jobs (django-crontab format; see docs/scheduling.md) ------------------------------
 # (schedule, "module.function"[, args[, kwargs]][, suffix][, options]); options may set name,
 # timeout (seconds), grace (how many seconds late a run may start before it is recorded as missed
 # and /health/cron/ calls the job late; default: half the interval, 1 minute to 1 hour, for
@@ -171,7 +174,12 @@ CRONJOBS = [
     (
         "*/5 * * * *",
         "crm.cron.log_crm_heartbeat",
-        {"timeout": 60, "description": "Check the database and GraphQL; log that the CRM is alive"},
+        # run_without_history: when the database is down the heartbeat still runs, to log that it is.
+        {
+            "timeout": 60,
+            "description": "Check the database and GraphQL; log that the CRM is alive",
+            "run_without_history": True,
+        },
     ),
     (
         "0 */12 * * *",
@@ -204,6 +212,32 @@ CRONJOBS_RUN_RETENTION_DAYS = env_int("CRONJOBS_RUN_RETENTION_DAYS", 30)
 # A run of a job without a timeout, still "running" after this many seconds, is presumed dead
 # (its process vanished on another host), so it stops blocking the job.
 CRONJOBS_STALE_AFTER = env_int("CRONJOBS_STALE_AFTER", 86400)
+
+
+# --- Alerts: logging, mail, monitor pings, metrics (docs/alerts.md) --------------------------------
+# Consecutive failed runs of a job before its failure mail (a job's `notify_after` option wins).
+CRONJOBS_NOTIFY_AFTER = env_int("CRONJOBS_NOTIFY_AFTER", 1)
+# Who gets failure and recovery mails; empty: the addresses in ADMINS.
+CRONJOBS_NOTIFY_EMAILS = env_list("CRONJOBS_NOTIFY_EMAILS", "")
+# Base of the admin links in mails (the address people open the admin at).
+CRONJOBS_BASE_URL = os.environ.get("CRONJOBS_BASE_URL", "http://127.0.0.1:8000")
+# healthchecks.io-style ping URL for every job, "{name}" replaced by the job name (a job's `ping_url` wins).
+CRONJOBS_PING_URL_TEMPLATE = os.environ.get("CRONJOBS_PING_URL_TEMPLATE") or None
+# Seconds one ping attempt may take; a ping is tried at most twice, so it delays a run by at most 2x this.
+CRONJOBS_PING_TIMEOUT = env_int("CRONJOBS_PING_TIMEOUT", 3)
+# Bearer token for GET /metrics; unset: only staff sessions may read it.
+CRONJOBS_METRICS_TOKEN = os.environ.get("CRONJOBS_METRICS_TOKEN") or None
+# Outgoing mail (Django's own settings, read from the environment). A bounded timeout, so an SMTP
+# server that hangs cannot hold a finished run's process forever.
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS")
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL")
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "webmaster@localhost")
+SERVER_EMAIL = os.environ.get("SERVER_EMAIL", DEFAULT_FROM_EMAIL)
 
 # --- Celery ------------------------------------------------------------------------------------
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://localhost:6379/0")

@@ -13,12 +13,19 @@ class BearerTokenMiddleware:
     session cookie), so it is not exposed to CSRF and is exempt from the CSRF check. A bad
     token is refused with 401 rather than silently treated as anonymous. Placed before
     CsrfViewMiddleware and AuthenticationMiddleware, which leaves ``request.user`` alone once set.
+    A view marked ``bearer_token_exempt`` (``/metrics``, which has a token of its own) is left to
+    check its header itself.
     """
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
+        return self.get_response(request)
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        if getattr(view_func, "bearer_token_exempt", False):
+            return None
         header = request.META.get("HTTP_AUTHORIZATION", "")
         if header[:7].lower() == "bearer ":
             user = ApiToken.authenticate(header[7:].strip())
@@ -27,4 +34,4 @@ class BearerTokenMiddleware:
             request.user = SimpleLazyObject(lambda: user)
             request._cached_user = user
             request._dont_enforce_csrf_checks = True
-        return self.get_response(request)
+        return None

@@ -9,5 +9,5 @@ class CronjobsConfig(AppConfig):
     verbose_name = "Scheduled jobs"
 
     def ready(self) -> None:
-        # Registers the system checks and the registry's setting_changed receiver.
-        from cronjobs import checks, registry  # noqa: F401
+        # Registers the system checks, the registry's setting_changed receiver and the alert receivers.
+        from cronjobs import alerts, checks, registry  # noqa: F401

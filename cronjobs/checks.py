@@ -1,6 +1,6 @@
 """System checks: every bad CRONJOBS entry is reported by `manage.py check` with an id and a hint.
 
-Ids are the named constants E001-E010 in cronjobs/registry.py, each with its meaning beside it.
+Ids are the named constants E001-E011 in cronjobs/registry.py, each with its meaning beside it.
 """
 
 from django.core import checks
@@ -14,7 +14,8 @@ def problem_to_error(problem: Problem) -> checks.Error:
 
 @checks.register("cronjobs")
 def check_cronjobs(app_configs=None, **kwargs):
+    from cronjobs import alerts
     from cronjobs.crontab import settings_problems
 
-    problems = get_registry().all_problems() + settings_problems()
+    problems = get_registry().all_problems() + settings_problems() + alerts.settings_problems()
     return [problem_to_error(p) for p in problems]

@@ -81,7 +81,7 @@ def _settings_module() -> str:
 
 
 def get_config() -> CrontabConfig:
-    """Read the CRONTAB_* settings (django-crontab's names and defaults, except the lock; see README)."""
+    """Read the CRONTAB_* settings (django-crontab's names and defaults, except the lock; see docs/scheduling.md)."""
     project_name = getattr(settings, "CRONTAB_DJANGO_PROJECT_NAME", None) or _settings_module().split(".")[0]
     return CrontabConfig(
         executable=tuple(shlex.split(getattr(settings, "CRONTAB_EXECUTABLE", "/usr/bin/crontab"))),

@@ -19,6 +19,10 @@ class JobRun(models.Model):
         FAILED = "failed"
         SKIPPED = "skipped"
         TIMED_OUT = "timed_out"
+        # Ended by a signal (TERM, HUP, INT, QUIT) before the job finished.
+        INTERRUPTED = "interrupted"
+        # A scheduled minute that started later than its grace: not run, and an alarm (not a plain skip).
+        MISSED = "missed"
 
     class Trigger(models.TextChoices):
         CRONTAB = "crontab", "system crontab"
@@ -85,7 +89,9 @@ class JobRun(models.Model):
                 name="cronjobs_jobrun_one_running_per_job",
             ),
             models.CheckConstraint(
-                condition=Q(status__in=["running", "succeeded", "failed", "skipped", "timed_out"]),
+                condition=Q(
+                    status__in=["running", "succeeded", "failed", "skipped", "timed_out", "interrupted", "missed"]
+                ),
                 name="cronjobs_jobrun_status_valid",
             ),
         ]
@@ -136,3 +142,26 @@ class ScheduledJob(JobRun):
         verbose_name_plural = "scheduled jobs"
         # The page is governed by cronjobs.view_jobrun and cronjobs.run_job; no permissions of its own.
         default_permissions = ()
+
+
+class PrunedRunTotal(models.Model):
+    """What retention deleted, per job and status, so /metrics counters never go down when history is pruned.
+
+    Written only by cronjobs.retention (through cronjobs.metrics.fold_into_totals), in the transaction
+    that deletes the runs; the metrics add it to the counts of the history still kept.
+    """
+
+    job_name = models.CharField(max_length=100)
+    status = models.CharField(max_length=20)  # as alerts name it: a missed skip is "missed"
+    count = models.PositiveBigIntegerField(default=0)
+    duration_seconds = models.FloatField(default=0.0)
+    # Runs at or under each bound of cronjobs.metrics.DURATION_BUCKETS, in that order.
+    buckets = models.JSONField(default=list)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["job_name", "status"], name="cronjobs_prunedruntotal_one_per_status")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job_name} {self.status}: {self.count} pruned"

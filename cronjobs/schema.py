@@ -95,9 +95,9 @@ class CronJob(graphene.ObjectType):
     last_success = graphene.DateTime(description="When the latest successful run finished.")
     healthy = graphene.Boolean(required=True, description="False when the job is late or failing.")
     state = graphene.String(
-        required=True, description="One of: ok, new, late, failing, running, disabled, paused, retrying."
+        required=True, description="One of: ok, new, late, failing, running, stuck, disabled, paused, retrying."
     )
-    problem = graphene.String(description="Why the job is late or failing; null when healthy.")
+    problem = graphene.String(description="Why the job is late, failing or stuck; null when healthy.")
 
     @staticmethod
     def resolve_name(item, info):
@@ -152,13 +152,13 @@ class Query(graphene.ObjectType):
     cron_jobs = graphene.List(
         graphene.NonNull(CronJob),
         required=True,
-        description=f"Every job in CRONJOBS, in declaration order, with its health. Staff with {VIEW}.",
+        description="Every job in CRONJOBS, in declaration order, with its health.",
     )
     cron_job_runs = FilteredConnectionField(
         CronJobRunNode,
         filterset_class=JobRunFilter,
         filter_input_name="CronJobRunFilterInput",
-        description=f"The run history, newest first. Staff with {VIEW}.",
+        description="The run history, newest first.",
     )
 
     @staticmethod
@@ -183,6 +183,7 @@ class RunCronJob(ServiceMutation):
 
     permissions = (RUN,)
     staff_only = True
+    failure_message = "Nothing ran"
 
     class Arguments:
         name = graphene.String(required=True, description="The job's name (or its django-crontab hash).")
@@ -199,10 +200,6 @@ class RunCronJob(ServiceMutation):
         except JobConfigError as exc:
             raise ValidationError({"name": ValidationError(f"cannot run: {exc}", code="invalid_config")}) from None
         return {"run": run, "message": outcome_message(run)}
-
-    @classmethod
-    def failure(cls, errors, **payload):
-        return super().failure(errors, message="Nothing ran; see errors.", **payload)
 
 
 def _job_state(name: str):
@@ -273,6 +270,6 @@ class ResumeCronJob(ServiceMutation):
 
 
 class Mutation(graphene.ObjectType):
-    run_cron_job = RunCronJob.Field(description=f"Run a job now. Staff with {RUN}.")
-    pause_cron_job = PauseCronJob.Field(description=f"Pause a job's scheduled runs on every route. Staff with {PAUSE}.")
-    resume_cron_job = ResumeCronJob.Field(description=f"Resume a paused job. Staff with {PAUSE}.")
+    run_cron_job = RunCronJob.Field(description="Run a job now.")
+    pause_cron_job = PauseCronJob.Field(description="Pause a job's scheduled runs on every route.")
+    resume_cron_job = ResumeCronJob.Field(description="Resume a paused job.")

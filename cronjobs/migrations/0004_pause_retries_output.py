@@ -10,7 +10,8 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('cronjobs', '0002_jobrun_triggered_by_run_job'),
+        ('cronjobs', '0003_interrupted_missed'),
+        ('cronjobs', '0003_pruned_run_totals'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -1,8 +1,9 @@
-"""Helpers of the GraphQL tests: post a document, make users with chosen permissions."""
+"""Helpers of the GraphQL and admin tests: post a document, make users with chosen permissions, log them in."""
 
 import json
 
 from django.contrib.auth.models import Permission
+from django.test import Client
 
 from tests.factories import UserFactory
 
@@ -20,6 +21,22 @@ def user_with(*permissions: str, username: str | None = None):
         app_label, codename = permission.split(".", 1)
         user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
     return type(user).objects.get(pk=user.pk)  # fresh object: no stale permission cache
+
+
+def staff(*permissions: str, superuser: bool = False, username: str | None = None):
+    """A staff user (may enter the admin) holding ``permissions``."""
+    user = user_with(*permissions, username=username)
+    user.is_staff = True
+    user.is_superuser = superuser
+    user.save()
+    return type(user).objects.get(pk=user.pk)
+
+
+def logged_in(user, **client_kwargs) -> Client:
+    """A test client with ``user`` logged in."""
+    client = Client(**client_kwargs)
+    client.force_login(user)
+    return client
 
 
 def post(client, query: str, variables: dict | None = None, **extra):

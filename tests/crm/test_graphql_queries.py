@@ -6,29 +6,16 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 from django.http import HttpRequest
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from graphql_relay import to_global_id
 
 from alx_backend_graphql_crm.schema import schema
 from crm.models import Product
-from tests.crm.gql_helpers import ALL_CRM_PERMISSIONS, ok, post, user_with
+from tests.crm.gql_helpers import ALL_CRM_PERMISSIONS, ok, post
 from tests.factories import CustomerFactory, ProductFactory, make_order
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def clerk():
-    return user_with(*ALL_CRM_PERMISSIONS, username="clerk")
-
-
-@pytest.fixture
-def client(clerk):
-    client = Client()
-    client.force_login(clerk)
-    return client
 
 
 def names(data, field):
@@ -166,7 +153,8 @@ class TestSingleObjectsAndIds:
         after = page["pageInfo"]["endCursor"]
         rest = ok(
             client,
-            f'{{ allProducts(first: 10, after: "{after}") {{ pageInfo {{ hasNextPage }} edges {{ node {{ name }} }} }} }}',
+            f'{{ allProducts(first: 10, after: "{after}") {{ pageInfo '
+            f"{{ hasNextPage }} edges {{ node {{ name }} }} }} }}",
         )
         assert len(rest["allProducts"]["edges"]) == 3 and rest["allProducts"]["pageInfo"]["hasNextPage"] is False
         for bad in ('after: "garbage"', 'before: "x"', 'offset: 1, after: "garbage"'):
@@ -222,7 +210,8 @@ class TestQueryCounts:
             ("{ allCustomers(first: 100) { totalCount edges { node { id name email phone createdAt } } } }", 2),
             ("{ allProducts(first: 100) { totalCount edges { node { id name price stock } } } }", 2),
             (
-                '{ allOrders(first: 100, filter: {productName: "a", customerName: "c"}) { edges { node { customer { name } products { name } } } } }',
+                '{ allOrders(first: 100, filter: {productName: "a", customerName: '
+                '"c"}) { edges { node { customer { name } products { name } } } } }',
                 3,
             ),
             ("{ totalCustomers totalOrders totalRevenue }", 2),
@@ -254,7 +243,8 @@ class TestCountOnlyWhenAsked:
         ProductFactory.create_batch(5)
         page, sql = self.run(
             clerk,
-            f"{{ allProducts(first: {first}) {{ pageInfo {{ hasNextPage hasPreviousPage startCursor endCursor }} edges {{ cursor node {{ name }} }} }} }}",
+            f"{{ allProducts(first: {first}) {{ pageInfo {{ hasNextPage hasPreviousPage "
+            f"startCursor endCursor }} edges {{ cursor node {{ name }} }} }} }}",
         )
         assert page["pageInfo"]["hasNextPage"] is has_next and page["pageInfo"]["hasPreviousPage"] is False
         assert len(page["edges"]) == min(first, 5)
@@ -266,11 +256,13 @@ class TestCountOnlyWhenAsked:
         ProductFactory.create_batch(7)
         fast, _ = self.run(
             clerk,
-            "{ allProducts(first: 2, offset: 1) { edges { cursor node { name } } pageInfo { hasNextPage endCursor } } }",
+            "{ allProducts(first: 2, offset: 1) { edges { cursor "
+            "node { name } } pageInfo { hasNextPage endCursor } } }",
         )
         counted, sql = self.run(
             clerk,
-            "{ allProducts(first: 2, offset: 1) { totalCount edges { cursor node { name } } pageInfo { hasNextPage endCursor } } }",
+            "{ allProducts(first: 2, offset: 1) { totalCount edges { "
+            "cursor node { name } } pageInfo { hasNextPage endCursor } } }",
         )
         assert any("COUNT(" in statement.upper() for statement in sql)
         assert counted.pop("totalCount") == 7
@@ -278,7 +270,8 @@ class TestCountOnlyWhenAsked:
         after = fast["pageInfo"]["endCursor"]
         rest, _ = self.run(
             clerk,
-            f'{{ allProducts(first: 10, after: "{after}") {{ edges {{ node {{ name }} }} pageInfo {{ hasNextPage }} }} }}',
+            f'{{ allProducts(first: 10, after: "{after}") {{ edges '
+            f"{{ node {{ name }} }} pageInfo {{ hasNextPage }} }} }}",
         )
         names = list(Product.objects.order_by("pk").values_list("name", flat=True))
         assert [e["node"]["name"] for e in rest["edges"]] == names[3:]

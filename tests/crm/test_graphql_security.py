@@ -8,24 +8,12 @@ from django.test import Client
 
 from crm import services
 from crm.models import ApiToken, Customer
-from tests.crm.gql_helpers import ALL_CRM_PERMISSIONS, error_codes, ok, post, user_with
+from tests.crm.gql_helpers import error_codes, ok, post, user_with
 from tests.factories import CustomerFactory, ProductFactory, make_order
 
 pytestmark = pytest.mark.django_db
 
 CREATE = 'mutation { createCustomer(input: {name: "Eve", email: "eve@example.com"}) { customer { id } errors } }'
-
-
-@pytest.fixture
-def clerk():
-    return user_with(*ALL_CRM_PERMISSIONS, username="clerk")
-
-
-@pytest.fixture
-def client(clerk):
-    client = Client()
-    client.force_login(clerk)
-    return client
 
 
 class TestAuthentication:

@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from tests.services import crontab_usable, on_postgres
+from tests.conftest import copy_sqlite
+from tests.crm.gql_helpers import staff
+from tests.reachable import on_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 SUBPROCESS_SETTINGS = "tests.cronjobs.subprocess_settings"
@@ -58,8 +60,7 @@ class CrontabUser:
 
 @pytest.fixture(scope="session")
 def crontab_user_session():
-    if not crontab_usable():
-        pytest.skip("needs the crontab binary, useradd and root (apt-get install cron) for a throw-away user")
+    # Tests using it carry @pytest.mark.crontab: tests/conftest.py has skipped them where it is unusable.
     name = f"cjt{secrets.token_hex(4)}"
     subprocess.run(["useradd", "-M", "-N", "-s", "/bin/sh", name], check=True, capture_output=True)
     user = CrontabUser(name)
@@ -113,19 +114,9 @@ def world_dir():
 
 
 @pytest.fixture(scope="session")
-def _sqlite_file_db():
+def _sqlite_file_db(migrated_sqlite):
     folder = _world_dir("cronjobs-db-")
-    path = folder / "db.sqlite3"
-    url = f"sqlite:///{path}"
-    result = subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", f"--settings={SUBPROCESS_SETTINGS}"],
-        cwd=ROOT,
-        env=clean_env(DATABASE_URL=url),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    path = copy_sqlite(migrated_sqlite, folder / "db.sqlite3")
     for file in folder.iterdir():
         file.chmod(0o666)
     yield path
@@ -183,3 +174,27 @@ def manage(*args, config: Path | None = None, timeout=120, **popen):
 
 def config_prefix(config: Path) -> str:
     return f"CRONJOBS_TEST_CONFIG={shlex.quote(str(config))}"
+
+
+# --- users and jobs of the admin and GraphQL tests ---------------------------------------------------
+@pytest.fixture
+def viewer():
+    """Staff who may look at the jobs and their runs."""
+    return staff("cronjobs.view_jobrun", username="viewer")
+
+
+@pytest.fixture
+def operator():
+    """Staff who may look and also run a job now."""
+    return staff("cronjobs.view_jobrun", "cronjobs.run_job", username="operator")
+
+
+@pytest.fixture
+def scheduled_jobs(settings):
+    """Three jobs in UTC: `fine` (succeeds, has a description), `broken` (raises), `off` (disabled)."""
+    settings.TIME_ZONE = "UTC"
+    settings.CRONJOBS = [
+        ("*/5 * * * *", "tests.cronjobs.jobs.succeed", {"name": "fine", "description": "Says all good"}),
+        ("0 6 * * 1", "tests.cronjobs.jobs.boom", {"name": "broken"}),
+        ("@daily", "tests.cronjobs.jobs.succeed", {"name": "off", "enabled": False}),
+    ]

@@ -92,3 +92,10 @@ def print_then_loop():
 def print_then_interrupt():
     print("before Ctrl-C")
     raise KeyboardInterrupt
+
+
+def fail_while(flag_path):
+    """Fail while `flag_path` exists, succeed once it is gone (a job that breaks and recovers)."""
+    if Path(flag_path).exists():
+        raise RuntimeError(f"failing while {flag_path} exists")
+    return "fine again"

@@ -10,7 +10,8 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from cronjobs.models import JobRun
-from tests.crm.gql_helpers import user_with
+from tests.crm.gql_helpers import logged_in, staff, user_with
+from tests.factories import JobRunFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -19,38 +20,6 @@ PAGE = "/admin/cronjobs/scheduledjob/"
 
 def run_url(name):
     return f"{PAGE}run/{name}/"
-
-
-def staff(*permissions, username=None):
-    user = user_with(*permissions, username=username)
-    user.is_staff = True
-    user.save()
-    return type(user).objects.get(pk=user.pk)
-
-
-def logged_in(user, **client_kwargs) -> Client:
-    client = Client(**client_kwargs)
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
-def jobs(settings):
-    settings.TIME_ZONE = "UTC"
-    settings.CRONJOBS = [
-        ("*/5 * * * *", "tests.cronjobs.jobs.succeed", {"name": "fine", "description": "Says all good"}),
-        ("0 6 * * 1", "tests.cronjobs.jobs.boom", {"name": "broken"}),
-    ]
-
-
-@pytest.fixture
-def operator():
-    return staff("cronjobs.view_jobrun", "cronjobs.run_job", username="operator")
-
-
-@pytest.fixture
-def viewer():
-    return staff("cronjobs.view_jobrun", username="viewer")
 
 
 def row_html(html: str, name: str) -> str:
@@ -69,18 +38,9 @@ def messages_of(response):
 
 
 class TestPage:
-    def test_every_job_with_schedule_next_last_history_and_run_button(self, operator, jobs):
+    def test_every_job_with_schedule_next_last_history_and_run_button(self, operator, scheduled_jobs):
         started = datetime.now(UTC) - timedelta(minutes=1)
-        run = JobRun.objects.create(
-            job_name="fine",
-            trigger="crontab",
-            status="succeeded",
-            exclusive=False,
-            host="h",
-            started_at=started,
-            finished_at=started + timedelta(seconds=1.5),
-            duration=timedelta(seconds=1.5),
-        )
+        run = JobRunFactory(job_name="fine", started_at=started, took=timedelta(seconds=1.5))
         response = logged_in(operator).get(PAGE)
         assert response.status_code == 200
         html = response.content.decode()
@@ -96,28 +56,24 @@ class TestPage:
         assert 'href="/admin/cronjobs/jobrun/?job_name=fine"' in html
         assert 'action="/admin/cronjobs/scheduledjob/run/broken/"' in html and "csrfmiddlewaretoken" in html
 
-    def test_linked_from_the_admin_index_under_the_app(self, operator, jobs):
+    def test_linked_from_the_admin_index_under_the_app(self, operator, scheduled_jobs):
         html = logged_in(operator).get("/admin/").content.decode()
         app = re.search(r'<div class="app-cronjobs module.*?</div>', html, re.S).group(0)
         assert f'<a href="{PAGE}">Scheduled jobs</a>' in app
 
-    def test_history_link_lists_that_jobs_runs(self, operator, jobs):
+    def test_history_link_lists_that_jobs_runs(self, operator, scheduled_jobs):
         now = datetime.now(UTC)
         for name in ("fine", "broken"):
-            JobRun.objects.create(
-                job_name=name, trigger="crontab", status="succeeded", exclusive=False, host="h", started_at=now
-            )
+            JobRunFactory(job_name=name, started_at=now)
         response = logged_in(operator).get("/admin/cronjobs/jobrun/?job_name=fine")
         assert response.status_code == 200
         assert [run.job_name for run in response.context["cl"].result_list] == ["fine"]
 
-    def test_history_is_read_only_and_filterable(self, jobs):
+    def test_history_is_read_only_and_filterable(self, scheduled_jobs):
         admin_user = user_with(username="root-ish")
         admin_user.is_staff = admin_user.is_superuser = True
         admin_user.save()
-        run = JobRun.objects.create(
-            job_name="fine", trigger="crontab", status="failed", exclusive=False, host="h", started_at=datetime.now(UTC)
-        )
+        run = JobRunFactory(job_name="fine", status="failed")
         client = logged_in(admin_user)
         changelist = client.get("/admin/cronjobs/jobrun/")
         assert [spec.title for spec in changelist.context["cl"].filter_specs][:3] == ["job name", "status", "trigger"]
@@ -149,21 +105,21 @@ class TestPage:
             counts[count] = len(queries)
         assert counts[5] == counts[50], counts
 
-    def test_viewer_without_run_job_sees_no_button(self, viewer, jobs):
+    def test_viewer_without_run_job_sees_no_button(self, viewer, scheduled_jobs):
         response = logged_in(viewer).get(PAGE)
         assert response.status_code == 200 and "Run now" not in response.content.decode()
 
-    def test_staff_without_view_permission_is_refused(self, jobs):
+    def test_staff_without_view_permission_is_refused(self, scheduled_jobs):
         assert logged_in(staff()).get(PAGE).status_code == 403
 
-    def test_not_staff_goes_to_the_login_page(self, jobs):
+    def test_not_staff_goes_to_the_login_page(self, scheduled_jobs):
         response = logged_in(user_with("cronjobs.view_jobrun", "cronjobs.run_job")).get(PAGE)
         assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
         assert Client().get(PAGE)["Location"].startswith("/admin/login/")
 
 
 class TestRunNow:
-    def test_runs_through_the_runner_records_the_user_and_says_the_outcome(self, operator, jobs):
+    def test_runs_through_the_runner_records_the_user_and_says_the_outcome(self, operator, scheduled_jobs):
         response = logged_in(operator).post(run_url("fine"))
         assert response.status_code == 302 and response["Location"] == PAGE
         run = JobRun.objects.get()
@@ -176,14 +132,14 @@ class TestRunNow:
             and message.endswith(": all good")
         )
 
-    def test_the_page_then_shows_the_new_run(self, operator, jobs):
+    def test_the_page_then_shows_the_new_run(self, operator, scheduled_jobs):
         client = logged_in(operator)
         response = client.post(run_url("fine"), follow=True)
         html = response.content.decode()
         assert "succeeded in" in html  # the message, rendered by the admin's base template
         assert "succeeded" in row(html, "fine") and "admin" in row(html, "fine")
 
-    def test_a_failing_job_is_reported_as_an_error(self, operator, jobs):
+    def test_a_failing_job_is_reported_as_an_error(self, operator, scheduled_jobs):
         response = logged_in(operator).post(run_url("broken"))
         [(level, message)] = messages_of(response)
         run = JobRun.objects.get()
@@ -193,18 +149,18 @@ class TestRunNow:
             and "ValueError: boom from a test job" in message
         )
 
-    def test_unknown_job_says_so_and_runs_nothing(self, operator, jobs):
+    def test_unknown_job_says_so_and_runs_nothing(self, operator, scheduled_jobs):
         response = logged_in(operator).post(run_url("nope"))
         assert response.status_code == 302 and not JobRun.objects.exists()
         assert messages_of(response) == [
-            ("error", "Nothing ran: no job named 'nope' in CRONJOBS (known: fine, broken)")
+            ("error", "Nothing ran: no job named 'nope' in CRONJOBS (known: fine, broken, off)")
         ]
 
-    def test_staff_without_run_job_gets_403_and_nothing_runs(self, viewer, jobs):
+    def test_staff_without_run_job_gets_403_and_nothing_runs(self, viewer, scheduled_jobs):
         assert logged_in(viewer).post(run_url("fine")).status_code == 403
         assert not JobRun.objects.exists()
 
-    def test_post_without_csrf_token_is_refused(self, operator, jobs):
+    def test_post_without_csrf_token_is_refused(self, operator, scheduled_jobs):
         client = logged_in(operator, enforce_csrf_checks=True)
         response = client.post(run_url("fine"))
         assert response.status_code == 403 and b"CSRF" in response.content
@@ -215,6 +171,6 @@ class TestRunNow:
         assert client.post(run_url("fine"), {"csrfmiddlewaretoken": token}).status_code == 302
         assert JobRun.objects.get().triggered_by == operator
 
-    def test_get_is_refused(self, operator, jobs):
+    def test_get_is_refused(self, operator, scheduled_jobs):
         assert logged_in(operator).get(run_url("fine")).status_code == 405
         assert not JobRun.objects.exists()

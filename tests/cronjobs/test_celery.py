@@ -1,4 +1,5 @@
-"""The Celery route: the run_cronjob task and its scheduled minute, beat's stamping, the lazy import, and real worker + beat runs."""
+"""The Celery route: the run_cronjob task and its scheduled minute, beat's stamping, the lazy import,
+and real worker + beat runs."""
 
 import secrets
 import subprocess
@@ -19,8 +20,7 @@ from cronjobs.beat import CronJobFailed, CronJobScheduler, beat_schedule, run_cr
 from cronjobs.models import JobRun
 from cronjobs.registry import UnknownJob
 from tests.cronjobs.conftest import ROOT, SUBPROCESS_SETTINGS, clean_env, write_config
-from tests.cronjobs.procs import need, start_celery_beat, start_celery_worker, start_work
-from tests.services import on_postgres, redis_reachable
+from tests.cronjobs.procs import start_celery_beat, start_celery_worker, start_work
 
 JOBS = "tests.cronjobs.jobs"
 MINUTE = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
@@ -146,7 +146,6 @@ def test_plain_django_processes_never_import_celery():
 @pytest.fixture
 def broker_url():
     """The configured Redis, on a database number of its own (5) so other users of it are not disturbed."""
-    need(redis_reachable(), f"needs Redis at CELERY_BROKER_URL ({django_settings.CELERY_BROKER_URL})")
     return urlunparse(urlparse(django_settings.CELERY_BROKER_URL)._replace(path="/5"))
 
 
@@ -193,7 +192,6 @@ def test_worker_and_beat_run_an_every_minute_job_recorded_with_trigger_celery(sh
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)  # creates the test database shared_db names on PostgreSQL
 def test_crontab_work_and_celery_beat_together_run_each_minute_exactly_once(shared_db, world_dir, broker_url):
-    need(on_postgres(), "needs PostgreSQL: run with DATABASE_URL=postgres://... (as .ci/run does)")
     output, name = world_dir / "ran.txt", f"every_minute_{secrets.token_hex(3)}"
     config = celery_config(
         world_dir, shared_db, [["* * * * *", f"{JOBS}.append_line", [str(output)], {}, {"name": name}]]

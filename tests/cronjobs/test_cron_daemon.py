@@ -1,6 +1,5 @@
 """End to end with a real cron daemon: `crontab add` installs a job, cron fires it, the run is in the history."""
 
-import os
 import subprocess
 import sys
 import sysconfig
@@ -9,13 +8,9 @@ import time
 import pytest
 
 from tests.cronjobs.conftest import SUBPROCESS_SETTINGS, config_prefix, manage, write_config
-from tests.services import requires_crontab
+from tests.reachable import unavailable
 
 JOBS = "tests.cronjobs.jobs"
-
-
-def cron_daemon_running() -> bool:
-    return any(subprocess.run(["pgrep", "-x", name], capture_output=True).returncode == 0 for name in ("cron", "crond"))
 
 
 def python_for(user: str) -> tuple[str, str] | None:
@@ -43,15 +38,10 @@ def python_for(user: str) -> tuple[str, str] | None:
 @pytest.mark.cron_daemon
 @pytest.mark.slow
 @pytest.mark.crontab
-@requires_crontab
 def test_cron_fires_the_installed_job_and_the_run_is_recorded(crontab_user, shared_db, world_dir):
-    if not cron_daemon_running():
-        if os.environ.get("CRM_E2E") == "1":
-            pytest.fail("CRM_E2E=1 but no cron daemon is running: start it with `cron` (as .ci/run does)")
-        pytest.skip("needs a running cron daemon (start `cron` as root) or CRM_E2E=1")
     found = python_for(crontab_user.name)
     if found is None:
-        pytest.skip(f"no Python with Django that user {crontab_user.name} may run")
+        unavailable(f"no Python with Django that user {crontab_user.name} may run")
     python, pythonpath = found
     output, log = world_dir / "fired.txt", world_dir / "cron.log"
     config = write_config(

@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 from cronjobs import crontab as backend
 from cronjobs.registry import get_registry, parse_cronjobs
 from tests.cronjobs.conftest import ROOT, manage, write_config
-from tests.services import requires_crontab
 
 JOBS = "tests.cronjobs.jobs"
 CRONJOBS = [
@@ -130,7 +129,7 @@ foreign_line = st.one_of(
 
 
 @given(st.lists(foreign_line, max_size=12), st.permutations(range(len(CRONJOBS))), st.integers(0, 3))
-@hsettings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hsettings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_plan_keeps_foreign_lines_and_converges_in_one_add(settings, lines, order, keep):
     config = backend.get_config()
     if any(f"[cronjobs {config.instance} " in line for line in lines):
@@ -160,7 +159,6 @@ def user_settings(settings, crontab_user):
 
 
 @pytest.mark.crontab
-@requires_crontab
 @pytest.mark.django_db
 def test_add_add_edit_remove_keep_every_other_line_byte_for_byte(user_settings, crontab_user):
     crontab_user.install(FOREIGN)
@@ -200,7 +198,6 @@ def test_add_add_edit_remove_keep_every_other_line_byte_for_byte(user_settings, 
 
 
 @pytest.mark.crontab
-@requires_crontab
 @pytest.mark.django_db
 def test_add_for_a_user_without_crontab_then_remove(user_settings, crontab_user):
     run_command("add")
@@ -210,7 +207,6 @@ def test_add_for_a_user_without_crontab_then_remove(user_settings, crontab_user)
 
 
 @pytest.mark.crontab
-@requires_crontab
 @pytest.mark.django_db
 def test_invalid_schedule_changes_nothing_and_exits_2(user_settings, crontab_user):
     crontab_user.install(FOREIGN)
@@ -222,7 +218,6 @@ def test_invalid_schedule_changes_nothing_and_exits_2(user_settings, crontab_use
 
 
 @pytest.mark.crontab
-@requires_crontab
 @pytest.mark.django_db
 def test_failing_crontab_l_changes_nothing_and_exits_1(user_settings, crontab_user):
     # A real failure: crontab -l as an unprivileged user asking for someone else's crontab.
@@ -238,7 +233,6 @@ def test_failing_crontab_l_changes_nothing_and_exits_1(user_settings, crontab_us
 
 
 @pytest.mark.crontab
-@requires_crontab
 def test_unknown_user_exit_code_of_the_real_command(crontab_user, world_dir):
     config = write_config(world_dir, None, CRONJOBS=CRONJOBS, CRONTAB_EXECUTABLE="/usr/bin/crontab -u no-such-user-xyz")
     result = manage("crontab", "add", config=config)
@@ -252,7 +246,8 @@ def test_read_failure_other_than_no_crontab_never_writes(settings, tmp_path):
     log = tmp_path / "writes.log"
     fake = tmp_path / "crontab"
     fake.write_text(
-        f'#!/bin/sh\nif [ "$1" = "-l" ]; then echo "crontab: cannot open: Permission denied" >&2; exit 1; fi\necho "$@" >> {log}\n'
+        '#!/bin/sh\nif [ "$1" = "-l" ]; then echo "crontab: cannot '
+        f'open: Permission denied" >&2; exit 1; fi\necho "$@" >> {log}\n'
     )
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
     settings.CRONJOBS = CRONJOBS
@@ -264,7 +259,6 @@ def test_read_failure_other_than_no_crontab_never_writes(settings, tmp_path):
 
 
 @pytest.mark.crontab
-@requires_crontab
 @pytest.mark.django_db
 def test_show_lists_jobs_and_flags_stale_and_foreign_lines(user_settings, crontab_user):
     crontab_user.install(FOREIGN)
@@ -285,7 +279,6 @@ def test_show_lists_jobs_and_flags_stale_and_foreign_lines(user_settings, cronta
 @given(st.lists(foreign_line, max_size=8))
 @hsettings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @pytest.mark.crontab
-@requires_crontab
 @pytest.mark.django_db
 def test_real_crontab_round_trip_property(crontab_user_session, lines):
     user = crontab_user_session
@@ -310,7 +303,6 @@ def test_executable_with_arguments_is_split_not_shelled(settings, tmp_path):
 
 
 @pytest.mark.crontab
-@requires_crontab
 def test_crontab_rejecting_a_file_is_an_error_and_keeps_the_old_one(settings, crontab_user):
     crontab_user.install(FOREIGN)
     settings.CRONTAB_EXECUTABLE = crontab_user.executable

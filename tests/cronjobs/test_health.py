@@ -7,7 +7,7 @@ import time_machine
 from django.db import DatabaseError
 from django.test.utils import CaptureQueriesContext
 
-from cronjobs.models import JobRun
+from tests.factories import JobRunFactory
 
 pytestmark = pytest.mark.django_db
 NOW = datetime(2026, 3, 2, 12, 48, 30, tzinfo=UTC)  # a Monday
@@ -29,19 +29,6 @@ def jobs(settings):
         ("0 * * * *", "tests.cronjobs.health_jobs.noop", {"name": "switched_off", "enabled": False}),
         ("0 3 * * *", "tests.cronjobs.health_jobs.noop", {"name": "never_ran"}),
     ]
-
-
-def record(name, status, *, started, finished=True):
-    return JobRun.objects.create(
-        job_name=name,
-        trigger="crontab",
-        status=status,
-        exclusive=False,
-        host="test",
-        started_at=started,
-        finished_at=started + timedelta(seconds=1) if finished else None,
-        result="boom" if status == "failed" else "",
-    )
 
 
 def states(body):
@@ -67,7 +54,7 @@ def test_health_503_when_the_database_fails(client, monkeypatch):
 
 def test_all_fresh_is_200(client, jobs, settings):
     settings.CRONJOBS = settings.CRONJOBS[:1]
-    record("fresh", "succeeded", started=NOW - timedelta(minutes=2))
+    JobRunFactory(job_name="fresh", started_at=NOW - timedelta(minutes=2))
     response = client.get("/health/cron/")
     assert response.status_code == 200
     body = response.json()
@@ -77,14 +64,16 @@ def test_all_fresh_is_200(client, jobs, settings):
 
 
 def test_each_state_and_503(client, jobs):
-    record("fresh", "succeeded", started=NOW - timedelta(minutes=7, seconds=20))  # the 12:40 slot
-    record("fresh", "skipped", started=NOW - timedelta(minutes=2))  # skips don't count as runs
-    record(
-        "hourly_late", "succeeded", started=NOW - timedelta(hours=1, minutes=7)
+    JobRunFactory(job_name="fresh", started_at=NOW - timedelta(minutes=7, seconds=20))  # the 12:40 slot
+    JobRunFactory(
+        job_name="fresh", status="skipped", started_at=NOW - timedelta(minutes=2)
+    )  # skips don't count as runs
+    JobRunFactory(
+        job_name="hourly_late", started_at=NOW - timedelta(hours=1, minutes=7)
     )  # 11:41; 12:00 + 30 min grace missed
-    record("hourly_failing", "succeeded", started=NOW - timedelta(hours=1))
-    record("hourly_failing", "failed", started=NOW - timedelta(minutes=7))
-    record("switched_off", "failed", started=NOW - timedelta(days=3))
+    JobRunFactory(job_name="hourly_failing", started_at=NOW - timedelta(hours=1))
+    JobRunFactory(job_name="hourly_failing", status="failed", started_at=NOW - timedelta(minutes=7))
+    JobRunFactory(job_name="switched_off", status="failed", started_at=NOW - timedelta(days=3))
 
     response = client.get("/health/cron/")
     assert response.status_code == 503
@@ -104,7 +93,7 @@ def test_each_state_and_503(client, jobs):
 def test_within_grace_is_not_late(client, jobs, settings):
     job = ("0 * * * *", "tests.cronjobs.health_jobs.noop", {"name": "hourly", "grace": 3600})
     settings.CRONJOBS = [job]
-    record("hourly", "succeeded", started=NOW - timedelta(hours=1, minutes=7))  # 12:00 missed, 48 min < 60 grace
+    JobRunFactory(job_name="hourly", started_at=NOW - timedelta(hours=1, minutes=7))  # 12:00 missed, 48 min < 60 grace
     assert client.get("/health/cron/").status_code == 200
     settings.CRONJOBS = [(*job[:2], {"name": "hourly", "grace": 1800})]
     assert client.get("/health/cron/").status_code == 503
@@ -112,14 +101,14 @@ def test_within_grace_is_not_late(client, jobs, settings):
 
 def test_disabled_job_ignored(client, settings):
     settings.CRONJOBS = [("* * * * *", "tests.cronjobs.health_jobs.noop", {"name": "off", "enabled": False})]
-    record("off", "failed", started=NOW - timedelta(days=1))
+    JobRunFactory(job_name="off", status="failed", started_at=NOW - timedelta(days=1))
     response = client.get("/health/cron/")
     assert response.status_code == 200 and states(response.json()) == {"off": "disabled"}
 
 
 def test_running_job_is_healthy(client, settings):
     settings.CRONJOBS = [("* * * * *", "tests.cronjobs.health_jobs.noop", {"name": "busy"})]
-    record("busy", "running", started=NOW - timedelta(seconds=20), finished=False)
+    JobRunFactory(job_name="busy", status="running", started_at=NOW - timedelta(seconds=20))
     assert states(client.get("/health/cron/").json()) == {"busy": "running"}
 
 
@@ -128,7 +117,7 @@ def test_query_count_independent_of_jobs_and_runs(client, settings, count, djang
     settings.CRONJOBS = [("*/5 * * * *", "tests.cronjobs.health_jobs.noop", {"name": f"job{i}"}) for i in range(count)]
     for i in range(count):
         for minutes in (3, 8, 13):
-            record(f"job{i}", "succeeded", started=NOW - timedelta(minutes=minutes))
+            JobRunFactory(job_name=f"job{i}", started_at=NOW - timedelta(minutes=minutes))
     from django.db import connection
 
     with CaptureQueriesContext(connection) as queries:

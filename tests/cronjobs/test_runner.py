@@ -14,6 +14,7 @@ from cronjobs.models import JobRun
 from cronjobs.registry import JobConfigError, UnknownJob, get_job
 from cronjobs.retention import prune_job_runs
 from tests.cronjobs.jobs import loop_forever
+from tests.factories import JobRunFactory
 
 JOBS = "tests.cronjobs.jobs"
 pytestmark = pytest.mark.django_db
@@ -108,9 +109,7 @@ def test_scheduled_minute_is_claimed_once():
 
 
 def test_running_job_makes_the_next_start_a_recorded_skip():
-    holder = JobRun.objects.create(
-        job_name="succeed", trigger="work", host=runner.HOST, pid=os.getpid(), started_at=timezone.now()
-    )
+    holder = JobRunFactory(status="running", trigger="work", host=runner.HOST, pid=os.getpid())
     manual = runner.run("succeed")
     scheduled = runner.run("succeed", scheduled_for=slot(), trigger="crontab")
     for record in (manual, scheduled):
@@ -120,13 +119,8 @@ def test_running_job_makes_the_next_start_a_recorded_skip():
 
 
 def test_allow_overlap_runs_alongside_a_running_one():
-    JobRun.objects.create(
-        job_name="return_nothing",
-        trigger="work",
-        exclusive=False,
-        host=runner.HOST,
-        pid=os.getpid(),
-        started_at=timezone.now(),
+    JobRunFactory(
+        job_name="return_nothing", status="running", exclusive=False, trigger="work", host=runner.HOST, pid=os.getpid()
     )
     assert runner.run("return_nothing").status == "succeeded"
 
@@ -134,9 +128,7 @@ def test_allow_overlap_runs_alongside_a_running_one():
 def test_dead_process_on_this_host_is_closed_and_does_not_block():
     finished = subprocess.Popen(["true"])
     finished.wait()
-    dead = JobRun.objects.create(
-        job_name="succeed", trigger="crontab", host=runner.HOST, pid=finished.pid, started_at=timezone.now()
-    )
+    dead = JobRunFactory(status="running", host=runner.HOST, pid=finished.pid)
     assert runner.run("succeed").status == "succeeded"
     dead.refresh_from_db()
     assert dead.status == "failed" and "ended without recording an outcome" in dead.result
@@ -144,12 +136,8 @@ def test_dead_process_on_this_host_is_closed_and_does_not_block():
 
 def test_reused_pid_is_not_mistaken_for_the_run():
     # Our own pid is alive, but this process started long after the recorded run did.
-    dead = JobRun.objects.create(
-        job_name="succeed",
-        trigger="crontab",
-        host=runner.HOST,
-        pid=os.getpid(),
-        started_at=timezone.now() - timedelta(days=400),
+    dead = JobRunFactory(
+        status="running", host=runner.HOST, pid=os.getpid(), started_at=timezone.now() - timedelta(days=400)
     )
     assert runner.run("succeed").status == "succeeded"
     dead.refresh_from_db()
@@ -157,8 +145,9 @@ def test_reused_pid_is_not_mistaken_for_the_run():
 
 
 def test_run_on_another_host_past_its_timeout_is_closed():
-    other = JobRun.objects.create(
+    other = JobRunFactory(
         job_name="timed",
+        status="running",
         trigger="celery",
         host="elsewhere",
         pid=1,
@@ -170,14 +159,14 @@ def test_run_on_another_host_past_its_timeout_is_closed():
 
 
 def test_run_on_another_host_within_its_time_still_blocks():
-    JobRun.objects.create(job_name="timed", trigger="celery", host="elsewhere", pid=1, started_at=timezone.now())
+    JobRunFactory(job_name="timed", status="running", trigger="celery", host="elsewhere", pid=1)
     assert runner.run("timed").status == "skipped"
 
 
 def test_run_without_timeout_on_another_host_is_closed_after_stale_after(settings):
     settings.CRONJOBS_STALE_AFTER = 3600
-    old = JobRun.objects.create(
-        job_name="succeed", trigger="celery", host="elsewhere", pid=1, started_at=timezone.now() - timedelta(hours=2)
+    old = JobRunFactory(
+        status="running", trigger="celery", host="elsewhere", pid=1, started_at=timezone.now() - timedelta(hours=2)
     )
     assert runner.run("succeed").status == "succeeded"
     old.refresh_from_db()
@@ -189,9 +178,9 @@ def test_disabled_job_skips_scheduled_runs_but_runs_by_hand():
     assert runner.run("off").status == "succeeded"
 
 
-def test_grace_skips_a_run_that_starts_too_late():
+def test_grace_records_a_run_that_starts_too_late_as_missed():
     late = runner.run("strict", scheduled_for=timezone.now() - timedelta(minutes=5), trigger="work")
-    assert late.status == "skipped" and late.result.startswith("missed")
+    assert late.status == "missed" and late.result.startswith("missed")
     assert runner.run("strict", scheduled_for=timezone.now(), trigger="work").status == "succeeded"
 
 
@@ -214,15 +203,9 @@ def test_config_errors_raise_and_record_nothing():
 def test_prune_deletes_only_finished_runs_older_than_retention(settings):
     settings.CRONJOBS_RUN_RETENTION_DAYS = 30
     now = timezone.now()
-    old = JobRun.objects.create(
-        job_name="a", trigger="crontab", status="succeeded", host="h", started_at=now - timedelta(days=31)
-    )
-    recent = JobRun.objects.create(
-        job_name="a", trigger="crontab", status="failed", host="h", started_at=now - timedelta(days=29)
-    )
-    stuck = JobRun.objects.create(
-        job_name="b", trigger="crontab", status="running", host="h", started_at=now - timedelta(days=90)
-    )
+    old = JobRunFactory(job_name="a", started_at=now - timedelta(days=31))
+    recent = JobRunFactory(job_name="a", status="failed", started_at=now - timedelta(days=29))
+    stuck = JobRunFactory(job_name="b", status="running", started_at=now - timedelta(days=90))
     assert prune_job_runs() == "Deleted 1 job runs older than 30 days"
     assert set(JobRun.objects.values_list("pk", flat=True)) == {recent.pk, stuck.pk}
     assert old.pk not in set(JobRun.objects.values_list("pk", flat=True))

@@ -1,0 +1,205 @@
+"""GET /metrics: who may read it, what it says (parsed with prometheus-client's own parser), and its query count."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+from django.test import Client
+from django.utils import timezone
+from prometheus_client.parser import text_string_to_metric_families
+
+from cronjobs.models import JobRun
+from cronjobs.retention import prune_job_runs
+from tests.factories import UserFactory
+
+JOBS = "tests.cronjobs.jobs"
+TOKEN = "metrics-token-0123456789abcdef"
+pytestmark = pytest.mark.django_db
+
+
+def scrape(client=None, **headers) -> dict:
+    response = (client or Client()).get("/metrics", **headers)
+    assert response.status_code == 200, response.content
+    assert response["Content-Type"].startswith("text/plain; version=")
+    return {family.name: family for family in text_string_to_metric_families(response.content.decode())}
+
+
+def samples(families: dict, family: str, sample_name: str | None = None, **labels) -> list:
+    return [
+        s
+        for s in families[family].samples
+        if (sample_name is None or s.name == sample_name) and all(s.labels.get(k) == v for k, v in labels.items())
+    ]
+
+
+def value(families: dict, family: str, sample_name: str | None = None, **labels) -> float:
+    [sample] = samples(families, family, sample_name, **labels)
+    return sample.value
+
+
+def add_run(job: str, status: str, *, ago: timedelta, seconds: float = 1.0, result: str = "") -> JobRun:
+    started = timezone.now() - ago
+    return JobRun.objects.create(
+        job_name=job,
+        trigger="crontab",
+        status=status,
+        host="h",
+        started_at=started,
+        finished_at=None if status == "running" else started + timedelta(seconds=seconds),
+        duration=None if status == "running" else timedelta(seconds=seconds),
+        result=result,
+    )
+
+
+def bearer(token=TOKEN) -> dict:
+    return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+
+
+class TestAccess:
+    @pytest.fixture(autouse=True)
+    def jobs(self, settings):
+        settings.CRONJOBS = [("* * * * *", f"{JOBS}.succeed")]
+
+    def test_off_for_anonymous_and_non_staff_when_no_token_is_set(self, settings):
+        settings.CRONJOBS_METRICS_TOKEN = None
+        assert Client().get("/metrics").status_code == 404
+        client = Client()
+        client.force_login(UserFactory())
+        assert client.get("/metrics").status_code == 404
+        assert Client().get("/metrics", **bearer("anything")).status_code == 404
+
+    def test_staff_sessions_may_always_read_it(self, settings, admin_client):
+        settings.CRONJOBS_METRICS_TOKEN = None
+        assert "cronjobs_job_runs" in scrape(admin_client)
+
+    def test_the_bearer_token_opens_it_and_a_wrong_one_does_not(self, settings):
+        settings.CRONJOBS_METRICS_TOKEN = TOKEN
+        assert "cronjobs_job_runs" in scrape(**bearer())
+        assert Client().get("/metrics", **bearer(TOKEN + "x")).status_code == 404
+        assert Client().get("/metrics").status_code == 404
+
+    def test_only_get_and_head(self, admin_client):
+        assert admin_client.post("/metrics").status_code == 405
+
+
+class TestValues:
+    @pytest.fixture(autouse=True)
+    def jobs(self, settings):
+        settings.CRONJOBS_METRICS_TOKEN = TOKEN
+        settings.CRONJOBS = [
+            ("* * * * *", f"{JOBS}.succeed", {"name": "steady"}),
+            ("* * * * *", f"{JOBS}.succeed", {"name": "stale"}),
+            ("* * * * *", f"{JOBS}.boom"),
+            ("* * * * *", f"{JOBS}.succeed", {"name": "fresh"}),
+        ]
+
+    def test_timestamps_status_counters_histogram_late_and_paused(self):
+        add_run("steady", "succeeded", ago=timedelta(minutes=3), seconds=0.5)
+        add_run("steady", "skipped", ago=timedelta(minutes=2), seconds=0, result="still running: run #1")
+        last = add_run("steady", "succeeded", ago=timedelta(seconds=20), seconds=40)
+        add_run("stale", "succeeded", ago=timedelta(hours=3), seconds=7)
+        add_run("boom", "succeeded", ago=timedelta(minutes=5), seconds=2)
+        add_run("boom", "failed", ago=timedelta(minutes=4), seconds=3)
+        add_run("boom", "timed_out", ago=timedelta(minutes=3), seconds=4000)
+        add_run("boom", "skipped", ago=timedelta(minutes=2), seconds=0, result="missed: starting 900s after")
+        failed = add_run("boom", "failed", ago=timedelta(minutes=1), seconds=0.2)
+        families = scrape(**bearer())
+
+        assert value(families, "cronjobs_job_last_success_timestamp_seconds", job="steady") == pytest.approx(
+            last.finished_at.timestamp()
+        )
+        assert value(families, "cronjobs_job_last_run_timestamp_seconds", job="boom") == pytest.approx(
+            failed.started_at.timestamp()
+        )
+        assert not samples(families, "cronjobs_job_last_success_timestamp_seconds", job="fresh")  # never ran
+        assert value(families, "cronjobs_job_last_status", job="boom", status="failed") == 1
+        assert value(families, "cronjobs_job_last_status", job="boom", status="succeeded") == 0
+        assert value(families, "cronjobs_job_last_status", job="steady", status="succeeded") == 1
+
+        runs = {
+            s.labels["status"]: s.value
+            for s in samples(families, "cronjobs_job_runs", "cronjobs_job_runs_total", job="boom")
+        }
+        assert runs == {
+            "running": 0,
+            "succeeded": 1,
+            "failed": 2,
+            "skipped": 0,
+            "timed_out": 1,
+            "interrupted": 0,
+            "missed": 1,
+        }
+        assert families["cronjobs_job_runs"].type == "counter"
+        assert value(families, "cronjobs_job_failures", "cronjobs_job_failures_total", job="boom") == 4
+        assert value(families, "cronjobs_job_failures", "cronjobs_job_failures_total", job="steady") == 0
+
+        histogram = "cronjobs_job_duration_seconds"
+        assert families[histogram].type == "histogram"
+        assert value(families, histogram, f"{histogram}_count", job="boom") == 4  # the missed slot did not run
+        assert value(families, histogram, f"{histogram}_sum", job="boom") == pytest.approx(2 + 3 + 4000 + 0.2)
+        assert value(families, histogram, f"{histogram}_bucket", job="boom", le="1.0") == 1
+        assert value(families, histogram, f"{histogram}_bucket", job="boom", le="5.0") == 3
+        assert value(families, histogram, f"{histogram}_bucket", job="boom", le="3600.0") == 3
+        assert value(families, histogram, f"{histogram}_bucket", job="boom", le="+Inf") == 4
+        assert value(families, histogram, f"{histogram}_count", job="steady") == 2  # the skip did not run
+
+        assert value(families, "cronjobs_job_paused", job="steady") == 0
+
+    @time_machine.travel(datetime(2026, 3, 2, 12, 45, tzinfo=UTC), tick=False)
+    def test_late_and_failing_match_health_cron(self, settings):
+        # Hourly: due at 12:00, late once the 30-minute default grace has passed without a success.
+        settings.CRONJOBS = [(("0 * * * *",) + entry[1:]) for entry in settings.CRONJOBS]
+        add_run("steady", "succeeded", ago=timedelta(minutes=44))
+        add_run("stale", "succeeded", ago=timedelta(hours=3))
+        add_run("boom", "failed", ago=timedelta(minutes=44))
+        health = Client().get("/health/cron/").json()
+        families = scrape(**bearer())
+        late = {s.labels["job"] for s in families["cronjobs_job_late"].samples if s.value == 1}
+        failing = {s.labels["job"] for s in families["cronjobs_job_failing"].samples if s.value == 1}
+        assert late == set(health["late"]) == {"stale"}
+        assert failing == set(health["failing"]) == {"boom"}
+
+
+def counters(families: dict) -> dict:
+    """Every counter and histogram sample, by name and labels."""
+    kept = ("cronjobs_job_runs", "cronjobs_job_failures", "cronjobs_job_duration_seconds")
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in kept for s in families[f].samples}
+
+
+def test_pruning_old_history_never_lowers_a_counter(settings):
+    settings.CRONJOBS_METRICS_TOKEN = TOKEN
+    settings.CRONJOBS = [("* * * * *", f"{JOBS}.boom"), ("* * * * *", f"{JOBS}.succeed")]
+    for days, status, seconds, result in [
+        (40, "failed", 3, ""),
+        (40, "succeeded", 700, ""),
+        (35, "skipped", 0, "missed: starting 120s after its minute"),
+        (33, "timed_out", 4000, ""),
+        (2, "failed", 0.5, ""),
+    ]:
+        add_run("boom", status, ago=timedelta(days=days), seconds=seconds, result=result)
+    add_run("succeed", "succeeded", ago=timedelta(days=50), seconds=1)
+    before = counters(scrape(**bearer()))
+    assert before[("cronjobs_job_failures_total", (("job", "boom"),))] == 4
+
+    assert prune_job_runs(days=30) == "Deleted 5 job runs older than 30 days"
+    assert JobRun.objects.count() == 1
+    assert counters(scrape(**bearer())) == before
+
+    add_run("boom", "failed", ago=timedelta(days=45), seconds=2)  # more old history, pruned on top of totals
+    assert prune_job_runs(days=30) == "Deleted 1 job runs older than 30 days"
+    after = counters(scrape(**bearer()))
+    assert after[("cronjobs_job_failures_total", (("job", "boom"),))] == 5
+    assert after[("cronjobs_job_duration_seconds_count", (("job", "boom"),))] == 5
+    assert after[("cronjobs_job_duration_seconds_bucket", (("job", "boom"), ("le", "5.0")))] == 3
+
+
+@pytest.mark.parametrize("count", [5, 50])
+def test_a_bounded_number_of_queries_whatever_the_number_of_jobs(count, settings, django_assert_max_num_queries):
+    settings.CRONJOBS_METRICS_TOKEN = TOKEN
+    settings.CRONJOBS = [("* * * * *", f"{JOBS}.succeed", {"name": f"job{i}"}) for i in range(count)]
+    for i in range(count):
+        add_run(f"job{i}", "succeeded", ago=timedelta(minutes=2))
+        add_run(f"job{i}", "failed", ago=timedelta(minutes=1))
+    with django_assert_max_num_queries(4):
+        families = scrape(**bearer())
+    assert len(families["cronjobs_job_late"].samples) == count
