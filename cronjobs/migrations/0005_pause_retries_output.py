@@ -10,8 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('cronjobs', '0003_interrupted_missed'),
-        ('cronjobs', '0003_pruned_run_totals'),
+        ('cronjobs', '0004_pruned_run_totals'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
