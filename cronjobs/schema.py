@@ -218,6 +218,7 @@ class PauseCronJob(ServiceMutation):
 
     permissions = (VIEW, PAUSE)
     staff_only = True
+    failure_message = "Nothing changed"
 
     class Arguments:
         name = graphene.String(required=True, description="The job's name (or its django-crontab hash).")
@@ -237,16 +238,13 @@ class PauseCronJob(ServiceMutation):
         state = "paused" if created else "already paused"
         return {"cron_job": _job_state(pause.job_name), "message": f"{pause.job_name} {state}: {pause.summary}"}
 
-    @classmethod
-    def failure(cls, errors, **payload):
-        return super().failure(errors, message="Nothing changed; see errors.", **payload)
-
 
 class ResumeCronJob(ServiceMutation):
     """Resumes a paused job: it runs again at its next scheduled minute, on every route."""
 
     permissions = (VIEW, PAUSE)
     staff_only = True
+    failure_message = "Nothing changed"
 
     class Arguments:
         name = graphene.String(required=True, description="The job's name (or its django-crontab hash).")
@@ -263,10 +261,6 @@ class ResumeCronJob(ServiceMutation):
         job_name = get_registry().get(name).name
         message = f"{job_name} resumed (was {pause.summary})" if pause else f"{job_name} was not paused"
         return {"cron_job": _job_state(job_name), "message": message}
-
-    @classmethod
-    def failure(cls, errors, **payload):
-        return super().failure(errors, message="Nothing changed; see errors.", **payload)
 
 
 class Mutation(graphene.ObjectType):
