@@ -11,8 +11,8 @@ Entry grammar (django-crontab's two formats, plus an optional trailing options d
 
 A dict right after `[args]` is always kwargs (django-crontab's meaning); one whose keys are all option
 names is refused as ambiguous, because we cannot know which was meant. Options: name, timeout,
-grace, enabled, description, allow_overlap, retries, retry_backoff, retry_backoff_max,
-retry_on_timeout, timezone (see docs/operating-jobs.md).
+grace, enabled, description, allow_overlap, run_without_history, notify_after, ping_url, retries,
+retry_backoff, retry_backoff_max, retry_on_timeout, timezone (see docs/scheduling.md).
 
 Due minutes and daylight saving time: a schedule is read in its job's zone (the `timezone` option,
 else settings.TIME_ZONE). The due minutes are croniter's, with cronie's rule for the repeated hour:
