@@ -211,21 +211,31 @@ def _unknown(exc: UnknownJob) -> ValidationError:
     return ValidationError({"name": ValidationError(str(exc), code="not_found")})
 
 
-class PauseCronJob(ServiceMutation):
-    """Pauses a job on every route: its scheduled runs are recorded as skipped, naming you, until resumed.
+JOB_NAME = "The job's name (or its django-crontab hash)."
 
-    Runs by hand (runCronJob, the admin's Run now, `crontab run <name>`) still run a paused job."""
+
+class JobPauseMutation(ServiceMutation):
+    """What pauseCronJob and resumeCronJob share: the permission, the refusal, the payload."""
+
+    class Meta:
+        abstract = True
 
     permissions = (VIEW, PAUSE)
     staff_only = True
     failure_message = "Nothing changed"
 
-    class Arguments:
-        name = graphene.String(required=True, description="The job's name (or its django-crontab hash).")
-        reason = graphene.String(description="Why; shown with every skipped run.")
-
     cron_job = graphene.Field(CronJob, description="The job as cronJobs now shows it; null on errors.")
     message = graphene.String(required=True, description="What happened, in one sentence.")
+
+
+class PauseCronJob(JobPauseMutation):
+    """Pauses a job on every route: its scheduled runs are recorded as skipped, naming you, until resumed.
+
+    Runs by hand (runCronJob, the admin's Run now, `crontab run <name>`) still run a paused job."""
+
+    class Arguments:
+        name = graphene.String(required=True, description=JOB_NAME)
+        reason = graphene.String(description="Why; shown with every skipped run.")
 
     @classmethod
     def perform(cls, info, name, reason=""):
@@ -239,18 +249,11 @@ class PauseCronJob(ServiceMutation):
         return {"cron_job": _job_state(pause.job_name), "message": f"{pause.job_name} {state}: {pause.summary}"}
 
 
-class ResumeCronJob(ServiceMutation):
+class ResumeCronJob(JobPauseMutation):
     """Resumes a paused job: it runs again at its next scheduled minute, on every route."""
 
-    permissions = (VIEW, PAUSE)
-    staff_only = True
-    failure_message = "Nothing changed"
-
     class Arguments:
-        name = graphene.String(required=True, description="The job's name (or its django-crontab hash).")
-
-    cron_job = graphene.Field(CronJob, description="The job as cronJobs now shows it; null on errors.")
-    message = graphene.String(required=True, description="What happened, in one sentence.")
+        name = graphene.String(required=True, description=JOB_NAME)
 
     @classmethod
     def perform(cls, info, name):
