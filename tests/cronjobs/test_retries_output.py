@@ -272,3 +272,42 @@ def test_the_run_process_crontab_work_starts_retries_in_process_and_captures_out
     result = manage("crontab", "run", "flaky", "--scheduled-for", minute, "--trigger", "work", config=config)
     assert result.returncode == 0, result.stderr
     assert [(a, s) for a, s, _ in _stored_runs(shared_db, "flaky")] == [(1, "failed"), (2, "failed"), (3, "succeeded")]
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)  # creates the test database shared_db names on PostgreSQL
+def test_a_real_celery_worker_retries_through_the_broker_and_links_the_attempts(shared_db, world_dir):
+    """Celery's own retry: each failed attempt re-publishes the message (Redis db 8, a queue of its own)."""
+    import secrets
+    import subprocess
+    import time
+    from urllib.parse import urlparse, urlunparse
+
+    from django.conf import settings as django_settings
+
+    from tests.cronjobs.procs import celery_env, start_celery_worker
+
+    broker_url = urlunparse(urlparse(django_settings.CELERY_BROKER_URL)._replace(path="/8"))
+    name = f"flaky_{secrets.token_hex(3)}"
+    options = {"name": name, "retries": 3, "retry_backoff": 0.2}
+    config = write_config(
+        world_dir,
+        shared_db,
+        CRONJOBS=[["* * * * *", f"{JOBS}.fail_then_succeed", [str(world_dir / "calls")], {}, options]],
+        CELERY_TASK_DEFAULT_QUEUE=f"cronjobs-test-{secrets.token_hex(4)}",
+    )
+    worker = start_celery_worker(config, broker_url, f"cjt-{secrets.token_hex(3)}")
+    try:
+        worker.wait_for(" ready.")
+        call = [sys.executable, "-m", "celery", "-A", "alx_backend_graphql_crm", "call", "cronjobs.run_cronjob"]
+        call += ["--args", f'["{name}", "{SLOT.isoformat()}"]']
+        subprocess.run(call, env=celery_env(config, broker_url), check=True, capture_output=True, timeout=60)
+        deadline = time.monotonic() + 120
+        while [a for a, s, _ in _stored_runs(shared_db, name) if s == "succeeded"] != [3]:
+            assert time.monotonic() < deadline, worker.output
+            time.sleep(0.1)
+    finally:
+        worker.stop()
+    assert [(a, s) for a, s, _ in _stored_runs(shared_db, name)] == [(1, "failed"), (2, "failed"), (3, "succeeded")]
+    assert worker.output.count("Retry in ") == 2, worker.output
