@@ -1,5 +1,10 @@
 """System crontab backend: read, plan and write this checkout's lines, leaving every other line as it was.
 
+Jobs with their own `timezone`: cron reads one zone (settings.TIME_ZONE, the project's, is assumed to be
+cron's), so such a job's line fires at every minute of that zone that can be a due minute in the job's
+zone over this year and the next (each UTC offset difference, plus the end of each spring-forward
+gap), and `crontab run --scheduled` quietly does nothing at a minute that is not due in the job's zone.
+
 Each line we install ends with a marker `[cronjobs <instance> <name>]`, where the instance is a hash of
 the project directory, so two projects or two checkouts of one project on a host never touch each
 other's lines. Lines written by plain django-crontab for this checkout (its comment and our manage.py
@@ -17,11 +22,13 @@ import shlex
 import subprocess
 import sys
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from croniter import croniter
 from django.conf import settings
 
-from cronjobs.registry import E010, Job, Problem
+from cronjobs.registry import E010, Job, Problem, schedule_timezone
 
 MARKER_RE = re.compile(r"\[cronjobs (?P<instance>[0-9a-f]{12}) (?P<name>[A-Za-z0-9_.-]+)\]\s*$")
 LEGACY_RUN_RE = re.compile(r"\bcrontab run (?P<hash>[0-9a-f]{32})\b")
@@ -141,7 +148,84 @@ def command_for(job: Job, config: CrontabConfig) -> str:
 def render_line(job: Job, config: CrontabConfig) -> str:
     """The whole crontab line for a job, newline included."""
     comment = config.comment.replace("%", "\\%")
-    return f"{job.schedule} {command_for(job, config)} # {comment} [cronjobs {config.instance} {job.name}]\n"
+    schedule = cron_schedule(job)
+    return f"{schedule} {command_for(job, config)} # {comment} [cronjobs {config.instance} {job.name}]\n"
+
+
+def cron_schedule(job: Job, year: int | None = None) -> str:
+    """The schedule of the job's line, in cron's zone: the job's own for a job in the project's zone;
+    for a zoned job, every cron-zone minute that can be due in its zone (the runner decides which is).
+
+    year: the first of the two years covered (default: this year), so the line is the same all year.
+    """
+    if not job.zoned:
+        return job.schedule
+    minute, hour, day, month, weekday = job.cron_expression.split()
+    expanded = croniter(job.cron_expression).expanded
+    minutes_local = range(60) if "*" in expanded[0] else expanded[0]
+    hours_local = range(24) if "*" in expanded[1] else expanded[1]
+    local = {(h, m) for h in hours_local for m in minutes_local}
+    shifts, gap_ends = _offset_shifts(job, year or datetime.now(UTC).year)
+    wall = {((h * 60 + m - shift) // 60, (h * 60 + m - shift) % 60) for h, m in local for shift in shifts}
+    wall |= gap_ends
+    hours = _cron_field(sorted({h % 24 for h, _ in wall}), 24)
+    minutes = _cron_field(sorted({m for _, m in wall}), 60)
+    # A shift across midnight or a gap's end moves a due minute to another cron-zone day: every day.
+    crosses_midnight = any(not 0 <= h < 24 for h, _ in wall)
+    days = ("*", "*", "*") if crosses_midnight or gap_ends else (day, month, weekday)
+    return " ".join([minutes, hours, *days])
+
+
+def _cron_field(values: list[int], size: int) -> str:
+    return "*" if len(values) == size else ",".join(map(str, values))
+
+
+ZONED_FIRE_TOLERANCE = timedelta(minutes=1)  # cron starts a line within its minute; python may spill over
+
+
+def scheduled_slot(job: Job, now: datetime) -> datetime | None:
+    """The minute a scheduled (`--scheduled`) run started at `now` is for: the latest due minute.
+
+    None, for a zoned job, when `now` is not a due minute in the job's zone (its line fires at every
+    minute that can be due, see cron_schedule): the run then quietly does nothing.
+    """
+    slot = job.latest_run(now)
+    if job.zoned and now.astimezone(UTC).replace(second=0, microsecond=0) - slot > ZONED_FIRE_TOLERANCE:
+        return None
+    return slot
+
+
+def _offset_shifts(job: Job, year: int) -> tuple[set[int], set[tuple[int, int]]]:
+    """Over `year` and the next: the differences (minutes) between the job's zone and cron's, and
+    the cron-zone (hour, minute) of each end of a spring-forward gap in the job's zone."""
+    job_zone, cron_zone = job.zone, schedule_timezone()
+    shifts, gap_ends = set(), set()
+    moment, end = datetime(year, 1, 1, tzinfo=UTC), datetime(year + 2, 1, 1, tzinfo=UTC)
+    previous = None
+    while moment < end:
+        offset = moment.astimezone(job_zone).utcoffset()
+        shifts.add(int((offset - moment.astimezone(cron_zone).utcoffset()).total_seconds() // 60))
+        if previous is not None and offset > previous:
+            change = _change_instant(job_zone, moment - timedelta(hours=1), moment)
+            at = change.astimezone(cron_zone)
+            gap_ends.add((at.hour, at.minute))
+        previous = offset
+        moment += timedelta(hours=1)
+    return shifts, gap_ends
+
+
+def _change_instant(zone, before: datetime, after: datetime) -> datetime:
+    """The first minute in (before, after] at the UTC offset `after` has (offsets change on a minute)."""
+    target = after.astimezone(zone).utcoffset()
+    low, high = before, after
+    while high - low > timedelta(minutes=1):
+        middle = low + (high - low) / 2
+        middle = middle.replace(second=0, microsecond=0)
+        if middle.astimezone(zone).utcoffset() == target:
+            high = middle
+        else:
+            low = middle
+    return high
 
 
 @dataclass(frozen=True)
