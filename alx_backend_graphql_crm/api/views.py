@@ -1,17 +1,19 @@
 """The /graphql view: limits from settings, masked errors, JSON answers, GraphiQL from our own static files."""
 
+import json
 import logging
 import re
 
 from django.conf import settings
-from django.http import HttpResponseBadRequest, HttpResponseNotAllowed, JsonResponse
-from django.middleware.csrf import CsrfViewMiddleware
+from django.http import HttpResponseBadRequest, JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware, get_token
 from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_exempt
 from graphene_django.settings import graphene_settings
 from graphene_django.views import GraphQLView, HttpError
-from graphql import DocumentNode, ExecutionResult, GraphQLError, OperationType, execute, get_operation_ast, validate
+from graphql import DocumentNode, GraphQLError, validate
 
+from alx_backend_graphql_crm.api.documents import execute_document
 from alx_backend_graphql_crm.api.errors import MASKED_MESSAGE, QueryRejected, format_error
 from alx_backend_graphql_crm.api.limits import limit_errors, parse_within_limits, validation_rules
 
@@ -54,12 +56,18 @@ class ApiGraphQLView(GraphQLView):
         if reason:
             return _errors_response(403, f"CSRF check failed: {reason.rstrip('.')}.", "csrf_failed")
         try:
-            return super().dispatch(request, *args, **kwargs)
+            # graphene-django wraps dispatch in ensure_csrf_cookie, which mints a CSRF cookie for every
+            # answer; only GraphiQL's page needs one (render_graphiql), so API answers skip that work.
+            return GraphQLView.dispatch.__wrapped__(self, request, *args, **kwargs)
         except RecursionError:  # a traceback thousands of frames long would flood the log
             logger.error("RecursionError answering a GraphQL request from %s", request.META.get("REMOTE_ADDR"))
         except Exception:
             logger.exception("Unexpected error answering a GraphQL request")
         return _errors_response(500, MASKED_MESSAGE, "internal_error")
+
+    def render_graphiql(self, request, **data):
+        get_token(request)  # the CSRF cookie GraphiQL sends back with its POSTs
+        return super().render_graphiql(request, **data)
 
     @staticmethod
     def _csrf_failure(request) -> str | None:
@@ -88,42 +96,51 @@ class ApiGraphQLView(GraphQLView):
         """graphene-django's steps, with the limits checked while parsing and before validation.
 
         The limits refuse a document at a cost linear in its length, before graphql-core's
-        validation rules (some quadratic in the fields) or any resolver runs. graphene-django's
-        ATOMIC_MUTATIONS is not supported here: the services hold their own transactions.
+        validation rules (some quadratic in the fields) or any resolver runs. A prepared document
+        (parsed, measured, validated) is kept per worker by its text and the settings it was checked
+        against (api/documents.py), so a repeated request skips all three.
         """
         _check_params(query, variables, operation_name)
-        if not query:
+        if not query:  # GraphiQL's page, or "Must provide query string."
             return super().execute_graphql_request(request, data, query, variables, operation_name, show_graphiql)
-        document, errors = _parse_and_measure(query, self.schema.graphql_schema, variables)
-        if errors:
-            return ExecutionResult(data=None, errors=errors)
-        operation = get_operation_ast(document, operation_name)
-        if request.method.lower() == "get" and operation is not None and operation.operation != OperationType.QUERY:
-            if show_graphiql:
-                return None
-            raise HttpError(
-                HttpResponseNotAllowed(
-                    ["POST"], f"Can only perform a {operation.operation.value} operation from a POST request."
-                )
-            )
-        schema = self.schema.graphql_schema
-        rules = validation_rules(introspection=introspection_enabled())
-        errors = validate(schema, document, rules, graphene_settings.MAX_VALIDATION_ERRORS)
-        if errors:
-            return ExecutionResult(data=None, errors=errors)
-        try:
-            return execute(
-                schema,
-                document,
-                root_value=self.get_root_value(request),
-                context_value=self.get_context(request),
-                variable_values=variables,
-                operation_name=operation_name,
-                middleware=self.get_middleware(request),
-                execution_context_class=self.execution_context_class,
-            )
-        except Exception as error:  # as graphene-django: reported (and masked) as a GraphQL error
-            return ExecutionResult(errors=[error])
+        schema, introspection = self.schema.graphql_schema, introspection_enabled()
+        # The cost limit reads the variables (page sizes), so they are part of what was checked.
+        variables_key = json.dumps(variables, sort_keys=True, default=str) if variables else ""
+        settings_key = None if len(variables_key) > settings.GRAPHQL_MAX_QUERY_CHARS else (_limits(), variables_key)
+        return execute_document(
+            self,
+            request,
+            query,
+            variables,
+            operation_name,
+            show_graphiql=show_graphiql,
+            settings_key=settings_key,
+            prepare=lambda text: _prepare(text, schema, variables, introspection),
+        )
+
+
+def _limits() -> tuple:
+    """Every setting a prepared document was checked against: read per request, so changes apply at once."""
+    return (
+        settings.GRAPHQL_MAX_TOKENS,
+        settings.GRAPHQL_MAX_NESTING,
+        settings.GRAPHQL_MAX_DEPTH,
+        settings.GRAPHQL_MAX_FIELDS,
+        settings.GRAPHQL_MAX_ALIASES,
+        settings.GRAPHQL_MAX_REPEATS,
+        settings.GRAPHQL_MAX_COST,
+        settings.GRAPHENE["RELAY_CONNECTION_MAX_LIMIT"],
+        introspection_enabled(),
+    )
+
+
+def _prepare(query: str, schema, variables, introspection: bool) -> tuple[DocumentNode | None, list[GraphQLError]]:
+    """(document, errors): the limits first, then graphql-core's validation only if they pass."""
+    document, errors = _parse_and_measure(query, schema, variables)
+    if document is None or errors:
+        return document, errors
+    rules = validation_rules(introspection=introspection)
+    return document, validate(schema, document, rules, graphene_settings.MAX_VALIDATION_ERRORS)
 
 
 def _parse_and_measure(query: str, schema, variables) -> tuple[DocumentNode | None, list[GraphQLError]]:

@@ -7,7 +7,14 @@ from django.test import Client
 from graphql.language.lexer import Lexer
 from graphql.validation.rules import overlapping_fields_can_be_merged
 
+from alx_backend_graphql_crm.api import documents
 from tests.crm.gql_helpers import ALL_CRM_PERMISSIONS, user_with
+
+
+@pytest.fixture(autouse=True)
+def fresh_document_cache(monkeypatch):
+    """Each test meets documents as a first-time attacker does: not yet parsed, measured or validated."""
+    monkeypatch.setattr(documents, "DOCUMENTS", documents.DocumentCache())
 
 
 @pytest.fixture
