@@ -8,6 +8,7 @@ after reading the whole budget). tests/security/test_hostile_documents.py checks
 
 from __future__ import annotations
 
+import itertools
 import json
 
 from django.conf import settings
@@ -53,7 +54,7 @@ def hostile_documents() -> dict[str, str]:
     """Name -> document: each within every limit (one is refused by the token limit after reading it all)."""
     tokens, fields = settings.GRAPHQL_MAX_TOKENS, settings.GRAPHQL_MAX_FIELDS
     aliases, repeats, nesting = settings.GRAPHQL_MAX_ALIASES, settings.GRAPHQL_MAX_REPEATS, settings.GRAPHQL_MAX_NESTING
-    chars = settings.GRAPHQL_MAX_QUERY_CHARS
+    chars = settings.GRAPHQL_MAX_QUERY_CHARS - 16  # room for the comment that makes each request new
     documents = {
         # Refused by the token limit after reading the whole token budget.
         "tokens: ` a` to the size limit": "{" + " a" * ((chars - 2) // 2) + "}",
@@ -94,20 +95,28 @@ def figure_8(ctx):
     from bench.worker import Figure, median_times
 
     fig = Figure("8", "Hostile documents just inside the limits, through the view", "slower", 20)
-    fig.baseline_label = "{ hello } through the same view"
+    fig.baseline_label = "{ hello } through the same view, each sent new"
     client = Client(SERVER_NAME="localhost")  # anonymous, as an attacker: no session, no token
     documents = hostile_documents()
     answers = {name: _answer(client, document) for name, document in {"hello": "{ hello }", **documents}.items()}
     if answers.pop("hello") != (200, "data") or any(answer[0] >= 500 for answer in answers.values()):
         fig.status, fig.note = "error", f"not the view's answers: {answers}"
         return fig
-    functions = [lambda: _post(client, "{ hello }")] + [
-        (lambda document=document: _post(client, document)) for document in documents.values()
+    # An attacker sends each document new (a comment is enough), so the per-worker document cache
+    # (api/documents.py) never helps them; `{ hello }` is timed new too (like for like: parsed and
+    # validated each time) and, in the note, as a client repeats it (served from the cache).
+    fresh = itertools.count()
+    functions = [lambda: _post(client, "{ hello }"), lambda: _post(client, f"{{ hello }}\n#{next(fresh)}")] + [
+        (lambda document=document: _post(client, f"{document}\n#{next(fresh)}")) for document in documents.values()
     ]
     runs = max(5, ctx.runs)
-    hello, *times = median_times(functions, runs=runs)
+    hello, hello_new, *times = median_times(functions, runs=runs)
     slowest = max(range(len(times)), key=times.__getitem__)
-    fig.ours, fig.baseline, fig.runs = times[slowest], hello, runs
-    fig.ours_label = f"slowest of {len(documents)}: {list(documents)[slowest]}"
+    fig.ours, fig.baseline, fig.runs = times[slowest], hello_new, runs
+    fig.ours_label = f"slowest of {len(documents)}, each sent new: {list(documents)[slowest]}"
     fig.extra = {name: round(seconds * 1000, 2) for name, seconds in zip(documents, times, strict=True)}
+    fig.note = (
+        f"`{{ hello }}` repeated, served from the document cache: {hello * 1000:.1f} ms, "
+        f"against which the slowest is {times[slowest] / hello:.1f}x"
+    )
     return fig
