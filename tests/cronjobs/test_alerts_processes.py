@@ -3,6 +3,7 @@
 import time
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.cronjobs.conftest import manage, write_config
 from tests.cronjobs.monitors import Monitor, SmtpServer
@@ -49,6 +50,16 @@ def alert_settings(smtp: SmtpServer, monitor: Monitor, **extra) -> dict:
     }
 
 
+def scraped_failures(config, job: str) -> float:
+    """cronjobs_job_failures_total of `job` as /metrics renders it, from a process on the shared database."""
+    code = "from cronjobs.metrics import exposition; print(exposition().decode())"
+    result = manage("shell", "--verbosity", "0", "-c", code, config=config)
+    assert result.returncode == 0, result.stderr
+    families = {f.name: f for f in text_string_to_metric_families(result.stdout)}
+    [sample] = [s for s in families["cronjobs_job_failures"].samples if s.labels == {"job": job}]
+    return sample.value
+
+
 def error_records(output: str) -> list[str]:
     return [line for line in output.splitlines() if "ERROR cronjobs.runs " in line]
 
@@ -74,6 +85,8 @@ def test_crontab_run_processes_log_each_failure_once_mail_at_the_nth_and_on_reco
     body = failing.get_payload(decode=True).decode()
     assert f"https://crm.example.com/admin/cronjobs/jobrun/{runs[1]['id']}/change/" in body
     assert "RuntimeError: failing while" in body
+
+    assert scraped_failures(config, "flaky") == 3
 
     flag.unlink()
     recovered = manage("crontab", "run", "flaky", config=config)
@@ -109,3 +122,4 @@ def test_a_crontab_work_fired_failure_is_one_error_record_one_mail_and_one_fail_
     [message] = smtp.messages()
     assert message["Subject"] == "[cronjobs] boom failed 1 time(s) in a row"
     assert monitor.paths() == ["/boom/start", "/boom/fail"]
+    assert scraped_failures(config, "boom") == 1
