@@ -145,6 +145,7 @@ CRM_GRAPHQL_URL = os.environ.get("CRM_GRAPHQL_URL") or None
 CRM_API_TOKEN = os.environ.get("CRM_API_TOKEN") or None
 CRM_LOW_STOCK_THRESHOLD = env_int("CRM_LOW_STOCK_THRESHOLD", 10)
 CRM_RESTOCK_AMOUNT = env_int("CRM_RESTOCK_AMOUNT", 10)
+CRM_MAX_ORDER_ITEMS = env_int("CRM_MAX_ORDER_ITEMS", 100)  # longest productIds list createOrder accepts
 
 # --- GraphQL -----------------------------------------------------------------------------------
 GRAPHENE = {
@@ -157,6 +158,8 @@ GRAPHQL_MAX_QUERY_CHARS = 10_000  # characters of the query text, checked before
 GRAPHQL_MAX_DEPTH = 10  # a connection adds two levels: allOrders{edges{node{customer{name}}}} is 5
 GRAPHQL_MAX_FIELDS = 300  # selected fields, fragments counted at each use: the cost limit
 GRAPHQL_MAX_ALIASES = 20  # each alias of a list field runs its own queries
+# Entries an answer may hold: each field once per object, a list as its page (see api/limits.py).
+GRAPHQL_MAX_COST = 100_000
 GRAPHQL_MAX_OFFSET = 10_000  # `offset` beyond this is refused; deep pages use `after` cursors
 GRAPHQL_INTROSPECTION = None  # None: on exactly when DEBUG is on (GraphiQL's docs need it)
 # GraphiQL's JavaScript and CSS, vendored (no CDN): see static/graphiql/README.md.
@@ -171,7 +174,12 @@ CRONJOBS = [
     (
         "*/5 * * * *",
         "crm.cron.log_crm_heartbeat",
-        {"timeout": 60, "description": "Check the database and GraphQL; log that the CRM is alive"},
+        # run_without_history: when the database is down the heartbeat still runs, to log that it is.
+        {
+            "timeout": 60,
+            "description": "Check the database and GraphQL; log that the CRM is alive",
+            "run_without_history": True,
+        },
     ),
     (
         "0 */12 * * *",

@@ -28,7 +28,8 @@ def log_crm_heartbeat() -> str:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
     except Exception as exc:
-        joblog.append_line(joblog.HEARTBEAT_LOG, f"{when} CRM check failed: database: {exc}")
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]  # one line per check in the log
+        joblog.append_line(joblog.HEARTBEAT_LOG, f"{when} CRM check failed: database: {reason}")
         raise
     try:
         answer = graphql_client.execute("{ hello }").get("hello")
@@ -49,8 +50,9 @@ def update_low_stock() -> str:
     now = joblog.stamp()
     products = payload["updatedProducts"]
     lines = [f"{now} - {p['name']}: new stock {p['stock']}" for p in products] or [f"{now} - No low-stock products"]
-    joblog.append_lines(joblog.LOW_STOCK_LOG, lines)
-    return f"restocked {len(products)} products"
+    done = f"restocked {len(products)} products"
+    _log_after_effect(joblog.LOW_STOCK_LOG, lines, done)
+    return done
 
 
 def clean_inactive_customers(days: int = 365) -> str:
@@ -60,8 +62,9 @@ def clean_inactive_customers(days: int = 365) -> str:
     lines = [f"{now} - Deleted {result.deleted} inactive customers"]
     if result.archived:
         lines.append(f"{now} - Archived {result.archived} inactive customers with order history")
-    joblog.append_lines(joblog.CLEANUP_LOG, lines)
-    return f"deleted {result.deleted}, archived {result.archived}"
+    done = f"deleted {result.deleted}, archived {result.archived}"
+    _log_after_effect(joblog.CLEANUP_LOG, lines, done)
+    return done
 
 
 def send_order_reminders() -> str:
@@ -91,6 +94,18 @@ def prune_job_runs() -> str:
     from cronjobs.retention import prune_job_runs as prune
 
     return prune()
+
+
+class LogNotWritten(joblog.JobLogError):
+    """The job's work is done and committed, but its log line could not be written."""
+
+
+def _log_after_effect(filename: str, lines: list[str], done: str) -> None:
+    # The change is committed by now: a failed log must not make the run look as if nothing happened.
+    try:
+        joblog.append_lines(filename, lines)
+    except joblog.JobLogError as exc:
+        raise LogNotWritten(f"{done}; log not written: {exc}") from exc
 
 
 def _all_pages(document: str, variables: dict, field: str) -> list[dict]:

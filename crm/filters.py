@@ -7,7 +7,7 @@ from django.conf import settings
 from django.db.models import Exists, OuterRef
 
 from alx_backend_graphql_crm.api.connections import StableOrderingFilter
-from alx_backend_graphql_crm.api.filters import DateTimeFilter
+from alx_backend_graphql_crm.api.filters import DateTimeFilter, FilterSet
 from alx_backend_graphql_crm.api.scalars import decode_id
 from crm.models import Customer, Order, OrderLine, Product
 
@@ -48,7 +48,7 @@ class NodeIDFilter(django_filters.Filter):
         return self._field
 
 
-class CustomerFilter(django_filters.FilterSet):
+class CustomerFilter(FilterSet):
     name_icontains = django_filters.CharFilter(field_name="name", lookup_expr="icontains")
     email_icontains = django_filters.CharFilter(field_name="email", lookup_expr="icontains")
     created_at_gte = DateTimeFilter(field_name="created_at", lookup_expr="gte")
@@ -65,7 +65,7 @@ class CustomerFilter(django_filters.FilterSet):
         fields: list[str] = []
 
 
-class ProductFilter(django_filters.FilterSet):
+class ProductFilter(FilterSet):
     name_icontains = django_filters.CharFilter(field_name="name", lookup_expr="icontains")
     price_gte = django_filters.NumberFilter(field_name="price", lookup_expr="gte")
     price_lte = django_filters.NumberFilter(field_name="price", lookup_expr="lte")
@@ -87,15 +87,23 @@ class ProductFilter(django_filters.FilterSet):
         return queryset.filter(**low) if value else queryset.exclude(**low)
 
 
-class OrderFilter(django_filters.FilterSet):
+class OrderFilter(FilterSet):
     total_amount_gte = django_filters.NumberFilter(field_name="total_amount", lookup_expr="gte")
     total_amount_lte = django_filters.NumberFilter(field_name="total_amount", lookup_expr="lte")
     order_date_gte = DateTimeFilter(field_name="order_date", lookup_expr="gte")
     order_date_lte = DateTimeFilter(field_name="order_date", lookup_expr="lte")
-    customer_name = django_filters.CharFilter(field_name="customer__name", lookup_expr="icontains")
+    # Each of these reveals another model's data (letter by letter, to a patient caller): it needs
+    # that model's view permission as well as crm.view_order.
+    customer_name = django_filters.CharFilter(
+        field_name="customer__name", lookup_expr="icontains", permission="crm.view_customer"
+    )
     # EXISTS rather than a join: an order with two matching lines must still appear once.
-    product_name = django_filters.CharFilter(method="filter_product_name", label="Some product's name contains this.")
-    product_id = NodeIDFilter(method="filter_product_id", type_name="Product", label="Contains this product.")
+    product_name = django_filters.CharFilter(
+        method="filter_product_name", label="Some product's name contains this.", permission="crm.view_product"
+    )
+    product_id = NodeIDFilter(
+        method="filter_product_id", type_name="Product", label="Contains this product.", permission="crm.view_product"
+    )
     order_by = StableOrderingFilter(fields=(("id", "id"), ("order_date", "orderDate"), ("total_amount", "totalAmount")))
 
     class Meta:

@@ -1,7 +1,7 @@
 """CRM domain models: customers, products, orders and their lines, API tokens.
 
-Invariants live in the database as well as in validation (see migrations 0002 for the
-triggers): emails are unique whatever their case, prices are positive, stock never goes
+Invariants live in the database as well as in validation (see the migrations for the
+triggers): emails are unique under one normalisation (``email_key``), prices are positive, stock never goes
 negative, order lines are immutable (they keep the unit price paid) and an order's
 ``total_amount`` always equals the sum of its lines.
 
@@ -11,21 +11,44 @@ customer that has orders is archived (``archived_at``) instead of deleted.
 
 import hashlib
 import secrets
+import unicodedata
 from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator, ProhibitNullCharactersValidator, RegexValidator
+from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
-from django.db.models import Value
-from django.db.models.functions import Lower
 from django.utils import timezone
 
+from alx_backend_graphql_crm.validation import validate_text
+
 PHONE_VALIDATOR = RegexValidator(
-    regex=r"^(\+\d{7,15}|\d{3}-\d{3}-\d{4})$",
+    # [0-9], not \d: \d also matches Arabic-Indic and other Unicode digits.
+    regex=r"^(\+[0-9]{7,15}|[0-9]{3}-[0-9]{3}-[0-9]{4})$",
     message="Enter a valid phone number: + and 7 to 15 digits, or 123-456-7890.",
     code="invalid_phone",
 )
+
+
+def email_key(email: str) -> str:
+    """The one normalisation under which two emails are the same customer: NFKC, then case folding.
+
+    Computed in Python and stored (``Customer.email_key``, unique), so validation and the
+    database index agree by construction: SQLite's LOWER() folds ASCII only and PostgreSQL's
+    follows the server's locale, so neither can be asked. NFKC makes full-width letters their
+    ASCII selves (``ｘ`` = ``x``); case folding makes ``ß`` equal ``ss`` and keeps the Turkish
+    ``İ`` (``i`` + combining dot) and dotless ``ı`` apart from ``i``; NFKC again re-composes.
+    """
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", email).casefold())
+
+
+class EmailKeyField(models.CharField):
+    """The column holding ``email_key(email)``, written on every save and bulk_create (pre_save)."""
+
+    def pre_save(self, model_instance, add):
+        value = email_key(model_instance.email or "")
+        setattr(model_instance, self.attname, value)
+        return value
 
 
 class CustomerQuerySet(models.QuerySet):
@@ -34,10 +57,11 @@ class CustomerQuerySet(models.QuerySet):
 
 
 class Customer(models.Model):
-    # PostgreSQL cannot store NUL in text: refuse it in validation, not with a crash on save.
-    name = models.CharField(max_length=255, validators=[ProhibitNullCharactersValidator()])
-    email = models.EmailField(max_length=254)
-    phone = models.CharField(max_length=20, blank=True, default="", validators=[PHONE_VALIDATOR])
+    # No database can store a lone surrogate, PostgreSQL no NUL: refused in validation, not by a crash on save.
+    name = models.CharField(max_length=255, validators=[validate_text])
+    email = models.EmailField(max_length=254, validators=[validate_text])
+    email_key = EmailKeyField(max_length=254, editable=False, help_text="email_key(email): unique.")
+    phone = models.CharField(max_length=20, blank=True, default="", validators=[validate_text, PHONE_VALIDATOR])
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     archived_at = models.DateTimeField(
         null=True,
@@ -51,8 +75,8 @@ class Customer(models.Model):
         ordering = ["id"]
         constraints = [
             models.UniqueConstraint(
-                Lower("email"),
-                name="crm_customer_email_ci_unique",
+                fields=["email_key"],
+                name="crm_customer_email_key_unique",
                 violation_error_message="Email already exists",
             ),
         ]
@@ -60,23 +84,28 @@ class Customer(models.Model):
     def __str__(self) -> str:
         return f"{self.name} <{self.email}>"
 
+    def clean_fields(self, exclude=None):
+        super().clean_fields(exclude=exclude)
+        # NFKC can lengthen text (one character may become 18): the key must fit its column.
+        checked = not exclude or "email" not in exclude
+        if checked and self.email and len(email_key(self.email)) > self._meta.get_field("email_key").max_length:
+            raise ValidationError({"email": ValidationError("Enter a valid email address.", code="invalid")})
+
     def validate_constraints(self, exclude=None):
-        # Report the case-insensitive uniqueness on the email field (Django reports
-        # expression constraints as non-field errors).
+        # Report the uniqueness on the email field, computed from the email being validated
+        # (the stored key is only written on save).
         if not exclude or "email" not in exclude:
-            # Compare LOWER(email) with LOWER(value) so the lookup uses the unique index on
-            # LOWER(email); ``email__iexact`` compiles to LIKE / UPPER() and scans the table.
-            clash = Customer.objects.annotate(email_lower=Lower("email")).filter(email_lower=Lower(Value(self.email)))
+            clash = Customer.objects.filter(email_key=email_key(self.email or ""))
             if self.pk:
                 clash = clash.exclude(pk=self.pk)
             if self.email and clash.exists():
                 raise ValidationError({"email": ValidationError("Email already exists", code="unique")})
-        exclude = set(exclude or ()) | {"email"}
+        exclude = set(exclude or ()) | {"email", "email_key"}
         super().validate_constraints(exclude=exclude)
 
 
 class Product(models.Model):
-    name = models.CharField(max_length=255, validators=[ProhibitNullCharactersValidator()])
+    name = models.CharField(max_length=255, validators=[validate_text])
     price = models.DecimalField(max_digits=12, decimal_places=2, validators=[MinValueValidator(Decimal("0.01"))])
     stock = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)

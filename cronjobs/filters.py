@@ -3,7 +3,7 @@
 import django_filters
 from django import forms
 
-from alx_backend_graphql_crm.api.filters import DateTimeFilter
+from alx_backend_graphql_crm.api.filters import DateTimeFilter, FilterSet
 from cronjobs.models import JobRun
 
 
@@ -25,7 +25,7 @@ class ChoiceStringFilter(django_filters.CharFilter):
     field_class = ChoiceStringField
 
 
-class JobRunFilter(django_filters.FilterSet):
+class JobRunFilter(FilterSet):
     job_name = django_filters.CharFilter(field_name="job_name", label="Runs of this job (exact name).")
     status = ChoiceStringFilter(
         field_name="status", choices=JobRun.Status.choices, label="One of: " + ", ".join(JobRun.Status.values) + "."

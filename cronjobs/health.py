@@ -10,11 +10,13 @@ from django.utils import timezone
 
 from cronjobs.models import JobRun
 from cronjobs.registry import Job, get_registry
+from cronjobs.runner import run_verdict
 
 # Default grace: half the interval between two fires, at least a minute, at most an hour.
 MIN_GRACE = timedelta(minutes=1)
 MAX_GRACE = timedelta(hours=1)
-FAILED_STATUSES = (JobRun.Status.FAILED, JobRun.Status.TIMED_OUT)
+# A missed slot is a run that should have happened; an interrupted one did not finish: alarms both.
+FAILED_STATUSES = (JobRun.Status.FAILED, JobRun.Status.TIMED_OUT, JobRun.Status.INTERRUPTED, JobRun.Status.MISSED)
 
 
 class State:
@@ -23,6 +25,7 @@ class State:
     LATE = "late"
     FAILING = "failing"
     RUNNING = "running"
+    STUCK = "stuck"  # recorded as running, but its process is gone or it is past its timeout
     DISABLED = "disabled"
 
 
@@ -35,6 +38,7 @@ class JobHealth:
     grace: timedelta
     last_run: JobRun | None
     last_success: datetime | None
+    error: str = ""  # why the job cannot be scheduled (a broken entry), or why its run is stuck
 
     @property
     def healthy(self) -> bool:
@@ -45,6 +49,8 @@ class JobHealth:
         if self.state == State.LATE:
             since = self.last_success.isoformat() if self.last_success else "never"
             return f"late: last success {since}, due {self.previous_run.isoformat()} (+{self.grace} grace)"
+        if self.error:
+            return f"{self.state}: {self.error}"
         if self.state == State.FAILING:
             return f"failing: last run #{self.last_run.pk} {self.last_run.status}: {self.last_run.result[:200]}"
         return ""
@@ -109,14 +115,22 @@ def snapshot(jobs: list[Job] | None = None, *, now: datetime | None = None) -> l
 def _health(job: Job, now: datetime, row: dict, last_run: JobRun | None) -> JobHealth:
     last_success = row.get("last_success")
     if job.problems:
-        return JobHealth(job, State.FAILING, None, None, timedelta(0), last_run, last_success)
-    grace = job_grace(job, now)
-    previous_run = job.latest_run(now)
-    next_run = job.next_run(now)
+        error = "cannot run: " + "; ".join(p.msg for p in job.problems)
+        return JobHealth(job, State.FAILING, None, None, timedelta(0), last_run, last_success, error)
+    try:
+        grace = job_grace(job, now)
+        previous_run = job.latest_run(now)
+        next_run = job.next_run(now)
+    except Exception as exc:  # a schedule croniter cannot place (check refuses these; be safe anyway)
+        error = f"cannot schedule {job.schedule!r}: {exc}"
+        return JobHealth(job, State.FAILING, None, None, timedelta(0), last_run, last_success, error)
+    stuck = _stuck(last_run, now)
     if not job.enabled:
         state = State.DISABLED
     elif last_run is not None and last_run.status in FAILED_STATUSES:
         state = State.FAILING
+    elif stuck:
+        return JobHealth(job, State.STUCK, next_run, previous_run, grace, last_run, last_success, stuck)
     elif last_run is not None and last_run.status == JobRun.Status.RUNNING:
         state = State.RUNNING
     elif last_run is None:
@@ -126,3 +140,14 @@ def _health(job: Job, now: datetime, row: dict, last_run: JobRun | None) -> JobH
     else:
         state = State.OK
     return JobHealth(job, state, next_run, previous_run, grace, last_run, last_success)
+
+
+def _stuck(last_run: JobRun | None, now: datetime) -> str:
+    """Why a `running` last run is not really running (process gone, past its timeout), or ""."""
+    if last_run is None or last_run.status != JobRun.Status.RUNNING:
+        return ""
+    verdict = run_verdict(last_run, now)
+    if verdict is None:
+        return ""
+    since = last_run.started_at.isoformat()
+    return f"run #{last_run.pk} on {last_run.host} pid {last_run.pid} since {since}: {verdict[1]}"

@@ -19,6 +19,10 @@ class JobRun(models.Model):
         FAILED = "failed"
         SKIPPED = "skipped"
         TIMED_OUT = "timed_out"
+        # Ended by a signal (TERM, HUP, INT, QUIT) before the job finished.
+        INTERRUPTED = "interrupted"
+        # A scheduled minute that started later than its grace: not run, and an alarm (not a plain skip).
+        MISSED = "missed"
 
     class Trigger(models.TextChoices):
         CRONTAB = "crontab", "system crontab"
@@ -69,7 +73,9 @@ class JobRun(models.Model):
                 name="cronjobs_jobrun_one_running_per_job",
             ),
             models.CheckConstraint(
-                condition=Q(status__in=["running", "succeeded", "failed", "skipped", "timed_out"]),
+                condition=Q(
+                    status__in=["running", "succeeded", "failed", "skipped", "timed_out", "interrupted", "missed"]
+                ),
                 name="cronjobs_jobrun_status_valid",
             ),
         ]

@@ -34,7 +34,17 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 OPTION_KEYS = frozenset(
-    {"name", "timeout", "grace", "enabled", "description", "allow_overlap", "notify_after", "ping_url"}
+    {
+        "name",
+        "timeout",
+        "grace",
+        "enabled",
+        "description",
+        "allow_overlap",
+        "run_without_history",
+        "notify_after",
+        "ping_url",
+    }
 )
 
 # The macros Vixie/Debian cron and cronie understand, as croniter reads them. @reboot is left out on
@@ -51,9 +61,20 @@ MACROS = {
 
 # One cron field as cron itself accepts it: croniter also takes L, W, #, ? and H, which cron rejects
 # (and a rejected line makes crontab refuse the user's whole file), so those fail here first.
-_ATOM = r"(?:\d+|[a-z]{3})"
-_RANGE = rf"(?:\*|{_ATOM}(?:-{_ATOM})?)(?:/\d+)?"
-_FIELD_RE = re.compile(rf"^{_RANGE}(?:,{_RANGE})*$", re.IGNORECASE)
+# ASCII only: \d would also take Arabic-Indic and other Unicode digits, which cron refuses.
+_ATOM = r"(?:[0-9]+|[a-z]{3})"
+_RANGE = rf"(?:\*|{_ATOM}(?:-{_ATOM})?)(?:/[0-9]+)?"
+_FIELD_RE = re.compile(rf"^{_RANGE}(?:,{_RANGE})*$", re.IGNORECASE | re.ASCII)
+_SPAN_RE = re.compile(r"^([0-9a-z]+)-([0-9a-z]+)", re.IGNORECASE | re.ASCII)
+_NAMES = {
+    3: {m: i for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split(), start=1)},
+    4: {d: i for i, d in enumerate("sun mon tue wed thu fri sat".split())},
+}
+# A schedule must fire within this many years (`0 0 30 2 *` never does; `0 0 29 2 *` does every four).
+FIRES_WITHIN_YEARS = 5
+# Longest timeout or grace an option may ask for: a month. Larger is a typo (or inf), and the timers
+# the runner arms (setitimer, statement_timeout) overflow long before 1e300.
+MAX_SECONDS = 31 * 86400
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$")
 LEGACY_HASH_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -117,13 +138,42 @@ def schedule_error(schedule: Any) -> str | None:
     fields = text.split()
     if len(fields) != 5:
         return f"expected 5 fields (minute hour day-of-month month day-of-week), got {len(fields)}"
-    for value in fields:
+    for position, value in enumerate(fields):
         if not _FIELD_RE.match(value):
-            return f"field {value!r} is not valid cron syntax"
+            return f"field {value!r} is not valid cron syntax (ASCII digits 0-9, names, * , - /)"
+        reversed_range = _reversed_range(position, value)
+        if reversed_range:
+            return (
+                f"the range {reversed_range!r} runs backwards: cronie refuses it and Vixie cron never fires it "
+                "(it does not wrap around); write it as two ranges, e.g. '5-23,0-2'"
+            )
     try:
         croniter(text)
     except Exception as exc:  # croniter raises several unrelated types for bad input
         return str(exc)
+    return _never_fires(text)
+
+
+def _reversed_range(position: int, value: str) -> str | None:
+    """The first `a-b` in a field whose start is after its end, or None."""
+    names = _NAMES.get(position, {})
+    for part in value.split(","):
+        span = _SPAN_RE.match(part)
+        if not span:
+            continue
+        start, end = (names.get(x.lower()) if x.isalpha() else int(x) for x in span.groups())
+        if start is not None and end is not None and start > end:
+            return span.group(0)
+    return None
+
+
+def _never_fires(text: str) -> str | None:
+    """Why a syntactically valid schedule cannot be run (no fire within FIRES_WITHIN_YEARS), or None."""
+    try:
+        croniter(text, datetime(2000, 1, 1), max_years_between_matches=FIRES_WITHIN_YEARS).get_next(datetime)
+        croniter(text, datetime.now(), max_years_between_matches=FIRES_WITHIN_YEARS).get_next(datetime)
+    except Exception:  # CroniterBadDateError, or anything croniter raises for a date it cannot find
+        return f"it never fires within {FIRES_WITHIN_YEARS} years (a day that does not exist, like 30 February?)"
     return None
 
 
@@ -150,6 +200,7 @@ class Job:
     enabled: bool = True
     description: str = ""
     allow_overlap: bool = False
+    run_without_history: bool = False
     notify_after: int | None = None  # None: settings.CRONJOBS_NOTIFY_AFTER
     ping_url: str | None = None  # None: settings.CRONJOBS_PING_URL_TEMPLATE; "": no pings
     legacy_hashes: tuple[str, ...] = ()
@@ -292,12 +343,19 @@ def _number(options: dict, key: str, index: int, problems: list[Problem], minimu
     value = options.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum or value != value:
+    # `value != value` is NaN; inf and 1e300 fail the maximum (the timers would overflow).
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or value != value
+        or not minimum <= value <= MAX_SECONDS
+    ):
         problems.append(
             _problem(
                 E008,
                 index,
-                f"option {key!r} must be a number of seconds >= {minimum}, got {value!r}",
+                f"option {key!r} must be a number of seconds from {minimum:g} to {MAX_SECONDS} (31 days), "
+                f"got {value!r}",
                 "e.g. {'timeout': 600}",
             )
         )
@@ -324,7 +382,7 @@ def _option_problems(options: dict, name: Any, index: int) -> list[Problem]:
     if not isinstance(name, str) or not NAME_RE.match(name) or LEGACY_HASH_RE.match(name):
         hint = "Names are letters, digits, '_', '.', '-' (not a 32-hex hash)."
         problems.append(_problem(E009, index, f"invalid job name {name!r}", hint))
-    for key in ("enabled", "allow_overlap"):
+    for key in ("enabled", "allow_overlap", "run_without_history"):
         if key in options and not isinstance(options[key], bool):
             problems.append(_problem(E008, index, f"option {key!r} must be True or False, got {options[key]!r}", ""))
     if "description" in options and not isinstance(options["description"], str):
@@ -407,6 +465,7 @@ def _parse_entry(entry: Any, index: int) -> tuple[Job | None, list[Problem]]:
         # Runs never overlap unless a job allows it; CRONTAB_LOCK_JOBS = False (set explicitly) makes
         # overlap the default, as in django-crontab where locking was opt-in.
         allow_overlap=options.get("allow_overlap", getattr(settings, "CRONTAB_LOCK_JOBS", True) is False) is True,
+        run_without_history=options.get("run_without_history") is True,
         notify_after=options["notify_after"] if type(options.get("notify_after")) is int else None,
         ping_url=options["ping_url"] if isinstance(options.get("ping_url"), str) else None,
         legacy_hashes=_legacy_hashes(entry, options),

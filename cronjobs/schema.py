@@ -78,8 +78,8 @@ class CronJob(graphene.ObjectType):
     last_run = graphene.Field(CronJobRunNode, description="The latest run that was not a skip.")
     last_success = graphene.DateTime(description="When the latest successful run finished.")
     healthy = graphene.Boolean(required=True, description="False when the job is late or failing.")
-    state = graphene.String(required=True, description="One of: ok, new, late, failing, running, disabled.")
-    problem = graphene.String(description="Why the job is late or failing; null when healthy.")
+    state = graphene.String(required=True, description="One of: ok, new, late, failing, running, stuck, disabled.")
+    problem = graphene.String(description="Why the job is late, failing or stuck; null when healthy.")
 
     @staticmethod
     def resolve_name(item, info):
@@ -114,13 +114,13 @@ class Query(graphene.ObjectType):
     cron_jobs = graphene.List(
         graphene.NonNull(CronJob),
         required=True,
-        description=f"Every job in CRONJOBS, in declaration order, with its health. Staff with {VIEW}.",
+        description="Every job in CRONJOBS, in declaration order, with its health.",
     )
     cron_job_runs = FilteredConnectionField(
         CronJobRunNode,
         filterset_class=JobRunFilter,
         filter_input_name="CronJobRunFilterInput",
-        description=f"The run history, newest first. Staff with {VIEW}.",
+        description="The run history, newest first.",
     )
 
     @staticmethod
@@ -144,6 +144,7 @@ class RunCronJob(ServiceMutation):
 
     permissions = (RUN,)
     staff_only = True
+    failure_message = "Nothing ran"
 
     class Arguments:
         name = graphene.String(required=True, description="The job's name (or its django-crontab hash).")
@@ -161,10 +162,6 @@ class RunCronJob(ServiceMutation):
             raise ValidationError({"name": ValidationError(f"cannot run: {exc}", code="invalid_config")}) from None
         return {"run": run, "message": outcome_message(run)}
 
-    @classmethod
-    def failure(cls, errors, **payload):
-        return super().failure(errors, message="Nothing ran; see errors.", **payload)
-
 
 class Mutation(graphene.ObjectType):
-    run_cron_job = RunCronJob.Field(description=f"Run a job now. Staff with {RUN}.")
+    run_cron_job = RunCronJob.Field(description="Run a job now.")

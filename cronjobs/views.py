@@ -37,6 +37,7 @@ def cron_health_view(request):
         "status": "ok" if not unhealthy else "error",
         "late": [item.job.name for item in unhealthy if item.state == health.State.LATE],
         "failing": [item.job.name for item in unhealthy if item.state == health.State.FAILING],
+        "stuck": [item.job.name for item in unhealthy if item.state == health.State.STUCK],
         "jobs": [item.as_dict() for item in jobs],
     }
     return JsonResponse(body, status=503 if unhealthy else 200)

@@ -10,6 +10,11 @@ last minute it already handled. A wake-up that comes late (sleep overshoot, a su
 therefore still fires a missed minute once, never a backlog, and only if it is at most `catch_up`
 old; the runner may still record it as missed when the job's own `grace` is shorter. Minutes that
 began before the scheduler started are not fired (cron does not fire them either).
+
+Configuration changes: the loop watches the files CRONJOBS comes from (the settings module's file and
+settings.CRONJOBS_WATCH_FILES). When one changes it stops firing, gives running jobs their grace, and
+re-executes itself (same pid, same arguments), so the new CRONJOBS is read afresh; a broken one then
+makes it refuse to start (exit 2), loudly, instead of firing jobs that no longer exist.
 """
 
 from __future__ import annotations
@@ -82,6 +87,9 @@ class Scheduler:
     # A plain flag: the signal handler sets it, and Event.set() from a handler can deadlock.
     stopping: bool = False
     stop_deadline: float | None = None
+    # Files CRONJOBS comes from, with their modification times when the loop started.
+    watched: dict[Path, int | None] = field(default_factory=dict)
+    restart_because: str = ""  # set when a watched file changed: run_forever re-executes the process
 
     # --- logging ------------------------------------------------------------------------------
     def log(self, message: str) -> None:
@@ -164,7 +172,7 @@ class Scheduler:
                 child.reader.join(timeout=5)
             self.children.remove(child)
             seconds = time.monotonic() - child.started
-            outcome = {0: "ok", 1: "job failed", 2: "bad configuration"}.get(code, "killed" if code < 0 else "error")
+            outcome = exit_meaning(code)
             slot = child.slot.astimezone(schedule_timezone())
             self.log(f"finish {child.job.name} [{slot:%Y-%m-%d %H:%M}] exit {code} ({outcome}) in {seconds:.1f}s")
 
@@ -182,24 +190,44 @@ class Scheduler:
         return (minute_floor(now) + timedelta(minutes=1) - now).total_seconds()
 
     def serve(self) -> None:
-        """Fire jobs until request_stop(), then wait for running jobs (up to `grace`) and return."""
+        """Fire jobs until request_stop() or a settings change, then wait for running jobs (up to
+        `grace`) and return."""
         zone = schedule_timezone().key
         self.log(f"crontab work: {len(self.jobs)} job(s), times in {zone}, pid {os.getpid()}")
-        for job in self.jobs:
-            state = (
-                f"next {job.next_run(self.clock()).astimezone(schedule_timezone()):%Y-%m-%d %H:%M}"
-                if job.enabled
-                else "disabled"
-            )
-            self.log(f"  {job.name} [{job.schedule}] {state}")
+        self.jobs = tuple(job for job in self.jobs if self._announce_job(job))
+        self.watched = {path: _mtime(path) for path in self.watched}
         self.tick()
         while not self.stopping:
             # Short sleeps so finishes are logged promptly and a stop is noticed within POLL; the
             # first tick after a minute boundary fires.
             time.sleep(min(POLL, self.seconds_to_next_minute() + 0.01))
+            if self._settings_changed():
+                break
             if not self.stopping:
                 self.tick()
         self.shutdown()
+
+    def _announce_job(self, job: Job) -> bool:
+        """Log the job and its next run; False (with the reason logged) for a job that cannot be scheduled."""
+        if not job.enabled:
+            self.log(f"  {job.name} [{job.schedule}] disabled")
+            return True
+        try:
+            upcoming = job.next_run(self.clock()).astimezone(schedule_timezone())
+        except Exception as exc:  # check refuses such schedules; never let one stop the others
+            self.log(f"  {job.name} [{job.schedule}] CANNOT BE SCHEDULED ({exc}); it will not fire")
+            return False
+        self.log(f"  {job.name} [{job.schedule}] next {upcoming:%Y-%m-%d %H:%M}")
+        return True
+
+    def _settings_changed(self) -> bool:
+        for path, seen in self.watched.items():
+            if _mtime(path) != seen:
+                self.restart_because = f"{path} changed"
+                self.log(f"settings changed ({path}): finishing running jobs, then restarting to re-read CRONJOBS")
+                self.request_stop()
+                return True
+        return False
 
     def shutdown(self) -> None:
         self.reap()
@@ -240,6 +268,48 @@ class Scheduler:
                 pass
 
 
+def exit_meaning(code: int) -> str:
+    """What the exit code of a `crontab run` process means (see the command's exit codes)."""
+    meanings = {
+        0: "ok",
+        1: "job failed",
+        2: "bad configuration",
+        3: "database unreachable, not recorded",
+        4: "outcome not recorded",
+    }
+    if code in meanings:
+        return meanings[code]
+    if code < 0:
+        return f"killed by {_signal_name(-code)}"
+    if code > 128:
+        return f"interrupted by {_signal_name(code - 128)}"
+    return "error"
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def watched_files() -> list[Path]:
+    """The files CRONJOBS is read from: the settings module's file and settings.CRONJOBS_WATCH_FILES."""
+    files = []
+    module = sys.modules.get(getattr(settings, "SETTINGS_MODULE", "") or "")
+    if module is not None and getattr(module, "__file__", None):
+        files.append(Path(module.__file__))
+    files.extend(Path(p) for p in getattr(settings, "CRONJOBS_WATCH_FILES", ()))
+    return files
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
 def work_settings() -> tuple[float, float]:
     """(grace, catch_up) in seconds from settings, validated."""
     values = []
@@ -265,3 +335,6 @@ def run_forever(scheduler: Scheduler) -> None:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if scheduler.restart_because:
+        scheduler.log(f"restarting: {' '.join([sys.executable, *sys.argv])}")
+        os.execv(sys.executable, [sys.executable, *sys.argv])  # noqa: S606 - our own command line, again

@@ -1,14 +1,31 @@
-"""The suite's one conftest at the root: the report header, and the hook that turns markers into
-availability checks (tests/reachable.py).
+"""The suite's one conftest at the root: the report header, the Hypothesis profiles, the hook that
+turns markers into availability checks (tests/reachable.py), and a migrated SQLite file for tests
+that start Django processes of their own. See docs/testing.md.
 
 A test that needs a service carries its marker (`postgres`, `redis`, `crontab`, `cron_daemon`,
 `browser`); before it runs, the marker's check decides: available, run; missing, skip with the
 reason, or fail under CRM_E2E=1. `slow` has no check: `make test` deselects it with -m "not slow".
 """
 
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from tests import reachable
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# HYPOTHESIS_PROFILE=ci (.ci/run): 1,000 examples per property. The default, "dev", is the quick one
+# `make test` uses. No deadline in either: the machine may be shared, and speed is bench's business.
+hypothesis_settings.register_profile("dev", max_examples=100, deadline=None)
+hypothesis_settings.register_profile("ci", max_examples=1000, deadline=None, print_blob=True)
+HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "dev")
+hypothesis_settings.load_profile(HYPOTHESIS_PROFILE)
 
 
 def pytest_report_header(config):
@@ -16,7 +33,12 @@ def pytest_report_header(config):
 
     db = settings.DATABASES["default"]
     where = db.get("HOST") or db.get("NAME")
-    return f"database: {db['ENGINE'].rsplit('.', 1)[-1]} ({where})" + (", CRM_E2E=1" if reachable.e2e() else "")
+    e2e = ", CRM_E2E=1" if reachable.e2e() else ""
+    examples = hypothesis_settings.default.max_examples
+    return [
+        f"database: {db['ENGINE'].rsplit('.', 1)[-1]} ({where}){e2e}",
+        f"hypothesis profile: {HYPOTHESIS_PROFILE} ({examples} examples)",
+    ]
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -26,3 +48,31 @@ def pytest_runtest_setup(item):
             reason = reachable.missing(marker)
             if reason:
                 reachable.unavailable(reason)
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory) -> Path:
+    """A SQLite file migrated once per run by `manage.py migrate` in a process of its own (read-only:
+    copy it with `sqlite_file`)."""
+    path = tmp_path_factory.mktemp("migrated") / "db.sqlite3"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "alx_backend_graphql_crm.settings",
+        "DJANGO_SECRET_KEY": "tests-only",
+        "DATABASE_URL": f"sqlite:///{path}",
+    }
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=300)
+    return path
+
+
+def copy_sqlite(source: Path, target: Path) -> Path:
+    """A consistent copy of a SQLite database (WAL included), through SQLite's backup API."""
+    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
+    return target
+
+
+@pytest.fixture
+def sqlite_file(migrated_sqlite, tmp_path) -> Path:
+    """This test's own migrated SQLite file (a copy: no migrate per test)."""
+    return copy_sqlite(migrated_sqlite, tmp_path / "db.sqlite3")

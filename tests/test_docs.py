@@ -35,13 +35,16 @@ def rel(path: Path) -> str:
     return path.relative_to(ROOT).as_posix()
 
 
+def fenced(path: Path, language: str) -> list[str]:
+    """The contents of the code blocks in ``language``, in order, dedented."""
+    text = path.read_text(encoding="utf-8")
+    blocks = [m.group(0) for m in FENCE_RE.finditer(text) if m.group(2) == language]
+    return [dedent(block.split("\n", 1)[1].rsplit("```", 1)[0]) for block in blocks]
+
+
 def graphql_blocks() -> list[tuple[Path, int, str]]:
     """Every ```graphql block of the docs: (file, number of the block in the file, text)."""
-    blocks = []
-    for path in DOCS:
-        found = [m.group(0) for m in FENCE_RE.finditer(path.read_text(encoding="utf-8")) if m.group(2) == "graphql"]
-        blocks += [(path, n, dedent(block.split("\n", 1)[1].rsplit("```", 1)[0])) for n, block in enumerate(found, 1)]
-    return blocks
+    return [(path, n, block) for path in DOCS for n, block in enumerate(fenced(path, "graphql"), 1)]
 
 
 def operations(block: str) -> list[str]:
@@ -143,3 +146,33 @@ def test_readme_layout_names_every_top_level_folder():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     layout = readme.split("## Where things are\n", 1)[1].split("\n## ", 1)[0]
     assert not [f for f in sorted(folders) if f"\n{f}/" not in layout], "README's layout misses these folders"
+    # ... and names only what exists at the top level (folders other engineers are adding excepted).
+    block = FENCE_RE.search(layout).group(0).split("\n", 1)[1].rsplit("```", 1)[0]
+    named = {line.split()[0] for line in block.splitlines() if line and not line[0].isspace()}
+    named |= set(block.strip().splitlines()[-1].split())
+    pending = {"deploy/"}  # issue 14
+    assert not [n for n in sorted(named - pending) if not (ROOT / n).exists()], "README's layout names what is gone"
+
+
+def test_cronjobs_example_parses():
+    """docs/scheduling.md's CRONJOBS example is valid: only its made-up `app.` targets cannot be imported."""
+    from cronjobs.registry import parse_cronjobs
+
+    namespace: dict = {}
+    exec(fenced(ROOT / "docs" / "scheduling.md", "python")[0], namespace)  # noqa: S102 - our own docs
+    registry = parse_cronjobs(namespace["CRONJOBS"])
+    assert len(registry.jobs) == len(namespace["CRONJOBS"])
+    problems = [(p.id, p.msg) for p in registry.all_problems()]
+    assert problems and all(id_ == "cronjobs.E004" and "'app.cron." in msg for id_, msg in problems), problems
+
+
+def test_settings_table_lists_exactly_the_variables_settings_reads():
+    operations = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    table = operations.split("## Settings\n", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `([A-Z][A-Z0-9_]+)`(?: / `([A-Z][A-Z0-9_]+)`)?", table, re.MULTILINE))
+    documented = {name for pair in documented for name in pair if name}
+    source = (ROOT / "alx_backend_graphql_crm" / "settings.py").read_text(encoding="utf-8")
+    read = set(re.findall(r"""(?:environ\.get|env_\w+)\(\s*["']([A-Z][A-Z0-9_]+)["']""", source))
+    if "dj_database_url.config(" in source:
+        read.add("DATABASE_URL")  # dj-database-url's own variable
+    assert documented == read, {"documented, not read": documented - read, "read, not documented": read - documented}

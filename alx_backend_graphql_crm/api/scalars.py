@@ -4,31 +4,20 @@ import decimal
 import re
 
 import graphene
+from django.core.exceptions import ValidationError
 from graphql import FloatValueNode, GraphQLError, IntValueNode, StringValueNode, Undefined
 from graphql_relay import from_global_id
 
-MAX_DECIMAL_EXPONENT = 50
+from alx_backend_graphql_crm.validation import to_exact_decimal
+
 _PLAIN_ID = re.compile(r"^\s*\d{1,18}\s*$")  # 18 digits stays inside a 64-bit primary key
 
 
-def to_exact_decimal(value) -> decimal.Decimal:
-    """A finite Decimal from a string, an int or a float (a float through its shortest repr).
-
-    ``repr(999.99)`` is ``'999.99'``: the shortest text that round-trips, which is what the
-    client wrote in its JSON, so a float variable is stored exactly as sent.
-    """
-    if isinstance(value, bool) or not isinstance(value, str | int | float | decimal.Decimal):
-        raise GraphQLError(f"Decimal cannot represent {value!r}: send a number or a numeric string.")
+def _decimal(value) -> decimal.Decimal:
     try:
-        result = decimal.Decimal(repr(value) if isinstance(value, float) else value)
-    except (decimal.InvalidOperation, ValueError):
-        raise GraphQLError(f"Decimal cannot represent {value!r}: send a number or a numeric string.") from None
-    if not result.is_finite():
-        raise GraphQLError(f"Decimal cannot represent {value!r}: it must be finite.")
-    if result and abs(result.adjusted()) > MAX_DECIMAL_EXPONENT:
-        # Far beyond any amount; databases overflow on such numbers in comparisons.
-        raise GraphQLError(f"Decimal {value!r} is out of range.")
-    return result
+        return to_exact_decimal(value)
+    except ValidationError as exc:
+        raise GraphQLError(exc.messages[0]) from None
 
 
 class Decimal(graphene.Scalar):
@@ -38,18 +27,18 @@ class Decimal(graphene.Scalar):
 
     @staticmethod
     def serialize(value):
-        return str(value if isinstance(value, decimal.Decimal) else to_exact_decimal(value))
+        return str(value if isinstance(value, decimal.Decimal) else _decimal(value))
 
     @staticmethod
     def parse_value(value):
-        return to_exact_decimal(value)
+        return _decimal(value)
 
     @classmethod
     def parse_literal(cls, node, _variables=None):
         if isinstance(node, IntValueNode | FloatValueNode | StringValueNode):
             try:
                 return to_exact_decimal(node.value)
-            except GraphQLError:
+            except ValidationError:
                 return Undefined
         return Undefined
 
@@ -69,3 +58,18 @@ def decode_id(value, type_name: str) -> int | None:
     if decoded_type != type_name or not _PLAIN_ID.match(decoded_id or ""):
         return None
     return int(decoded_id)
+
+
+def require_ids(values, type_name: str, *, field: str) -> list[int]:
+    """The primary keys of ``values`` (each a global ID of ``type_name`` or an integer), in order.
+
+    The first value that is neither is reported as a ValidationError on ``field``
+    ("Invalid product ID: abc"), the way a service reports an ID it cannot find.
+    """
+    ids = []
+    for value in values:
+        pk = decode_id(value, type_name)
+        if pk is None:
+            raise ValidationError({field: ValidationError(f"Invalid {type_name.lower()} ID: {value}", code="invalid")})
+        ids.append(pk)
+    return ids

@@ -40,6 +40,9 @@ class ApiGraphQLView(GraphQLView):
             max_depth=settings.GRAPHQL_MAX_DEPTH,
             max_fields=settings.GRAPHQL_MAX_FIELDS,
             max_aliases=settings.GRAPHQL_MAX_ALIASES,
+            max_cost=settings.GRAPHQL_MAX_COST,
+            page_size=settings.GRAPHENE["RELAY_CONNECTION_MAX_LIMIT"],
+            variables=variables,
             introspection=settings.DEBUG if settings.GRAPHQL_INTROSPECTION is None else settings.GRAPHQL_INTROSPECTION,
         )
         return super().execute_graphql_request(request, data, query, variables, operation_name, show_graphiql)

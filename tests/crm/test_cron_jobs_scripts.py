@@ -12,19 +12,16 @@ CRON_JOBS = ROOT / "crm" / "cron_jobs"
 
 
 @pytest.fixture
-def project_env(tmp_path):
+def project_env(sqlite_file, tmp_path):
     """A throw-away SQLite file database, migrated, and a log folder; env as a crontab would set it."""
     logs = tmp_path / "logs"
     logs.mkdir()
     env = {
         "PATH": "/usr/bin:/bin",  # cron's bare PATH
         "DJANGO_SECRET_KEY": "tests-only",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "DATABASE_URL": f"sqlite:///{sqlite_file}",
         "CRM_LOG_DIR": str(logs),
     }
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env={**os.environ, **env}, check=True, timeout=120
-    )
     return env, logs
 
 

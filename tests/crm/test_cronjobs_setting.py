@@ -34,15 +34,13 @@ def test_manage_py_check_accepts_them():
 
 
 @pytest.fixture
-def file_db(tmp_path):
-    env = {
+def file_db(sqlite_file):
+    return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "alx_backend_graphql_crm.settings",
         "DJANGO_SECRET_KEY": "tests-only",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "DATABASE_URL": f"sqlite:///{sqlite_file}",
     }
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
-    return env
 
 
 def crontab_run(env, job):

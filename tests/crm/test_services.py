@@ -81,9 +81,9 @@ class TestBulkCreateCustomers:
             result = services.bulk_create_customers(rows=rows(1000, 10))
         assert len(result.customers) == 1000 and not result.errors
         if connection.vendor == "sqlite":
-            # Django splits an INSERT at SQLite's assumed 999-parameter limit: 5 fields -> 199 rows each.
+            # Django splits an INSERT at SQLite's assumed 999-parameter limit: 6 fields -> 166 rows each.
             inserts = [q for q in large.captured_queries if q["sql"].startswith("INSERT")]
-            assert len(inserts) == -(-1000 // (999 // 5))
+            assert len(inserts) == -(-1000 // (999 // 6))
             assert len(large) - len(inserts) == len(small) - 1
         else:
             assert len(large) == len(small)
@@ -145,7 +145,8 @@ class TestCreateOrder:
             services.create_order(customer_id=CustomerFactory().pk, product_ids=[])
         assert "product_ids" in exc.value.message_dict
 
-    def test_total_beyond_what_the_database_holds_refused(self):
+    def test_total_beyond_what_the_database_holds_refused(self, settings):
+        settings.CRM_MAX_ORDER_ITEMS = 101
         dear = ProductFactory(price=Decimal("9999999999.99"), stock=1000)
         with pytest.raises(ValidationError) as exc:
             services.create_order(customer_id=CustomerFactory().pk, product_ids=[dear.pk] * 101)
@@ -198,16 +199,21 @@ class TestRestock:
         edge = ProductFactory(stock=10)
         with CaptureQueriesContext(connection) as queries:
             changed = services.restock_low_stock(threshold=10, amount=10)
-        assert [(p.pk, p.stock) for p in changed] == [(low.pk, 12)]
+        assert changed == [(low.pk, low.name, 12)]
         assert [q["sql"].split()[0] for q in queries.captured_queries if "crm_product" in q["sql"]] == ["UPDATE"]
         edge.refresh_from_db()
         assert edge.stock == 10
-        assert changed[0].price == low.price
+
+    def test_returns_every_changed_product_by_id(self):
+        products = [ProductFactory(stock=stock) for stock in (5, 0, 11, 9)]
+        changed = services.restock_low_stock(threshold=10, amount=3)
+        expected = [(p.pk, p.stock + 3) for p in products if p.stock < 10]
+        assert [(row_id, stock) for row_id, _, stock in changed] == expected
 
     def test_defaults_from_settings(self, settings):
         settings.CRM_LOW_STOCK_THRESHOLD, settings.CRM_RESTOCK_AMOUNT = 3, 7
         product = ProductFactory(stock=2)
-        assert [p.stock for p in services.restock_low_stock()] == [9]
+        assert [stock for _, _, stock in services.restock_low_stock()] == [9]
         assert product.pk
 
     def test_non_positive_amount_refused(self):

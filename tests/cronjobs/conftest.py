@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
+from tests.conftest import copy_sqlite
 from tests.crm.gql_helpers import staff
 from tests.reachable import on_postgres
 
@@ -113,19 +114,9 @@ def world_dir():
 
 
 @pytest.fixture(scope="session")
-def _sqlite_file_db():
+def _sqlite_file_db(migrated_sqlite):
     folder = _world_dir("cronjobs-db-")
-    path = folder / "db.sqlite3"
-    url = f"sqlite:///{path}"
-    result = subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", f"--settings={SUBPROCESS_SETTINGS}"],
-        cwd=ROOT,
-        env=clean_env(DATABASE_URL=url),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    path = copy_sqlite(migrated_sqlite, folder / "db.sqlite3")
     for file in folder.iterdir():
         file.chmod(0o666)
     yield path

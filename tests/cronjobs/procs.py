@@ -14,10 +14,18 @@ from tests.cronjobs.conftest import ROOT, SUBPROCESS_SETTINGS, clean_env
 WAIT = 200  # seconds: a minute boundary, process start-up and a slow CI machine, never a measured duration
 
 
+def _default_sigint() -> None:
+    """In the child before exec: SIGINT back to its default action. A test run in the background
+    (`make test &`) inherits SIGINT ignored, exec keeps it ignored, and a shell started with a signal
+    ignored can never trap it: bin/run would sit through the test's Ctrl-C. A terminal's job never
+    starts with SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Proc:
     """A started process whose merged stdout/stderr is collected line by line while it runs."""
 
-    def __init__(self, name: str, argv: list[str], env: dict, new_session: bool = False):
+    def __init__(self, name: str, argv: list[str], env: dict, terminal_job: bool = False):
         self.name = name
         self.lines: list[str] = []
         self.process = subprocess.Popen(
@@ -28,7 +36,9 @@ class Proc:
             stderr=subprocess.STDOUT,
             text=True,
             bufsize=1,
-            start_new_session=new_session,  # a process group of its own, like a terminal's
+            # terminal_job: started as a shell in a terminal starts a job, so that a test can press Ctrl-C.
+            start_new_session=terminal_job,  # a process group of its own
+            preexec_fn=_default_sigint if terminal_job else None,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

@@ -17,3 +17,6 @@ if os.environ.get("CRONJOBS_TEST_CONFIG"):
 from tests.settings import *  # noqa: E402,F403
 
 globals().update(_config.get("settings", {}))
+if os.environ.get("CRONJOBS_TEST_CONFIG"):
+    # CRONJOBS comes from that file: `crontab work` restarts when it changes, as when settings.py does.
+    CRONJOBS_WATCH_FILES = [os.environ["CRONJOBS_TEST_CONFIG"]]

@@ -114,7 +114,7 @@ expressions = st.one_of(
 
 
 @given(expression=expressions, start=st.datetimes(datetime(2000, 1, 1), datetime(2035, 12, 31)))
-@hyp_settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@hyp_settings(suppress_health_check=[HealthCheck.too_slow])
 def test_generated_schedules_fire_at_croniters_minutes(expression, start):
     assume(schedule_error(expression) is None)
     start = start.replace(tzinfo=UTC)

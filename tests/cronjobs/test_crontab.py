@@ -129,7 +129,7 @@ foreign_line = st.one_of(
 
 
 @given(st.lists(foreign_line, max_size=12), st.permutations(range(len(CRONJOBS))), st.integers(0, 3))
-@hsettings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hsettings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_plan_keeps_foreign_lines_and_converges_in_one_add(settings, lines, order, keep):
     config = backend.get_config()
     if any(f"[cronjobs {config.instance} " in line for line in lines):

@@ -178,9 +178,9 @@ def test_disabled_job_skips_scheduled_runs_but_runs_by_hand():
     assert runner.run("off").status == "succeeded"
 
 
-def test_grace_skips_a_run_that_starts_too_late():
+def test_grace_records_a_run_that_starts_too_late_as_missed():
     late = runner.run("strict", scheduled_for=timezone.now() - timedelta(minutes=5), trigger="work")
-    assert late.status == "skipped" and late.result.startswith("missed")
+    assert late.status == "missed" and late.result.startswith("missed")
     assert runner.run("strict", scheduled_for=timezone.now(), trigger="work").status == "succeeded"
 
 

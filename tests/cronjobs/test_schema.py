@@ -179,7 +179,8 @@ class TestCronJobRuns:
         [
             (
                 '{status: "done"}',
-                "filter.status: 'done' is not one of: running, succeeded, failed, skipped, timed_out.",
+                "filter.status: 'done' is not one of: "
+                "running, succeeded, failed, skipped, timed_out, interrupted, missed.",
             ),
             (
                 '{trigger: "cron"}',
@@ -260,8 +261,8 @@ class TestRunCronJob:
         status, body = post(logged_in(operator), RUN_MUTATION, {"name": "nope"})
         assert status == 200 and "errors" not in body
         payload = body["data"]["runCronJob"]
-        assert payload["run"] is None and payload["message"] == "Nothing ran; see errors."
         message = "no job named 'nope' in CRONJOBS (known: fine, broken, off)"
+        assert payload["run"] is None and payload["message"] == f"Nothing ran: name: {message}"
         assert payload["errors"] == [f"name: {message}"]
         assert payload["fieldErrors"] == [{"field": "name", "message": message, "code": "not_found"}]
         assert not JobRun.objects.exists()

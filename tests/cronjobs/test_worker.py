@@ -278,7 +278,7 @@ def test_bin_run_serves_the_web_and_crontab_work_and_ctrl_c_stops_both(shared_db
         PYTHON=sys.executable,
         PYTHONUNBUFFERED="1",
     )
-    script = Proc("bin/run", ["bin/run", f"127.0.0.1:{port}"], env, new_session=True)
+    script = Proc("bin/run", ["bin/run", f"127.0.0.1:{port}"], env, terminal_job=True)
     try:
         script.wait_for("crontab work: 1 job(s)")
         script.wait_for(f"Starting development server at http://127.0.0.1:{port}/")

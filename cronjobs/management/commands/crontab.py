@@ -1,10 +1,15 @@
 """`manage.py crontab add|show|remove|run|work`: django-crontab's command, rebuilt on the registry and runner.
 
 Exit codes of `run`: 0 the job succeeded or its skip was recorded (or another process holds the
-slot), 1 the job failed or timed out (traceback on stderr), 2 unknown job or bad configuration.
-`add`/`remove`: 0 done, 1 the crontab could not be read or written (nothing changed), 2 bad
-configuration (nothing changed). `work` (cronjobs.worker): 0 after a SIGTERM / Ctrl-C stop, 2 bad
-configuration (refuses to start).
+slot; a missed slot is also 0, with a line on stderr), 1 the job failed or timed out (report on
+stderr), 2 unknown job or bad configuration, 3 the run history's database is unreachable (nothing
+recorded; nothing ran unless the job has run_without_history), 4 the job ran but its outcome could
+not be recorded, 128 + N stopped by signal N (TERM 143, HUP 129, INT 130, QUIT 131; the run is
+recorded `interrupted`). A scheduled run (--scheduled, --scheduled-for) prints nothing when it
+succeeds or is skipped, so cron mails nothing. `add`/`remove`: 0 done, 1 the crontab could not be
+read or written (nothing changed), 2 bad configuration (nothing changed). `show`: 0, 1 crontab
+unreadable, 2 configuration errors (listed). `work` (cronjobs.worker): 0 after a SIGTERM / Ctrl-C
+stop, 2 bad configuration (refuses to start); it restarts itself when its settings files change.
 """
 
 from __future__ import annotations
@@ -22,10 +27,13 @@ from cronjobs.checks import problem_to_error
 from cronjobs.describe import human_schedule
 from cronjobs.models import JobRun
 from cronjobs.registry import LEGACY_HASH_RE, Job, JobConfigError, UnknownJob, get_registry, schedule_timezone
-from cronjobs.runner import TRIGGERS, run
+from cronjobs.runner import TRIGGERS, HistoryUnavailable, Interrupted, OutcomeNotRecorded, run, stop_signals_interrupt
 
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
+EXIT_NO_DATABASE = 3  # the run history's database is unreachable: nothing recorded
+EXIT_NOT_RECORDED = 4  # the job ran; its outcome could not be saved
+EXIT_SIGNAL_BASE = 128  # + the signal number, the shell's convention (SIGTERM: 143)
 
 
 class Command(DjangoCrontabCommand):
@@ -121,6 +129,7 @@ class Command(DjangoCrontabCommand):
     # --- show -----------------------------------------------------------------------------------
     def handle_show(self, options):
         registry = get_registry()
+        problems = registry.all_problems() + backend.settings_problems()
         config = backend.get_config()
         unreadable = None
         try:
@@ -152,20 +161,27 @@ class Command(DjangoCrontabCommand):
             if job.description:
                 self.stdout.write(f"      {job.description}")
             self.stdout.write(f"      installed: {self._install_state(job, installed, config, unreadable)}")
-            if job.problems:
-                for problem in job.problems:
-                    self.stdout.write(f"      ERROR {problem.id}: {problem.msg}")
-            else:
-                self.stdout.write(f"      next run:  {job.next_run(now).astimezone(tz):%Y-%m-%d %H:%M %Z}")
+            own = [p for p in problems if p.index == job.index]
+            for problem in own:
+                self.stdout.write(f"      ERROR {problem.id}: {problem.msg}")
+            if not own:
+                self.stdout.write(f"      next run:  {next_run_text(job, now, tz)}")
             self.stdout.write(f"      last run:  {last_run(job.name, tz)}")
-        for problem in registry.problems:
-            self.stdout.write(f"  ERROR {problem.id}: {problem.msg}")
+        job_indexes = {job.index for job in registry.jobs}
+        for problem in problems:
+            if problem.index is None or problem.index not in job_indexes:
+                self.stdout.write(f"  ERROR {problem.id}: {problem.msg}")
         for note in stale + legacy:
             self.stdout.write(f"  stale line  {note}")
         if foreign:
             self.stdout.write(f"  {foreign} line(s) of other projects or checkouts (left alone)")
         if unreadable:
             raise CommandError(unreadable, returncode=EXIT_FAILED)
+        if problems:
+            raise CommandError(
+                f"{len(problems)} configuration error(s) (listed above; `manage.py check` has hints)",
+                returncode=EXIT_CONFIG,
+            )
 
     @staticmethod
     def _install_state(job: Job, installed: dict, config, unreadable) -> str:
@@ -186,7 +202,7 @@ class Command(DjangoCrontabCommand):
     def handle_work(self, options):
         import sys
 
-        from cronjobs.worker import Scheduler, run_forever, work_settings
+        from cronjobs.worker import Scheduler, run_forever, watched_files, work_settings
 
         problems = get_registry().all_problems()
         if problems:
@@ -215,12 +231,43 @@ class Command(DjangoCrontabCommand):
             out=sys.stdout,
             grace=grace if options.get("grace") is None else options["grace"],
             catch_up=catch_up if options.get("catch_up") is None else options["catch_up"],
+            watched=dict.fromkeys(watched_files()),
         )
         run_forever(scheduler)
 
     # --- run ------------------------------------------------------------------------------------
     def handle_run(self, options):
-        name = options["jobhash"]
+        job = self._job_to_run(options["jobhash"])
+        # A legacy hash only ever comes from a line plain django-crontab installed: a scheduled run.
+        scheduled = (
+            options["scheduled"] or bool(options["scheduled_for"]) or bool(LEGACY_HASH_RE.match(options["jobhash"]))
+        )
+        scheduled_for = None
+        if options["scheduled_for"]:
+            scheduled_for = parse_datetime(options["scheduled_for"])
+            if scheduled_for is None:
+                raise CommandError(
+                    f"--scheduled-for {options['scheduled_for']!r} is not an ISO datetime", returncode=EXIT_CONFIG
+                )
+        elif scheduled:
+            scheduled_for = job.latest_run(timezone.now())
+        trigger = options["trigger"] or ("crontab" if scheduled else "manual")
+        try:
+            with stop_signals_interrupt():
+                record = run(job, scheduled_for=scheduled_for, trigger=trigger)
+        except HistoryUnavailable as exc:
+            raise CommandError(history_unavailable_text(exc), returncode=EXIT_NO_DATABASE) from None
+        except OutcomeNotRecorded as exc:
+            raise CommandError(
+                f"{exc} (after retries); the run stays `running` until it is closed as ended without an outcome",
+                returncode=EXIT_NOT_RECORDED,
+            ) from None
+        except Interrupted as exc:
+            raise CommandError(interrupted_text(job, exc), returncode=EXIT_SIGNAL_BASE + exc.signum) from None
+        self._report_run(job, record, quiet=scheduled)
+
+    @staticmethod
+    def _job_to_run(name: str | None) -> Job:
         if not name:
             raise CommandError("`crontab run` needs a job name (or legacy hash)", returncode=EXIT_CONFIG)
         try:
@@ -232,37 +279,57 @@ class Command(DjangoCrontabCommand):
             raise CommandError(str(exc), returncode=EXIT_CONFIG) from exc
         except JobConfigError as exc:
             raise CommandError(f"job {name!r} cannot run: {exc}", returncode=EXIT_CONFIG) from exc
+        return job
 
-        # A legacy hash only ever comes from a line plain django-crontab installed: a scheduled run.
-        scheduled = options["scheduled"] or bool(options["scheduled_for"]) or bool(LEGACY_HASH_RE.match(name))
-        scheduled_for = None
-        if options["scheduled_for"]:
-            scheduled_for = parse_datetime(options["scheduled_for"])
-            if scheduled_for is None:
-                raise CommandError(
-                    f"--scheduled-for {options['scheduled_for']!r} is not an ISO datetime", returncode=EXIT_CONFIG
-                )
-        elif scheduled:
-            scheduled_for = job.latest_run(timezone.now())
-        trigger = options["trigger"] or ("crontab" if scheduled else "manual")
-
-        record = run(job, scheduled_for=scheduled_for, trigger=trigger)
+    def _report_run(self, job: Job, record: JobRun, *, quiet: bool) -> None:
+        """Talk about the outcome: a run typed by hand always, a scheduled one only when it went wrong
+        (cron mails whatever a line prints)."""
         label = f"{job.name} run #{record.pk}"
         if record.duplicate:
-            self.stdout.write(
-                f"{job.name}: slot {record.scheduled_for:%Y-%m-%d %H:%M} already claimed by run #{record.pk} "
-                f"({record.host} pid {record.pid}, {record.status}); not run again"
-            )
+            if not quiet:
+                self.stdout.write(
+                    f"{job.name}: slot {record.scheduled_for:%Y-%m-%d %H:%M} already claimed by run #{record.pk} "
+                    f"({record.host} pid {record.pid}, {record.status}); not run again"
+                )
         elif record.status == JobRun.Status.SUCCEEDED:
-            self.stdout.write(
-                f"{label} succeeded in {record.duration}" + (f": {record.result}" if record.result else "")
-            )
+            if not quiet:
+                self.stdout.write(
+                    f"{label} succeeded in {record.duration}" + (f": {record.result}" if record.result else "")
+                )
         elif record.status == JobRun.Status.SKIPPED:
-            self.stdout.write(f"{label} skipped: {record.result}")
+            if not quiet:
+                self.stdout.write(f"{label} skipped: {record.result}")
+        elif record.status == JobRun.Status.MISSED:
+            self.stderr.write(f"{label} {record.result}")
         else:
-            if record.traceback:
+            if record.traceback and not quiet:
                 self.stderr.write(record.traceback.rstrip("\n"))
-            raise CommandError(f"{label} {record.status}: {record.result}", returncode=EXIT_FAILED)
+            hint = "; traceback in the run history (`crontab show`, admin)" if quiet and record.traceback else ""
+            raise CommandError(f"{label} {record.status}: {record.result}{hint}", returncode=EXIT_FAILED)
+
+
+def history_unavailable_text(exc: HistoryUnavailable) -> str:
+    text = f"{exc.job.name}: {exc}; nothing recorded"
+    if exc.outcome is None:
+        return f"{text}, the job did not run"
+    status, result = exc.outcome
+    first_line = result.strip().splitlines()[0] if result.strip() else ""
+    ran = f"{text}; it ran without the history (run_without_history): {status}"
+    return f"{ran}: {first_line}" if first_line else ran
+
+
+def interrupted_text(job: Job, exc: Interrupted) -> str:
+    record = getattr(exc, "record", None)
+    if record is None:
+        return f"{job.name}: {exc} outside the job; any outcome already recorded stands"
+    return f"{job.name} run #{record.pk} {exc}; recorded as {record.status}"
+
+
+def next_run_text(job: Job, now, tz) -> str:
+    try:
+        return f"{job.next_run(now).astimezone(tz):%Y-%m-%d %H:%M %Z}"
+    except Exception as exc:  # a schedule croniter cannot place: say so, list the others
+        return f"cannot be scheduled: {exc}"
 
 
 def last_run(job_name: str, tz) -> str:

@@ -1,0 +1,89 @@
+"""Value rules shared by the domain and the GraphQL toolkit: one error record, exact decimals, safe text.
+
+It imports Django only, never an app nor graphene: services import it without depending on the
+API, and the API toolkit imports it without depending on any app (the cronjobs engine and crm
+both build on the toolkit, which must stay ignorant of them).
+"""
+
+import decimal
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+
+MAX_DECIMAL_EXPONENT = 50
+
+
+@dataclass(frozen=True)
+class InputError:
+    """One mistake in an input: ``field`` as the code names it ("" for the whole input),
+    ``index`` the 0-based row of a list input (None otherwise)."""
+
+    field: str
+    message: str
+    code: str
+    index: int | None = None
+
+    def __str__(self) -> str:
+        text = f"{self.field}: {self.message}" if self.field else self.message
+        return f"row {self.index}: {text}" if self.index is not None else text
+
+
+def errors_from_validation(exc: ValidationError, *, index: int | None = None) -> list[InputError]:
+    """Flatten a Django ValidationError (a dict by field, or a plain list) into InputErrors."""
+    if hasattr(exc, "error_dict"):
+        items = [(name, error) for name, errors in exc.error_dict.items() for error in errors]
+    else:
+        items = [("", error) for error in exc.error_list]
+    # A ValidationError iterates its formatted messages (params filled in).
+    return [
+        InputError("" if name == "__all__" else name, next(iter(error)), error.code or "invalid", index)
+        for name, error in items
+    ]
+
+
+def to_exact_decimal(value) -> decimal.Decimal:
+    """A finite Decimal from a string, an int or a float (a float through its shortest repr).
+
+    ``repr(999.99)`` is ``'999.99'``: the shortest text that round-trips, which is what the
+    client wrote in its JSON, so a float is stored exactly as sent. Raises a ValidationError
+    (code "invalid") for anything else.
+    """
+    if isinstance(value, bool) or not isinstance(value, str | int | float | decimal.Decimal):
+        raise ValidationError(f"Decimal cannot represent {value!r}: send a number or a numeric string.", "invalid")
+    try:
+        result = decimal.Decimal(repr(value) if isinstance(value, float) else value)
+    except (decimal.InvalidOperation, ValueError):
+        raise ValidationError(
+            f"Decimal cannot represent {value!r}: send a number or a numeric string.", "invalid"
+        ) from None
+    if not result.is_finite():
+        raise ValidationError(f"Decimal cannot represent {value!r}: it must be finite.", "invalid")
+    if result and abs(result.adjusted()) > MAX_DECIMAL_EXPONENT:
+        # Far beyond any amount; databases overflow on such numbers in comparisons.
+        raise ValidationError(f"Decimal {value!r} is out of range.", "invalid")
+    return result
+
+
+def validate_text(value) -> None:
+    """Refuse text no field of ours may hold: control characters (NUL included) and lone surrogates.
+
+    A lone surrogate (JSON's "\\ud800") is not a character: no database can encode it (the driver
+    raises UnicodeEncodeError). PostgreSQL cannot store NUL at all; the other control characters
+    (U+0001-U+001F, U+007F-U+009F) have no place in a name, an address or a search and are how
+    log and terminal injection starts. Names the first offending character by its code point.
+    """
+    found = _UNSAFE_TEXT.search(value) if isinstance(value, str) else None
+    if found is None:
+        return
+    char = found.group()
+    if char == "\x00":
+        raise ValidationError("Null characters are not allowed.", code="null_characters_not_allowed")
+    if unicodedata.category(char) == "Cs":
+        raise ValidationError(f"Unpaired surrogates are not allowed (U+{ord(char):04X}).", code="lone_surrogate")
+    raise ValidationError(f"Control characters are not allowed (U+{ord(char):04X}).", code="control_character")
+
+
+# Unicode category Cc (C0 controls, DEL, C1 controls) and Cs (surrogates, only ever unpaired in a str).
+_UNSAFE_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")

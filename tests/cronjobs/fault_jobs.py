@@ -1,0 +1,62 @@
+"""Job callables the fault catalogue (test_faults.py) points CRONJOBS at: each misbehaves in one way."""
+
+import os
+import time
+from pathlib import Path
+
+from django.db import connection
+
+from cronjobs.runner import JobTimeout
+
+
+def wait_for_release(started_path, release_path):
+    """Say it started (with its pid), then hold the run open until `release_path` exists."""
+    Path(started_path).write_text(str(os.getpid()))
+    deadline = time.monotonic() + 120  # never hang a test run forever
+    while not Path(release_path).exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return "released"
+
+
+def swallow_timeout(started_path, release_path):
+    """A job that catches everything, the timeout included, and carries on."""
+    Path(started_path).write_text(str(os.getpid()))
+    deadline = time.monotonic() + 120
+    while not Path(release_path).exists() and time.monotonic() < deadline:
+        try:
+            time.sleep(0.02)
+        except BaseException:  # noqa: S110, BLE001 - the fault under test
+            pass
+    return "finished anyway"
+
+
+def catch_timeout_and_succeed():
+    try:
+        while True:
+            time.sleep(0.01)
+    except JobTimeout:
+        return "pretended to succeed"
+
+
+def signal_self(signum):
+    """The process gets a stop signal while the job runs (as from `kill` or a closing terminal)."""
+    os.kill(os.getpid(), signum)
+    time.sleep(5)  # the signal arrives before this ends
+    return "not interrupted"
+
+
+def slow_update(product_id, seconds):
+    """One UPDATE that takes `seconds` on the server (PostgreSQL), in autocommit."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE crm_product SET stock = stock + 1000 WHERE id = %s AND pg_sleep(%s) IS NOT NULL",
+            [product_id, seconds],
+        )
+    return "updated"
+
+
+def lose_database(sqlite_folder):
+    """Take the SQLite database (its folder, with the WAL files) away while the run is open."""
+    connection.close()
+    os.rename(sqlite_folder, f"{sqlite_folder}.away")
+    return "the job itself succeeded"

@@ -1,0 +1,531 @@
+"""Fault catalogue of the scheduling engine (issue 13): one section per fault found, each reproduced.
+
+Invariant: every run ends in a terminal status that matches what really happened; nothing stays
+`running` after its process is gone; a live process is never declared dead; a CRONJOBS that passes
+`manage.py check` never crashes `crontab work`, `crontab show`, /health/cron/, GraphQL or the admin.
+
+Faults about processes use real processes and real signals; faults about PostgreSQL run on it.
+Tests that start `manage.py` processes are marked slow (each start is a Django start-up), as in
+test_processes.py; the in-process ones are in the fast tier.
+"""
+
+import errno
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import OperationalError, connection
+from django.db.models.query import QuerySet
+from django.utils import timezone
+
+from crm import joblog
+from crm.models import Product
+from cronjobs import registry as registry_module
+from cronjobs import runner
+from cronjobs.models import JobRun
+from cronjobs.registry import E003, E008, parse_cronjobs
+from cronjobs.worker import Scheduler
+from tests.cronjobs.conftest import ROOT, SUBPROCESS_SETTINGS, clean_env, manage, write_config
+from tests.factories import ProductFactory
+from tests.reachable import on_postgres
+
+JOBS = "tests.cronjobs.jobs"
+FAULTS = "tests.cronjobs.fault_jobs"
+WAIT = 60  # seconds: an upper bound for an event, never a measured duration
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+def start_run(config: Path, *args: str) -> subprocess.Popen:
+    """`manage.py crontab run ...` as cron would start it, left running."""
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "crontab", "run", *args, f"--settings={SUBPROCESS_SETTINGS}"],
+        cwd=ROOT,
+        env=clean_env(CRONJOBS_TEST_CONFIG=str(config)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_file(path: Path, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + WAIT
+    while not path.exists():
+        if process.poll() is not None:
+            pytest.fail(f"the run process ended early: {process.communicate()}")
+        assert time.monotonic() < deadline, "the job never started"
+        time.sleep(0.02)
+
+
+def wait_until(condition, what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        time.sleep(0.05)
+
+
+def held_job(world_dir: Path, function: str = "wait_for_release", **options) -> tuple[list, Path, Path]:
+    started, release = world_dir / "started", world_dir / "release"
+    entry = ["* * * * *", f"{FAULTS}.{function}", [str(started), str(release)]]
+    return [entry + ([{}, options] if options else [])], started, release
+
+
+# --- 1. A timeout that still commits (PostgreSQL) ----------------------------------------------------
+def active_sleeps() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%%pg_sleep%%' "
+            "AND query NOT LIKE '%%pg_stat_activity%%' AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.postgres
+def test_1_a_timed_out_statement_is_cancelled_and_never_commits_later(shared_db, world_dir):
+    product = ProductFactory(stock=24)
+    cronjobs = [["* * * * *", f"{FAULTS}.slow_update", [product.pk, 5], {}, {"timeout": 0.5}]]
+    result = manage("crontab", "run", "slow_update", config=write_config(world_dir, shared_db, CRONJOBS=cronjobs))
+    assert result.returncode == 1, result.stderr
+    (run,) = shared_db.runs("slow_update")
+    assert run["status"] == "timed_out"
+    assert "statement was cancelled and its transaction rolled back" in run["result"]
+    # Before: the backend went on sleeping and committed stock + 1000 after the run was recorded.
+    wait_until(lambda: active_sleeps() == 0, "the timed-out statement leaves the server")
+    product.refresh_from_db()
+    assert product.stock == 24
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.postgres
+def test_1_a_killed_run_cannot_leave_its_statement_running_past_the_timeout(shared_db, world_dir):
+    product = ProductFactory(stock=24)
+    cronjobs = [["* * * * *", f"{FAULTS}.slow_update", [product.pk, 60], {}, {"timeout": 1}]]
+    process = start_run(write_config(world_dir, shared_db, CRONJOBS=cronjobs), "slow_update")
+    try:
+        wait_until(lambda: active_sleeps() == 1, "the UPDATE runs on the server")
+        process.kill()  # no chance to cancel anything itself
+        process.wait(WAIT)
+        # statement_timeout (the job's timeout) ends it on the server; before, it slept on for a minute.
+        wait_until(lambda: active_sleeps() == 0, "the server cancels the statement at the job's timeout")
+    finally:
+        process.kill()
+    product.refresh_from_db()
+    assert product.stock == 24
+
+
+# --- 2. A live run reaped ----------------------------------------------------------------------------
+@pytest.mark.django_db
+def test_2_a_job_that_swallows_its_timeout_is_still_recorded_timed_out(settings):
+    settings.CRONJOBS = [("* * * * *", f"{FAULTS}.catch_timeout_and_succeed", {"timeout": 0.2})]
+    record = runner.run("catch_timeout_and_succeed")
+    record.refresh_from_db()
+    # Before: succeeded, "pretended to succeed".
+    assert record.status == "timed_out"
+    assert "caught the timeout" in record.result and "pretended to succeed" in record.result
+
+
+@pytest.mark.slow
+def test_2_a_live_run_past_its_timeout_is_stopped_and_recorded_before_the_next_starts(shared_db, world_dir):
+    cronjobs, started, release = held_job(world_dir, "swallow_timeout", timeout=0.3)
+    config = write_config(world_dir, shared_db, CRONJOBS=cronjobs, CRONJOBS_STOP_WAIT=0.3)
+    first = start_run(config, "swallow_timeout")
+    wait_for_file(started, first)
+    time.sleep(0.7)  # past its timeout + CRONJOBS_STOP_WAIT: the run is overdue, and alive
+    assert first.poll() is None
+    second = start_run(config, "swallow_timeout")
+    try:
+        # The second start stops the first (it ignores SIGTERM too, so SIGKILL) before running itself.
+        assert first.wait(WAIT) == -signal.SIGKILL
+    finally:
+        release.touch()
+        first.kill()
+        out, err = second.communicate(timeout=WAIT)
+    runs = shared_db.runs("swallow_timeout")
+    # Before: the second was skipped "still running", and the first later recorded succeeded.
+    assert runs[0]["status"] == "timed_out" and runs[0]["pid"] == first.pid, (runs, err)
+    assert "stopped with SIGTERM then SIGKILL" in runs[0]["result"]
+    # The second ran (released before or after its own timeout: either is a true record).
+    assert runs[1]["pid"] == second.pid and runs[1]["status"] in ("succeeded", "timed_out"), runs
+
+
+@pytest.mark.django_db
+def test_2_a_live_run_on_this_host_within_its_timeout_is_never_presumed_dead(settings):
+    settings.CRONJOBS = [("* * * * *", f"{JOBS}.succeed", {"timeout": 1})]
+    alive = JobRun.objects.create(
+        job_name="succeed",
+        trigger="crontab",
+        host=runner.HOST,
+        pid=os.getpid(),
+        started_at=timezone.now() - timedelta(seconds=0.5),
+    )
+    assert runner.run("succeed").status == "skipped"
+    alive.refresh_from_db()
+    assert alive.status == "running"
+
+
+@pytest.mark.django_db
+def test_2_an_outcome_never_overwrites_a_run_already_closed(settings):
+    settings.CRONJOBS = [("* * * * *", f"{JOBS}.succeed")]
+    closed = JobRun.objects.create(
+        job_name="succeed", trigger="crontab", status="timed_out", host="h", started_at=timezone.now()
+    )
+    assert runner._save_outcome(closed, {"status": "succeeded", "result": "late"}) is False
+    closed.refresh_from_db()
+    assert closed.status == "timed_out"
+
+
+# --- 3. Signals ------------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT])
+def test_3_every_stop_signal_records_the_run_as_interrupted(shared_db, world_dir, signum):
+    cronjobs, started, release = held_job(world_dir)
+    process = start_run(write_config(world_dir, shared_db, CRONJOBS=cronjobs), "wait_for_release")
+    try:
+        wait_for_file(started, process)
+        process.send_signal(signum)
+        out, err = process.communicate(timeout=WAIT)
+    finally:
+        release.touch()
+        process.kill()
+    name = signal.Signals(signum).name
+    # Before: TERM and HUP exited 143/129 with the row left `running`; INT said "failed".
+    assert process.returncode == 128 + signum, err
+    (run,) = shared_db.runs("wait_for_release")
+    assert run["status"] == "interrupted" and run["result"].startswith(f"interrupted by {name}")
+    assert "Traceback" not in err and f"interrupted by {name}; recorded as interrupted" in err
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT])
+def test_3_a_stop_signal_in_process_is_recorded_then_reraised(settings, signum):
+    settings.CRONJOBS = [("* * * * *", f"{FAULTS}.signal_self", [int(signum)])]
+    with pytest.raises(runner.Interrupted) as raised, runner.stop_signals_interrupt():
+        runner.run("signal_self")
+    record = JobRun.objects.get(job_name="signal_self")
+    assert raised.value.signum == signum and raised.value.record.pk == record.pk
+    assert record.status == "interrupted" and record.result.startswith(f"interrupted by {signal.Signals(signum).name}")
+
+
+@pytest.mark.django_db
+def test_3_a_run_whose_process_vanished_is_stuck_in_health_not_running(client, settings):
+    settings.CRONJOBS = [("0 2 * * 0", f"{JOBS}.succeed", {"name": "weekly"})]
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    run = JobRun.objects.create(
+        job_name="weekly", trigger="crontab", host=runner.HOST, pid=gone.pid, started_at=timezone.now()
+    )
+    response = client.get("/health/cron/")
+    body = response.json()
+    # Before: 200, state "running" (for five days).
+    assert response.status_code == 503 and body["stuck"] == ["weekly"]
+    problem = body["jobs"][0]["problem"]
+    assert problem.startswith(f"stuck: run #{run.pk} on {runner.HOST} pid {gone.pid}")
+    assert "ended without recording an outcome" in problem
+
+
+# --- 4. Zombies ------------------------------------------------------------------------------------
+@pytest.mark.django_db
+def test_4_a_zombie_pid_is_dead(settings):
+    settings.CRONJOBS = [("* * * * *", f"{JOBS}.succeed")]
+    zombie = subprocess.Popen(["true"])  # never waited for: it stays a zombie
+    wait_until(lambda: Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z", "zombie")
+    try:
+        dead = JobRun.objects.create(
+            job_name="succeed", trigger="crontab", host=runner.HOST, pid=zombie.pid, started_at=timezone.now()
+        )
+        # Before: skipped "still running".
+        assert runner.run("succeed").status == "succeeded"
+    finally:
+        zombie.wait()
+    dead.refresh_from_db()
+    assert dead.status == "failed" and "ended without recording an outcome" in dead.result
+
+
+# --- 5. A schedule that never fires ------------------------------------------------------------------
+def test_5_check_refuses_a_schedule_that_never_fires():
+    (problem,) = parse_cronjobs([("0 0 30 2 *", f"{JOBS}.succeed")]).all_problems()
+    assert problem.id == E003 and "never fires" in problem.msg
+    assert not parse_cronjobs([("0 0 29 2 *", f"{JOBS}.succeed")]).all_problems()  # every four years
+
+
+@pytest.fixture
+def unschedulable(settings, monkeypatch, tmp_path):
+    """A job check would refuse, slipped past it: every reader must report it, not crash."""
+    monkeypatch.setattr(registry_module, "_never_fires", lambda text: None)
+    settings.CRONJOBS = [("0 0 30 2 *", f"{JOBS}.succeed", {"name": "never"}), ("* * * * *", f"{JOBS}.succeed")]
+    fake = tmp_path / "crontab"
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(0o755)
+    settings.CRONTAB_EXECUTABLE = str(fake)
+
+
+@pytest.mark.django_db
+def test_5_every_reader_reports_a_job_it_cannot_schedule_instead_of_crashing(unschedulable, admin_client, capsys):
+    response = admin_client.get("/health/cron/")
+    assert response.status_code == 503  # before: 500
+    never = response.json()["jobs"][0]
+    assert never["state"] == "failing" and never["problem"].startswith("failing: cannot schedule '0 0 30 2 *'")
+    answer = admin_client.post(
+        "/graphql", {"query": "{ cronJobs { name nextRun state problem } }"}, content_type="application/json"
+    ).json()
+    assert "errors" not in answer and answer["data"]["cronJobs"][0]["nextRun"] is None  # before: internal error
+    assert admin_client.get("/admin/cronjobs/scheduledjob/").status_code == 200
+    call_command("crontab", "show")  # before: exit 1 with CroniterBadDateError
+    assert "next run:  cannot be scheduled" in capsys.readouterr().out
+
+
+@pytest.mark.django_db
+def test_5_work_leaves_out_a_job_it_cannot_schedule_and_fires_the_others(unschedulable):
+    from cronjobs.registry import get_registry
+
+    out = io.StringIO()
+    scheduler = Scheduler(jobs=get_registry().jobs, manage_py=ROOT / "manage.py", out=out, stopping=True)
+    scheduler.serve()  # before: CroniterBadDateError, no job fired at all
+    assert "never [0 0 30 2 *] CANNOT BE SCHEDULED" in out.getvalue()
+    assert [job.name for job in scheduler.jobs] == ["succeed"]
+
+
+# --- 6. Impossible timeouts --------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "options", [{"timeout": float("inf")}, {"timeout": 1e300}, {"timeout": 10**400}, {"grace": float("inf")}]
+)
+def test_6_check_refuses_non_finite_and_absurd_timeouts_and_graces(options):
+    (problem,) = parse_cronjobs([("* * * * *", f"{JOBS}.succeed", options)]).all_problems()
+    assert problem.id == E008 and "31 days" in problem.msg
+
+
+# --- 7. Non-ASCII digits and reversed ranges -------------------------------------------------------
+@pytest.mark.parametrize(
+    ("schedule", "reason"),
+    [
+        ("١ * * * *", "not valid cron syntax"),  # ARABIC-INDIC DIGIT ONE: the crontab binary refuses it
+        ("0 ５ * * *", "not valid cron syntax"),  # FULLWIDTH DIGIT FIVE
+        ("0 5-2 * * *", "runs backwards"),  # cronie refuses it; Vixie cron never fires it; croniter wrapped it
+        ("0 0 * * fri-mon", "runs backwards"),
+        ("0 0 * dec-jan *", "runs backwards"),
+    ],
+)
+def test_7_check_refuses_what_cron_refuses_or_reads_differently(schedule, reason):
+    (problem,) = parse_cronjobs([(schedule, f"{JOBS}.succeed")]).all_problems()
+    assert problem.id == E003 and reason in problem.msg
+
+
+# --- 8. Database down at start -------------------------------------------------------------------------
+def unreachable_database_config(world_dir: Path, **settings) -> Path:
+    url = "postgres://postgres@127.0.0.1:1/crm" if on_postgres() else f"sqlite:///{world_dir}/no/such/dir/db.sqlite3"
+    path = world_dir / "down.json"
+    path.write_text(json.dumps({"DATABASE_URL": url, "settings": {"CRM_LOG_DIR": str(world_dir), **settings}}))
+    return path
+
+
+@pytest.mark.slow
+def test_8_database_down_is_one_line_exit_3_and_the_heartbeat_still_logs_it(world_dir):
+    heartbeat = ["*/5 * * * *", "crm.cron.log_crm_heartbeat", {"run_without_history": True}]
+    other = ["* * * * *", f"{JOBS}.append_line", [str(world_dir / "ran.txt")]]
+    config = unreachable_database_config(world_dir, CRONJOBS=[heartbeat, other])
+    result = manage("crontab", "run", "log_crm_heartbeat", "--scheduled", config=config)
+    # Before: 94 lines of traceback, exit 1, and no heartbeat line.
+    assert result.returncode == 3 and result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert "run history unreachable" in result.stderr and "ran without the history" in result.stderr
+    (line,) = (world_dir / joblog.HEARTBEAT_LOG).read_text().splitlines()
+    assert "CRM check failed: database: " in line
+    refused = manage("crontab", "run", "append_line", config=config)
+    assert refused.returncode == 3 and "the job did not run" in refused.stderr
+    assert not (world_dir / "ran.txt").exists()
+
+
+# --- 9. Database lost before the outcome is saved ----------------------------------------------------
+@pytest.mark.django_db(transaction=True)
+def test_9_an_outcome_the_database_refuses_once_is_saved_on_retry(settings, monkeypatch):
+    settings.CRONJOBS = [("* * * * *", f"{JOBS}.succeed")]
+    settings.CRONJOBS_SAVE_RETRY_DELAYS = [0, 0]
+    update, refusals = QuerySet.update, []
+
+    def flaky(self, **fields):
+        if self.model is JobRun and "finished_at" in fields and not refusals:
+            refusals.append(fields)
+            raise OperationalError("server closed the connection unexpectedly")
+        return update(self, **fields)
+
+    monkeypatch.setattr(QuerySet, "update", flaky)
+    record = runner.run("succeed")
+    assert refusals and JobRun.objects.get(pk=record.pk).status == "succeeded"
+
+
+@pytest.mark.slow
+def test_9_an_outcome_that_cannot_be_saved_exits_4_not_job_failed(shared_db, world_dir):
+    if shared_db.sqlite_path is None:
+        pytest.skip("takes the SQLite database file away; the retry itself is tested on every database above")
+    folder = shared_db.sqlite_path.parent
+    cronjobs = [["* * * * *", f"{FAULTS}.lose_database", [str(folder)]]]
+    config = write_config(world_dir, shared_db, CRONJOBS=cronjobs, CRONJOBS_SAVE_RETRY_DELAYS=[0.01, 0.01])
+    away = Path(f"{folder}.away")
+    try:
+        result = manage("crontab", "run", "lose_database", config=config)
+    finally:
+        if away.exists():
+            os.rename(away, folder)
+    # Before: exit 1 ("the job failed") although the job succeeded.
+    assert result.returncode == 4, result.stderr
+    assert "succeeded but its outcome could not be recorded" in result.stderr and "Traceback" not in result.stderr
+
+
+# --- 10. Disk full ---------------------------------------------------------------------------------
+@pytest.mark.django_db
+def test_10_a_restock_whose_log_fails_is_recorded_with_what_it_did(settings, tmp_path, monkeypatch):
+    settings.CRM_LOG_DIR, settings.CRM_GRAPHQL_URL = str(tmp_path), None
+    settings.CRONJOBS = [("0 */12 * * *", "crm.cron.update_low_stock")]
+    low = ProductFactory(stock=3)
+
+    def disk_full(fd, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(joblog.os, "write", disk_full)
+    record = runner.run("update_low_stock")
+    path = tmp_path / joblog.LOW_STOCK_LOG
+    # Before: "OSError: [Errno 28] No space left on device", no path, no word of the committed restock.
+    assert record.status == "failed"
+    assert f"restocked 1 products; log not written: cannot write job log {path}: No space left on device" in (
+        record.result
+    )
+    assert Product.objects.get(pk=low.pk).stock == 13
+
+
+# --- 11. FIFO log file -------------------------------------------------------------------------------
+@pytest.mark.parametrize("reader", [False, True])
+def test_11_a_fifo_in_place_of_a_log_file_is_refused_at_once(settings, tmp_path, reader):
+    settings.CRM_LOG_DIR = str(tmp_path)
+    path = tmp_path / joblog.REPORT_LOG
+    os.mkfifo(path)
+    held = os.open(path, os.O_RDONLY | os.O_NONBLOCK) if reader else None
+    outcome = {}
+
+    def write():
+        try:
+            joblog.append_line(joblog.REPORT_LOG, "x")
+        except joblog.JobLogError as exc:
+            outcome["error"] = str(exc)
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    thread.join(WAIT)
+    if held is not None:
+        os.close(held)
+    assert not thread.is_alive(), "the write hung in open() (before: until the job's timeout)"
+    assert outcome["error"].startswith(f"cannot write job log {path}: it is a FIFO")
+
+
+# --- 12. Cron mail on every success ------------------------------------------------------------------
+@pytest.mark.django_db
+def test_12_in_process_a_scheduled_success_prints_nothing(settings, capsys):
+    settings.CRONJOBS = [("* * * * *", f"{JOBS}.succeed")]
+    call_command("crontab", "run", "succeed", "--scheduled-for", "2026-03-01T08:00:00+00:00")
+    call_command("crontab", "run", "succeed", "--scheduled-for", "2026-03-01T08:00:00+00:00")  # duplicate
+    assert capsys.readouterr() == ("", "")
+    call_command("crontab", "run", "succeed")
+    assert "succeeded" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_12_a_scheduled_run_is_silent_unless_it_fails_and_a_hand_run_talks(shared_db, world_dir):
+    cronjobs = [["* * * * *", f"{JOBS}.succeed"], ["* * * * *", f"{JOBS}.boom"]]
+    config = write_config(world_dir, shared_db, CRONJOBS=cronjobs)
+    slot = "2026-03-01T08:00:00+00:00"
+    first = manage("crontab", "run", "succeed", "--scheduled-for", slot, config=config)
+    duplicate = manage("crontab", "run", "succeed", "--scheduled-for", slot, config=config)
+    # Before: "succeed run #1 succeeded in ..." every time: a cron mail per run.
+    assert (first.returncode, first.stdout, first.stderr) == (0, "", "")
+    assert (duplicate.returncode, duplicate.stdout, duplicate.stderr) == (0, "", "")
+    by_hand = manage("crontab", "run", "succeed", config=config)
+    assert by_hand.returncode == 0 and "succeeded" in by_hand.stdout
+    failed = manage("crontab", "run", "boom", "--scheduled", config=config)
+    assert failed.returncode == 1 and failed.stdout == ""
+    assert "boom run #" in failed.stderr and "failed: ValueError: boom from a test job" in failed.stderr
+    assert "Traceback" not in failed.stderr  # short: the traceback is in the history
+
+
+# --- 13. Stale configuration -------------------------------------------------------------------------
+@pytest.mark.django_db
+def test_13_show_lists_import_errors_and_exits_2(settings, tmp_path, capsys):
+    settings.CRONJOBS = [("* * * * *", "no_such_module.job"), ("* * * * *", f"{JOBS}.succeed")]
+    fake = tmp_path / "crontab"
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(0o755)
+    settings.CRONTAB_EXECUTABLE = str(fake)
+    with pytest.raises(CommandError) as raised:
+        call_command("crontab", "show")
+    # Before: exit 0 and not a word of E004.
+    assert raised.value.returncode == 2
+    assert "ERROR cronjobs.E004: CRONJOBS[0]: cannot import 'no_such_module.job'" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_13_work_restarts_itself_when_its_cronjobs_change(world_dir):
+    from tests.cronjobs.procs import start_work
+
+    config = write_config(world_dir, None, CRONJOBS=[["0 0 1 1 *", f"{JOBS}.succeed", {"name": "before"}]])
+    work = start_work(config)
+    try:
+        work.wait_for("before [0 0 1 1 *] next")
+        pid = work.process.pid
+        config.write_text(config.read_text().replace('"before"', '"after"'))
+        os.utime(config, ns=(time.time_ns(), time.time_ns() + 10**9))  # a change the mtime shows
+        work.wait_for("settings changed")
+        # Before: it kept firing "before", whose runs failed with "no job named 'before'".
+        work.wait_for("after [0 0 1 1 *] next")
+        assert work.process.pid == pid  # re-executed in place: supervisors and `make run` see one process
+    finally:
+        work.stop()
+
+
+# --- missed: a slot that started past its grace is an alarm, not a skip --------------------------------
+@pytest.mark.django_db
+def test_missed_slot_is_recorded_missed_and_makes_the_job_failing(settings, client):
+    settings.CRONJOBS = [("* * * * *", f"{JOBS}.succeed", {"grace": 30})]
+    late = runner.run("succeed", scheduled_for=timezone.now() - timedelta(minutes=5), trigger="crontab")
+    assert late.status == "missed"
+    body = client.get("/health/cron/").json()
+    assert body["failing"] == ["succeed"] and body["jobs"][0]["last_run"]["status"] == "missed"
+
+
+@pytest.mark.django_db
+def test_every_alarm_outcome_is_announced_exactly_once(settings):
+    from cronjobs import signals
+
+    settings.CRONJOBS = [
+        ("* * * * *", f"{JOBS}.boom"),
+        ("* * * * *", f"{JOBS}.loop_forever", {"timeout": 0.1}),
+        ("* * * * *", f"{JOBS}.succeed", {"grace": 1}),
+    ]
+    seen = []
+
+    def on_finished(sender, run, **kwargs):
+        seen.append((run.job_name, run.status))
+
+    signals.run_finished.connect(on_finished)
+    try:
+        runner.run("boom")
+        runner.run("loop_forever")
+        runner.run("succeed", scheduled_for=timezone.now() - timedelta(minutes=5), trigger="crontab")
+        gone = subprocess.Popen(["true"])
+        gone.wait()
+        JobRun.objects.create(
+            job_name="boom", trigger="work", host=runner.HOST, pid=gone.pid, started_at=timezone.now()
+        )
+        runner.reap_dead_runs()
+    finally:
+        signals.run_finished.disconnect(on_finished)
+    assert seen == [("boom", "failed"), ("loop_forever", "timed_out"), ("succeed", "missed"), ("boom", "failed")]
