@@ -60,3 +60,8 @@ def fail_while(flag_path):
     if Path(flag_path).exists():
         raise RuntimeError(f"failing while {flag_path} exists")
     return "fine again"
+
+
+def interrupt():
+    """As if Ctrl-C reached the job."""
+    raise KeyboardInterrupt

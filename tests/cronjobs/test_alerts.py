@@ -177,11 +177,23 @@ def test_a_timeout_is_logged_mailed_and_pinged_as_a_failure(alerting, run_log):
 def test_a_missed_slot_is_logged_mailed_and_pinged_as_a_failure(alerting, run_log, settings):
     settings.CRONJOBS = [("* * * * *", f"{JOBS}.succeed", {"grace": 5})]
     run = runner.run("succeed", scheduled_for=timezone.now() - timedelta(minutes=10), trigger="crontab")
-    assert alerts.run_status(run) == "missed"
+    assert run.status == "missed"
     [record] = run_log.records
     assert record.levelno == logging.ERROR and record.status == "missed" and record.exc_text is None
     assert "missed: starting" in record.getMessage()
     assert len(mail.outbox) == 1 and alerting.paths() == ["/ping/succeed/fail"]
+
+
+def test_an_interrupted_run_is_logged_mailed_and_pinged_as_a_failure(alerting, run_log, settings):
+    settings.CRONJOBS = [("* * * * *", f"{JOBS}.interrupt")]
+    with pytest.raises(KeyboardInterrupt):
+        runner.run("interrupt")  # recorded, then re-raised
+    run = JobRun.objects.get(job_name="interrupt")
+    assert run.status == "interrupted"
+    [record] = run_log.records
+    assert record.levelno == logging.ERROR and record.status == "interrupted" and record.run_id == run.pk
+    assert "KeyboardInterrupt" in logging.Formatter().format(record)
+    assert len(mail.outbox) == 1 and alerting.paths() == ["/ping/interrupt/start", "/ping/interrupt/fail"]
 
 
 def test_a_run_closed_as_dead_is_logged_as_a_failure(alerting, run_log):
