@@ -145,7 +145,10 @@ def log_failure(run: JobRun, before: list[JobRun], threshold: int) -> None:
     streak = f"{len(before) + 1}{'+' if len(before) == threshold else ''}"
     args = (run.pk, _first_line(run.result), run.trigger, run.host, fields["duration"], streak)
     record = run_logger.makeRecord(run_logger.name, logging.ERROR, __file__, 0, message, args, None, extra=fields)
-    record.exc_text = run.traceback.rstrip("\n") or None
+    # An interrupted run's traceback only says where the job was when someone stopped it: the record
+    # stays one line (the history and the `traceback` attribute keep it), as `crontab run` reports a stop.
+    if run.status != JobRun.Status.INTERRUPTED:
+        record.exc_text = run.traceback.rstrip("\n") or None
     run_logger.handle(record)
 
 

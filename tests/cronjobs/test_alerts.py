@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from cronjobs import alerts, runner
 from cronjobs.checks import check_cronjobs
+from cronjobs.logformat import RunLineFormatter
 from cronjobs.models import JobRun
 from tests.crm.gql_helpers import ok, user_with
 from tests.cronjobs.monitors import Monitor, bound_socket
@@ -192,7 +193,8 @@ def test_an_interrupted_run_is_logged_mailed_and_pinged_as_a_failure(alerting, r
     assert run.status == "interrupted"
     [record] = run_log.records
     assert record.levelno == logging.ERROR and record.status == "interrupted" and record.run_id == run.pk
-    assert "KeyboardInterrupt" in logging.Formatter().format(record)
+    assert record.exc_text is None and "KeyboardInterrupt" in record.traceback  # one line; traceback kept aside
+    assert logging.Formatter().format(record).startswith(f"interrupt run #{run.pk} interrupted: interrupted by SIGINT")
     assert len(mail.outbox) == 1 and alerting.paths() == ["/ping/interrupt/start", "/ping/interrupt/fail"]
 
 
@@ -214,6 +216,17 @@ def test_successes_and_skips_log_nothing(alerting, run_log, settings):
     settings.CRONJOBS = [("* * * * *", f"{JOBS}.succeed", {"enabled": False})]
     assert runner.run("succeed", scheduled_for=timezone.now(), trigger="crontab").status == "skipped"
     assert run_log.records == [] and mail.outbox == []
+
+
+def test_the_console_prints_a_run_failure_on_one_line_and_other_handlers_get_the_traceback(alerting, run_log):
+    runner.run("boom")
+    [record] = run_log.records
+    console = RunLineFormatter().format(record)
+    assert "\n" not in console and console.startswith("boom run #")
+    assert "Traceback (most recent call last)" in logging.Formatter().format(record)  # exc_text left in place
+    other = logging.LogRecord("django.request", logging.ERROR, __file__, 1, "oops", None, None)
+    other.exc_text = "Traceback (most recent call last):\nValueError"
+    assert RunLineFormatter().format(other) == "oops\nTraceback (most recent call last):\nValueError"
 
 
 # --- mail after N failures ---------------------------------------------------------------------------
