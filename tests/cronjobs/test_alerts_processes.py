@@ -116,12 +116,15 @@ def test_a_crontab_work_fired_failure_is_one_error_record_one_mail_and_one_fail_
     finally:
         work.stop()
     assert "exit 1 (job failed)" in finish
-    [run] = shared_db.runs("boom")
-    assert run["trigger"] == "work" and run["status"] == "failed"
-    [record] = error_records(work.output)
+    # On a loaded machine the next minute may fire before the stop (and be interrupted by it): count per run.
+    failed = [run for run in shared_db.runs("boom") if run["status"] in ("failed", "interrupted")]
+    assert failed and {run["trigger"] for run in failed} == {"work"}
+    records = error_records(work.output)
+    assert len(records) == len(failed)
     assert "Traceback" not in work.output  # a scheduled failure is short: the traceback is in the history
-    assert f"ERROR cronjobs.runs boom run #{run['id']} failed: ValueError: boom from a test job (trigger work" in record
-    [message] = smtp.messages()
+    first = f"ERROR cronjobs.runs boom run #{failed[0]['id']} failed: ValueError: boom from a test job (trigger work"
+    assert first in records[0]
+    [message] = smtp.messages()  # at the 1st failure; none for the rest of the streak
     assert message["Subject"] == "[cronjobs] boom failed 1 time(s) in a row"
-    assert monitor.paths() == ["/boom/start", "/boom/fail"]
-    assert scraped_failures(config, "boom") == 1
+    assert monitor.paths() == ["/boom/start", "/boom/fail"] * len(failed)
+    assert scraped_failures(config, "boom") == len(failed)
