@@ -285,6 +285,25 @@ def test_skips_neither_count_nor_break_a_streak(alerting, settings, flag):
     assert [m.subject for m in mail.outbox] == ["[cronjobs] boom failed 2 time(s) in a row"]
 
 
+def test_each_failed_retry_attempt_counts_as_one_failure(alerting, run_log, settings):
+    settings.CRONJOBS = [("* * * * *", f"{JOBS}.boom", {"retries": 2, "notify_after": 3})]
+    last = runner.run("boom", sleep=lambda seconds: None)
+    assert last.attempt == 3 and JobRun.objects.filter(status="failed").count() == 3
+    assert len(run_log.at(logging.ERROR)) == 3
+    assert [m.subject for m in mail.outbox] == ["[cronjobs] boom failed 3 time(s) in a row"]
+    assert alerting.paths() == ["/ping/boom/start", "/ping/boom/fail"] * 3
+
+
+def test_a_retry_that_succeeds_ends_the_streak(alerting, run_log, settings, tmp_path):
+    settings.CRONJOBS = [("* * * * *", f"{JOBS}.fail_first_time", [str(tmp_path / "tried")], {}, {"retries": 1})]
+    assert runner.run("fail_first_time", sleep=lambda seconds: None).status == "succeeded"
+    assert [m.subject for m in mail.outbox] == [
+        "[cronjobs] fail_first_time failed 1 time(s) in a row",
+        "[cronjobs] fail_first_time recovered",
+    ]
+    assert [r.levelno for r in run_log.records] == [logging.ERROR, logging.INFO]
+
+
 def test_recipients_default_to_admins(alerting, settings):
     settings.CRONJOBS_NOTIFY_EMAILS = []
     settings.ADMINS = [("Ann", "ann@example.com"), ("Bob", "bob@example.com")]
