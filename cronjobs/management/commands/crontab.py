@@ -7,9 +7,10 @@ recorded; nothing ran unless the job has run_without_history), 4 the job ran but
 not be recorded, 128 + N stopped by signal N (TERM 143, HUP 129, INT 130, QUIT 131; the run is
 recorded `interrupted`). A scheduled run (--scheduled, --scheduled-for) prints nothing when it
 succeeds or is skipped, so cron mails nothing (unless --verbosity 2, which `crontab work` uses).
-`add`/`remove`: 0 done, 1 the crontab could not be read or written (nothing changed), 2 bad configuration (nothing changed). `show`: 0, 1 crontab
-unreadable, 2 configuration errors (listed). `work` (cronjobs.worker): 0 after a SIGTERM / Ctrl-C
-stop, 2 bad configuration (refuses to start); it restarts itself when its settings files change.
+`add`/`remove`: 0 done, 1 the crontab could not be read or written (nothing changed), 2 bad
+configuration (nothing changed). `show`: 0, 1 crontab unreadable, 2 configuration errors (listed).
+`work` (cronjobs.worker): 0 after a SIGTERM / Ctrl-C stop, 2 bad configuration (refuses to start);
+it restarts itself when its settings files change.
 """
 
 from __future__ import annotations
