@@ -219,6 +219,20 @@ def test_3_a_stop_signal_in_process_is_recorded_then_reraised(settings, signum):
     assert record.status == "interrupted" and record.result.startswith(f"interrupted by {signal.Signals(signum).name}")
 
 
+def test_3_crontab_work_names_what_each_exit_code_means():
+    from cronjobs.worker import exit_meaning
+
+    assert [exit_meaning(code) for code in (143, 129, 130, 131, -9, 3, 4)] == [
+        "interrupted by SIGTERM",
+        "interrupted by SIGHUP",
+        "interrupted by SIGINT",
+        "interrupted by SIGQUIT",
+        "killed by SIGKILL",
+        "database unreachable, not recorded",
+        "outcome not recorded",
+    ]
+
+
 @pytest.mark.django_db
 def test_3_a_run_whose_process_vanished_is_stuck_in_health_not_running(client, settings):
     settings.CRONJOBS = [("0 2 * * 0", f"{JOBS}.succeed", {"name": "weekly"})]
