@@ -152,8 +152,7 @@ def _add_job(families: dict, state: health.JobHealth, stats: dict[str, dict]) ->
     families["duration"].add_metric([name], buckets, sum_value=sum(s["duration"] for s in executed))
     families["late"].add_metric([name], 1.0 if state.state == health.State.LATE else 0.0)
     families["failing"].add_metric([name], 1.0 if state.state == health.State.FAILING else 0.0)
-    # Pausing is not part of the engine yet: no job is paused.
-    families["paused"].add_metric([name], 0.0)
+    families["paused"].add_metric([name], 1.0 if state.pause is not None else 0.0)
 
 
 def exposition() -> bytes:

@@ -20,7 +20,7 @@ def missed_to_skipped(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('cronjobs', '0003_pruned_run_totals'),  # re-chained after t15alerts' 0003 (both were leaves on main)
+        ('cronjobs', '0002_jobrun_triggered_by_run_job'),
     ]
 
     operations = [

@@ -123,4 +123,4 @@ def test_query_count_independent_of_jobs_and_runs(client, settings, count, djang
     with CaptureQueriesContext(connection) as queries:
         response = client.get("/health/cron/")
     assert response.status_code == 200 and len(response.json()["jobs"]) == count
-    assert len(queries) == 2
+    assert len(queries) == 3  # latest runs, last rows, pauses

@@ -145,6 +145,16 @@ class TestValues:
 
         assert value(families, "cronjobs_job_paused", job="steady") == 0
 
+    def test_the_paused_gauge_follows_pause_and_resume(self):
+        from cronjobs import pausing
+
+        pausing.pause_job("stale", by="ops", reason="upstream down")
+        families = scrape(**bearer())
+        assert value(families, "cronjobs_job_paused", job="stale") == 1
+        assert value(families, "cronjobs_job_paused", job="steady") == 0
+        pausing.resume_job("stale")
+        assert value(scrape(**bearer()), "cronjobs_job_paused", job="stale") == 0
+
     @time_machine.travel(datetime(2026, 3, 2, 12, 45, tzinfo=UTC), tick=False)
     def test_late_and_failing_match_health_cron(self, settings):
         # Hourly: due at 12:00, late once the 30-minute default grace has passed without a success.
@@ -200,6 +210,6 @@ def test_a_bounded_number_of_queries_whatever_the_number_of_jobs(count, settings
     for i in range(count):
         add_run(f"job{i}", "succeeded", ago=timedelta(minutes=2))
         add_run(f"job{i}", "failed", ago=timedelta(minutes=1))
-    with django_assert_max_num_queries(4):
+    with django_assert_max_num_queries(5):  # snapshot (3: runs, last rows, pauses), totals, pruned totals
         families = scrape(**bearer())
     assert len(families["cronjobs_job_late"].samples) == count

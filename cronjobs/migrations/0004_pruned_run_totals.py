@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('cronjobs', '0002_jobrun_triggered_by_run_job'),
+        ('cronjobs', '0003_interrupted_missed'),
     ]
 
     operations = [
