@@ -158,8 +158,10 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"require_debug_false": {"()": "django.utils.log.RequireDebugFalse"}},
+    # A failed run is one line on stderr (cron's mail, the journal); its traceback is in the run history.
+    "formatters": {"console": {"()": "cronjobs.logformat.RunLineFormatter"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler"},
+        "console": {"class": "logging.StreamHandler", "formatter": "console"},
         "mail_admins": {
             "level": "ERROR",
             "filters": ["require_debug_false"],

@@ -152,7 +152,7 @@ class PrunedRunTotal(models.Model):
     """
 
     job_name = models.CharField(max_length=100)
-    status = models.CharField(max_length=20)  # as alerts name it: a missed skip is "missed"
+    status = models.CharField(max_length=20)
     count = models.PositiveBigIntegerField(default=0)
     duration_seconds = models.FloatField(default=0.0)
     # Runs at or under each bound of cronjobs.metrics.DURATION_BUCKETS, in that order.

@@ -99,3 +99,17 @@ def fail_while(flag_path):
     if Path(flag_path).exists():
         raise RuntimeError(f"failing while {flag_path} exists")
     return "fine again"
+
+
+def interrupt():
+    """As if Ctrl-C reached the job."""
+    raise KeyboardInterrupt
+
+
+def fail_first_time(marker_path):
+    """Fail on the first call (leaving `marker_path`), succeed on every later one: a retry that works."""
+    marker = Path(marker_path)
+    if not marker.exists():
+        marker.touch()
+        raise RuntimeError("first attempt fails")
+    return "second attempt works"

@@ -101,7 +101,7 @@ class TestValues:
         add_run("boom", "succeeded", ago=timedelta(minutes=5), seconds=2)
         add_run("boom", "failed", ago=timedelta(minutes=4), seconds=3)
         add_run("boom", "timed_out", ago=timedelta(minutes=3), seconds=4000)
-        add_run("boom", "skipped", ago=timedelta(minutes=2), seconds=0, result="missed: starting 900s after")
+        add_run("boom", "missed", ago=timedelta(minutes=2), seconds=0, result="missed: starting 900s after")
         failed = add_run("boom", "failed", ago=timedelta(minutes=1), seconds=0.2)
         families = scrape(**bearer())
 
@@ -182,7 +182,7 @@ def test_pruning_old_history_never_lowers_a_counter(settings):
     for days, status, seconds, result in [
         (40, "failed", 3, ""),
         (40, "succeeded", 700, ""),
-        (35, "skipped", 0, "missed: starting 120s after its minute"),
+        (35, "missed", 0, "missed: starting 120s after its minute"),
         (33, "timed_out", 4000, ""),
         (2, "failed", 0.5, ""),
     ]:

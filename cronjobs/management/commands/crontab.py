@@ -6,14 +6,14 @@ stderr), 2 unknown job or bad configuration, 3 the run history's database is unr
 recorded; nothing ran unless the job has run_without_history), 4 the job ran but its outcome could
 not be recorded, 128 + N stopped by signal N (TERM 143, HUP 129, INT 130, QUIT 131; the run is
 recorded `interrupted`). A scheduled run (--scheduled, --scheduled-for) prints nothing when it
-succeeds or is skipped, so cron mails nothing. `add`/`remove`: 0 done, 1 the crontab could not be
-read or written, or the preflight failed (nothing changed), 2 bad configuration (nothing
-changed). `run --preflight` checks that the job could run (settings, database, job importable)
-and runs nothing: 0 it could, 2 bad configuration, 3 the database is unreachable or not migrated.
-`show`: 0, 1 crontab unreadable, 2 configuration errors (listed). `work` (cronjobs.worker): 0 after a SIGTERM / Ctrl-C
-stop, 2 bad configuration (refuses to start); it restarts itself when its settings files change.
-`pause <name> [--reason TEXT]` / `resume <name>`: 0 done (also when already paused / not paused), 2
-unknown job or bad reason.
+succeeds or is skipped, so cron mails nothing (unless --verbosity 2, which `crontab work` uses).
+`add`/`remove`: 0 done, 1 the crontab could not be read or written, or the preflight failed
+(nothing changed), 2 bad configuration (nothing changed). `run --preflight` checks that the job
+could run (settings, database, job importable) and runs nothing: 0 it could, 2 bad configuration,
+3 the database is unreachable or not migrated. `show`: 0, 1 crontab unreadable, 2 configuration
+errors (listed). `work` (cronjobs.worker): 0 after a SIGTERM / Ctrl-C stop, 2 bad configuration
+(refuses to start); it restarts itself when its settings files change. `pause <name> [--reason
+TEXT]` / `resume <name>`: 0 done (also when already paused / not paused), 2 unknown job or bad reason.
 """
 
 from __future__ import annotations
@@ -379,7 +379,8 @@ class Command(DjangoCrontabCommand):
             ) from None
         except Interrupted as exc:
             raise CommandError(interrupted_text(job, exc), returncode=EXIT_SIGNAL_BASE + exc.signum) from None
-        self._report_run(job, record, quiet=scheduled)
+        # Quiet: cron mails whatever a line prints. --verbosity 2 (crontab work's log) talks anyway.
+        self._report_run(job, record, quiet=scheduled and options["verbosity"] < 2)
 
     @staticmethod
     def _job_to_run(name: str | None) -> Job:
