@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-all lint format bench clean
+.PHONY: run serve test test-all lint format bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ run: $(VENV)/.runtime
 	DJANGO_DEBUG=1 $(BIN)/python manage.py ensure_demo_user --url http://$(HOST):$(PORT)
 # The web server and the foreground scheduler (`crontab work`) side by side; Ctrl-C stops both.
 	DJANGO_DEBUG=1 PYTHON=$(BIN)/python bin/run $(HOST):$(PORT)
+
+# Production on one machine (docs/deploy.md): collectstatic, migrate, gunicorn + `crontab work`, DEBUG off.
+# HOST, PORT, WEB_CONCURRENCY and every setting come from the environment or .env.
+serve: $(VENV)/.runtime
+	PYTHON=$(BIN)/python bin/serve
 
 # The fast tier on SQLite (about a minute): tests marked `slow` are left to `make test-all` and CI.
 # Tests needing PostgreSQL, Redis, crontab, a cron daemon or Chromium skip saying why where those are

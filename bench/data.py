@@ -79,12 +79,13 @@ def build(now: datetime, log) -> dict[str, float]:
         "customers",
         lambda: bulk_insert(
             Customer._meta.db_table,
-            ["id", "name", "email", "phone", "created_at"],
+            ["id", "name", "email", "email_key", "phone", "created_at"],
             (
                 (
                     cid,
                     f"Customer {cid}",
                     f"customer{cid}@example.com",
+                    f"customer{cid}@example.com",  # ASCII lower case: its own crm.models.email_key
                     "",
                     _adapt_dt(now - timedelta(days=cid % DAYS_OF_HISTORY, minutes=cid % 1440)),
                 )

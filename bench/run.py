@@ -66,6 +66,10 @@ WHY_NOT_MET = {
         "run <job>` shows them."
     ),
     "7": "The runner's bookkeeping (reap check, slot claim, outcome) costs the queries counted.",
+    "8": (
+        "graphql-core parses and validates in pure Python, at a cost per token: the slowest document is "
+        "refused or validated at about that cost times GRAPHQL_MAX_TOKENS. Lower that setting."
+    ),
 }
 
 
@@ -243,12 +247,37 @@ def render(reports: list[dict], args, started: datetime, elapsed: float) -> str:
     return "\n".join(out)
 
 
+def http_section(args) -> str:
+    """bench/http.py's figures, on PostgreSQL when reachable (else SQLite), as a section of RESULTS.md."""
+    from bench import http
+
+    workdir = Path(tempfile.mkdtemp(prefix="crm-bench-http-"))
+    database = f"{PG_DB}_http"
+    try:
+        if postgres_reachable():
+            postgres_admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+            postgres_admin(f"CREATE DATABASE {database}")
+            url, name = f"postgres://{PG_USER}@{PG_HOST}:{PG_PORT}/{database}", "PostgreSQL"
+        else:
+            url, name = f"sqlite:///{workdir / 'http.sqlite3'}", "SQLite"
+        log(f"== http through gunicorn: {url}")
+        return "\n" + http.run(url, name, quick=args.runs < 5, log=log)
+    except Exception as exc:  # the other figures are still written
+        log(f"== http: failed: {exc}")
+        return f"\n## HTTP through gunicorn (bench/http.py)\n\nThe run failed: {str(exc)[:500]}\n"
+    finally:
+        if postgres_reachable():
+            postgres_admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=7, help="timed runs per figure (median); default 7")
     parser.add_argument("--figures", default="", help="comma-separated figure numbers, default all")
     parser.add_argument("--databases", default="sqlite,postgresql", help="default: sqlite,postgresql")
     parser.add_argument("--no-write", action="store_true", help=f"print only, do not write {RESULTS.name}")
+    parser.add_argument("--no-http", action="store_true", help="skip the HTTP figures through gunicorn (bench/http.py)")
     args = parser.parse_args()
 
     started_at = datetime.now(UTC)
@@ -278,8 +307,9 @@ def main() -> int:
     if not reports:
         log("no benchmark worker finished")
         return 1
+    http_text = "" if args.no_http else http_section(args)
     args.load_after = os.getloadavg()
-    text = render(reports, args, started_at, time.perf_counter() - started)
+    text = render(reports, args, started_at, time.perf_counter() - started) + http_text
     print(text)
     if not args.no_write:
         RESULTS.write_text(text)

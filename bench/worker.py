@@ -19,6 +19,8 @@ from pathlib import Path
 
 import django
 
+from bench import hostile
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -204,6 +206,31 @@ def figure_2(ctx) -> Figure:
     return fig
 
 
+def orders_page(type_name: str, first: int = 100) -> dict:
+    """Figure 3's baseline (and bench/http.py's): allOrders' answer from one select/prefetch ORM query."""
+    from django.db.models import Prefetch
+    from graphql_relay import to_global_id
+
+    from crm.models import Order, OrderLine
+
+    lines = Prefetch("lines", queryset=OrderLine.objects.select_related("product").order_by("id"))
+    orders = Order.objects.select_related("customer").prefetch_related(lines).order_by("id")[:first]
+    edges = [
+        {
+            "node": {
+                "id": to_global_id(type_name, order.pk),
+                "customer": {"name": order.customer.name},
+                # A product is listed once per unit ordered, as the API lists it.
+                "products": [{"name": line.product.name} for line in order.lines.all() for _ in range(line.quantity)],
+                "totalAmount": str(order.total_amount),
+                "orderDate": order.order_date.isoformat(),
+            }
+        }
+        for order in orders
+    ]
+    return {"allOrders": {"edges": edges}}
+
+
 def figure_3(ctx) -> Figure:
     fig = Figure("3", "allOrders(first: 100) with customer and products, in-process", "slower", 3)
     fig.ours_label, fig.baseline_label = "allOrders(first: 100)", "ORM select/prefetch + json.dumps"
@@ -212,11 +239,8 @@ def figure_3(ctx) -> Figure:
     import json as jsonlib
 
     from django.db import connection
-    from django.db.models import Prefetch
     from django.test.utils import CaptureQueriesContext
-    from graphql_relay import from_global_id, to_global_id
-
-    from crm.models import Order, OrderLine
+    from graphql_relay import from_global_id
 
     document = (
         "query { allOrders(first: 100) { edges { node { id customer { name } products { name } "
@@ -231,24 +255,7 @@ def figure_3(ctx) -> Figure:
     type_name = from_global_id(jsonlib.loads(out["ours"])["allOrders"]["edges"][0]["node"]["id"])[0]
 
     def baseline():
-        lines = Prefetch("lines", queryset=OrderLine.objects.select_related("product").order_by("id"))
-        orders = Order.objects.select_related("customer").prefetch_related(lines).order_by("id")[:100]
-        edges = [
-            {
-                "node": {
-                    "id": to_global_id(type_name, order.pk),
-                    "customer": {"name": order.customer.name},
-                    # A product is listed once per unit ordered, as the API lists it.
-                    "products": [
-                        {"name": line.product.name} for line in order.lines.all() for _ in range(line.quantity)
-                    ],
-                    "totalAmount": str(order.total_amount),
-                    "orderDate": order.order_date.isoformat(),
-                }
-            }
-            for order in orders
-        ]
-        out["baseline"] = jsonlib.dumps({"allOrders": {"edges": edges}})
+        out["baseline"] = jsonlib.dumps(orders_page(type_name))
 
     fig.runs = ctx.runs * 4
     fig.ours, fig.baseline = median_times([ours, baseline], runs=fig.runs)
@@ -513,6 +520,7 @@ def figure_7(ctx) -> Figure:
 
 
 FIGURES = {"1": figure_1, "2": figure_2, "3": figure_3, "4": figure_4, "5": figure_5, "6": figure_6, "7": figure_7}
+FIGURES["8"] = hostile.figure_8  # self-contained in bench/hostile.py
 
 
 @dataclass

@@ -101,6 +101,8 @@ def test_the_minute_it_starts_in_is_not_fired_the_next_one_is():
         "2025-05-05T12:05:00+00:00",
         "--trigger",
         "work",
+        "--verbosity",
+        "2",
     ]
 
 
