@@ -6,12 +6,11 @@ from datetime import UTC, datetime
 import pytest
 import time_machine
 from django.core.management import CommandError, call_command
-from django.test import Client
 
 from cronjobs import pausing
 from cronjobs.beat import run_cronjob
 from cronjobs.models import JobPause, JobRun
-from tests.crm.gql_helpers import error_codes, ok, post, user_with
+from tests.crm.gql_helpers import error_codes, logged_in, ok, post, staff
 
 pytestmark = pytest.mark.django_db
 JOBS = "tests.cronjobs.jobs"
@@ -34,13 +33,8 @@ def frozen():
         yield
 
 
-def staff(*permissions, username=None):
-    user = user_with(*permissions, username=username)
-    user.is_staff = True
-    user.save()
-    client = Client()
-    client.force_login(user)
-    return client
+def staff_client(*permissions, username=None):
+    return logged_in(staff(*permissions, username=username))
 
 
 def crontab(*args) -> str:
@@ -71,14 +65,14 @@ def pause_by_command():
 
 
 def pause_by_admin():
-    client = staff("cronjobs.view_jobrun", "cronjobs.pause_job", username="ada")
+    client = staff_client("cronjobs.view_jobrun", "cronjobs.pause_job", username="ada")
     response = client.post(f"{PAGE}pause/succeed/", {"reason": "supplier API down"})
     assert response.status_code == 302
     return "ada"
 
 
 def pause_by_graphql():
-    client = staff("cronjobs.view_jobrun", "cronjobs.pause_job", username="grace")
+    client = staff_client("cronjobs.view_jobrun", "cronjobs.pause_job", username="grace")
     data = ok(
         client,
         'mutation { pauseCronJob(name: "succeed", reason: "supplier API down") '
@@ -151,7 +145,7 @@ def test_show_health_graphql_and_admin_show_the_pause(client, frozen):
         "ada",
         "supplier API down",
     )
-    viewer = staff("cronjobs.view_jobrun", "cronjobs.pause_job", username="viewer")
+    viewer = staff_client("cronjobs.view_jobrun", "cronjobs.pause_job", username="viewer")
     data = ok(viewer, "{ cronJobs { name paused pausedBy pausedAt pauseReason state } }")
     assert data["cronJobs"][0] == {
         "name": "succeed",
@@ -170,11 +164,11 @@ def test_show_health_graphql_and_admin_show_the_pause(client, frozen):
 
 def test_admin_resume_and_its_refusals():
     pause_by_command()
-    viewer = staff("cronjobs.view_jobrun", username="viewer")
+    viewer = staff_client("cronjobs.view_jobrun", username="viewer")
     assert viewer.post(f"{PAGE}resume/succeed/").status_code == 403
     assert viewer.post(f"{PAGE}pause/add/").status_code == 403
     assert "Pause" not in viewer.get(PAGE).content.decode().split("<tbody>")[0]  # no Pause column
-    operator = staff("cronjobs.view_jobrun", "cronjobs.pause_job", username="operator")
+    operator = staff_client("cronjobs.view_jobrun", "cronjobs.pause_job", username="operator")
     assert operator.get(f"{PAGE}resume/succeed/").status_code == 405
     assert JobPause.objects.filter(job_name="succeed").exists()
     assert operator.post(f"{PAGE}resume/succeed/").status_code == 302
@@ -182,22 +176,18 @@ def test_admin_resume_and_its_refusals():
 
 
 def test_admin_pause_without_csrf_token_is_refused():
-    user = user_with("cronjobs.view_jobrun", "cronjobs.pause_job")
-    user.is_staff = True
-    user.save()
-    client = Client(enforce_csrf_checks=True)
-    client.force_login(user)
+    client = logged_in(staff("cronjobs.view_jobrun", "cronjobs.pause_job"), enforce_csrf_checks=True)
     assert client.post(f"{PAGE}pause/succeed/").status_code == 403
     assert not JobPause.objects.exists()
 
 
 def test_graphql_resume_unknown_job_and_permission():
     pausing.pause_job("succeed", by="someone")
-    viewer = staff("cronjobs.view_jobrun", username="viewer")
+    viewer = staff_client("cronjobs.view_jobrun", username="viewer")
     status, body = post(viewer, 'mutation { resumeCronJob(name: "succeed") { message errors } }')
     assert "PERMISSION_DENIED" in error_codes(body) or "permission" in str(body).lower()
     assert JobPause.objects.exists()
-    operator = staff("cronjobs.view_jobrun", "cronjobs.pause_job", username="operator")
+    operator = staff_client("cronjobs.view_jobrun", "cronjobs.pause_job", username="operator")
     data = ok(operator, 'mutation { resumeCronJob(name: "nope") { message errors cronJob { name } } }')
     assert data["resumeCronJob"]["errors"][0].startswith("name: no job named 'nope'")
     assert data["resumeCronJob"]["cronJob"] is None
