@@ -135,6 +135,7 @@ def test_each_log_record_is_printed_once_in_development():
     assert result.stderr.count("Not Found: /nowhere") == 1, result.stderr
 
 
+@pytest.mark.slow  # several Django processes: over 2 CPU-seconds (docs/testing.md, Tiers)
 def test_static_files_storage_in_production_and_development():
     show = "from django.conf import settings as s; print(s.STORAGES['staticfiles']['BACKEND'])"
     prod = python("manage.py", "shell", "-c", show, env={"CRM_ENV_FILE": os.devnull, "DJANGO_SECRET_KEY": SECRET})

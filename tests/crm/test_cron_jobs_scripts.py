@@ -50,6 +50,7 @@ def cleanup_script(env, *args, cwd):
     )
 
 
+@pytest.mark.slow  # several Django processes: over 2 CPU-seconds (docs/testing.md, Tiers)
 def test_cleanup_script_dry_run_changes_nothing_then_runs_from_another_directory_and_logs(project_env, tmp_path):
     env, logs = project_env
     django_shell(

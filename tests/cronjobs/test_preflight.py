@@ -107,6 +107,7 @@ def fake_crontab(folder) -> tuple[str, "os.PathLike"]:
     return str(script), store
 
 
+@pytest.mark.slow  # several Django processes: over 2 CPU-seconds (docs/testing.md, Tiers)
 @pytest.mark.django_db
 def test_add_refuses_a_wrong_environment_with_the_fix_then_installs_once_fixed(settings, world_dir, shared_db):
     """The shell that runs `add` has DJANGO_SECRET_KEY; cron would not: nothing is written until the env
