@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# Test processes: pytest-xdist workers, one per CPU; PYTEST_WORKERS=0 runs in one process (for -x, pdb).
+PYTEST_WORKERS ?= auto
 
 .PHONY: run serve test test-all lint format bench clean
 
@@ -35,11 +37,11 @@ serve: $(VENV)/.runtime
 # Tests needing PostgreSQL, Redis, crontab, a cron daemon or Chromium skip saying why where those are
 # missing (docs/testing.md). PYTEST_ARGS="-k runner -x" passes options through.
 test: $(VENV)/.dev
-	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not slow" -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # Every tier, slow tests included (what .ci/run runs on PostgreSQL + Redis).
 test-all: $(VENV)/.dev
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # Prints figures, never fails on them: see bench/RESULTS.md. BENCH_ARGS="--runs 3 --figures 1,5".
 bench: $(VENV)/.dev
