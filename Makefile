@@ -4,8 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# Test processes: pytest-xdist workers, one per CPU; PYTEST_WORKERS=0 runs in one process (for -x, pdb).
+PYTEST_WORKERS ?= auto
 
-.PHONY: run test test-all lint format bench clean
+.PHONY: run serve test test-all lint format bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,15 +28,20 @@ run: $(VENV)/.runtime
 # The web server and the foreground scheduler (`crontab work`) side by side; Ctrl-C stops both.
 	DJANGO_DEBUG=1 PYTHON=$(BIN)/python bin/run $(HOST):$(PORT)
 
+# Production on one machine (docs/deploy.md): collectstatic, migrate, gunicorn + `crontab work`, DEBUG off.
+# HOST, PORT, WEB_CONCURRENCY and every setting come from the environment or .env.
+serve: $(VENV)/.runtime
+	PYTHON=$(BIN)/python bin/serve
+
 # The fast tier on SQLite (about a minute): tests marked `slow` are left to `make test-all` and CI.
 # Tests needing PostgreSQL, Redis, crontab, a cron daemon or Chromium skip saying why where those are
 # missing (docs/testing.md). PYTEST_ARGS="-k runner -x" passes options through.
 test: $(VENV)/.dev
-	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not slow" -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # Every tier, slow tests included (what .ci/run runs on PostgreSQL + Redis).
 test-all: $(VENV)/.dev
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # Prints figures, never fails on them: see bench/RESULTS.md. BENCH_ARGS="--runs 3 --figures 1,5".
 bench: $(VENV)/.dev

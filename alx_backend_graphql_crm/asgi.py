@@ -1,8 +1,8 @@
 """ASGI entry point."""
 
-import os
-
 from django.core.asgi import get_asgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "alx_backend_graphql_crm.settings")
+from alx_backend_graphql_crm.env import bootstrap
+
+bootstrap()
 application = get_asgi_application()

@@ -4,11 +4,11 @@ Run with `celery -A alx_backend_graphql_crm worker -l info` and `celery -A alx_b
 Only Celery processes import this module (see alx_backend_graphql_crm/__init__.py).
 """
 
-import os
-
 from celery import Celery
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "alx_backend_graphql_crm.settings")
+from alx_backend_graphql_crm.env import bootstrap
+
+bootstrap()  # the env file, then the settings: a missing DJANGO_SECRET_KEY is one line and exit 1
 
 app = Celery("alx_backend_graphql_crm")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -1,10 +1,15 @@
-"""Project settings, read from the environment (see docs/operations.md "Settings")."""
+"""Project settings, read from the environment (docs/operations.md "Settings"; every variable in .env.example).
+
+Entry points load the env file (`.env`, or the file CRM_ENV_FILE names) into the environment first:
+alx_backend_graphql_crm/env.py.
+"""
 
 import os
 from pathlib import Path
 
 import dj_database_url
-from django.core.exceptions import ImproperlyConfigured
+
+from alx_backend_graphql_crm.env import SettingsError, env_file
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -23,7 +28,7 @@ def env_int(name: str, default: int) -> int:
     try:
         return int(value)
     except ValueError:
-        raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from None
+        raise SettingsError(f"{name} must be an integer, got {value!r}") from None
 
 
 def env_list(name: str, default: str) -> list[str]:
@@ -35,9 +40,9 @@ DEBUG = env_bool("DJANGO_DEBUG")
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
-        raise ImproperlyConfigured(
-            "DJANGO_SECRET_KEY is not set. It is required when DJANGO_DEBUG is off; "
-            "set DJANGO_SECRET_KEY to a long random string (or DJANGO_DEBUG=1 for development)."
+        raise SettingsError(
+            f"DJANGO_SECRET_KEY is not set (required when DJANGO_DEBUG is off): put DJANGO_SECRET_KEY=<a long "
+            f"random string> in {env_file()} or the environment, or set DJANGO_DEBUG=1 for development"
         )
     SECRET_KEY = "django-insecure-development-only-key"  # DEBUG only, never in production
 
@@ -60,6 +65,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files from STATIC_ROOT (after `collectstatic`), compressed, with far-future cache headers.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "crm.auth.BearerTokenMiddleware",
@@ -116,6 +123,17 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# DEBUG off: `collectstatic` writes hashed, gzip- and brotli-compressed copies and a manifest; whitenoise
+# serves them with year-long cache headers. DEBUG on (`make run`, no collectstatic): the plain storage.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "alx_backend_graphql_crm.storage.StaticFilesStorage"
+    },
+}
+WHITENOISE_KEEP_ONLY_HASHED_FILES = True  # pages name static files through {% static %}: hashed names only
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Production hardening; `manage.py check --deploy` is clean when DEBUG is off.
@@ -124,19 +142,34 @@ if not DEBUG:
     # Load balancers and monitors probe health over plain HTTP; a redirect would read as down.
     SECURE_REDIRECT_EXEMPT = [r"^health/"]
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
+    # Secure cookies unless the site is served over plain HTTP on purpose (DJANGO_SECURE_SSL_REDIRECT=0 to try
+    # `make serve` on http://127.0.0.1): browsers would drop them there and the admin login would fail.
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", SECURE_SSL_REDIRECT)
     SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
     SECURE_CONTENT_TYPE_NOSNIFF = True
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
 
+LOG_LEVEL = os.environ.get("DJANGO_LOG_LEVEL", "WARNING").upper()
+# Every record is printed once, by the root logger's handler: Django's own console handler on the
+# `django` logger (DEBUG only) would print each django.request warning a second time.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "WARNING")},
+    "filters": {"require_debug_false": {"()": "django.utils.log.RequireDebugFalse"}},
+    # A failed run is one line on stderr (cron's mail, the journal); its traceback is in the run history.
+    "formatters": {"console": {"()": "cronjobs.logformat.RunLineFormatter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "console"},
+        "mail_admins": {
+            "level": "ERROR",
+            "filters": ["require_debug_false"],
+            "class": "django.utils.log.AdminEmailHandler",
+        },
+    },
+    "loggers": {"django": {"handlers": ["mail_admins"], "level": LOG_LEVEL, "propagate": True}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }
 
 # --- CRM ---------------------------------------------------------------------------------------
@@ -152,15 +185,21 @@ GRAPHENE = {
     "SCHEMA": "alx_backend_graphql_crm.schema.schema",
     # Page size cap: a larger `first`/`last` is cut to this; a missing `first` means this many.
     "RELAY_CONNECTION_MAX_LIMIT": 100,
+    # Validation stops at this many errors (graphql-core's default: 100): a hostile document
+    # full of mistakes costs no more than a few of them.
+    "MAX_VALIDATION_ERRORS": 20,
 }
 # Limits of /graphql (alx_backend_graphql_crm/api): refused documents get a clear error, never a 500.
 GRAPHQL_MAX_QUERY_CHARS = 10_000  # characters of the query text, checked before parsing
+GRAPHQL_MAX_TOKENS = 250  # names, values and punctuation, counted while parsing (GraphiQL's introspection: 180)
+GRAPHQL_MAX_NESTING = 32  # brackets ({[( nested in the text, counted while parsing: bounds its recursion
 GRAPHQL_MAX_DEPTH = 10  # a connection adds two levels: allOrders{edges{node{customer{name}}}} is 5
 GRAPHQL_MAX_FIELDS = 300  # selected fields, fragments counted at each use: the cost limit
 GRAPHQL_MAX_ALIASES = 20  # each alias of a list field runs its own queries
+GRAPHQL_MAX_REPEATS = 10  # one response name in one selection set: validation compares each pair
 # Entries an answer may hold: each field once per object, a list as its page (see api/limits.py).
 GRAPHQL_MAX_COST = 100_000
-GRAPHQL_MAX_OFFSET = 10_000  # `offset` beyond this is refused; deep pages use `after` cursors
+GRAPHQL_MAX_OFFSET = 10_000  # `offset` (and where an `after`/`before` cursor points) beyond this is refused
 GRAPHQL_INTROSPECTION = None  # None: on exactly when DEBUG is on (GraphiQL's docs need it)
 # GraphiQL's JavaScript and CSS, vendored (no CDN): see static/graphiql/README.md.
 STATICFILES_DIRS = [BASE_DIR / "static"]
@@ -207,6 +246,24 @@ CRONJOBS = [
         {"timeout": 600, "description": "Delete job run history past CRONJOBS_RUN_RETENTION_DAYS"},
     ),
 ]
+# django-crontab's settings may come from the environment too (unset: django-crontab's default).
+CRONTAB_SETTINGS_FROM_ENV = (
+    "CRONTAB_EXECUTABLE",
+    "CRONTAB_PYTHON_EXECUTABLE",
+    "CRONTAB_DJANGO_MANAGE_PATH",
+    "CRONTAB_DJANGO_SETTINGS_MODULE",
+    "CRONTAB_DJANGO_PROJECT_NAME",
+    "CRONTAB_COMMAND_PREFIX",
+    "CRONTAB_COMMAND_SUFFIX",
+    "CRONTAB_COMMENT",
+)
+globals().update({name: os.environ[name] for name in CRONTAB_SETTINGS_FROM_ENV if os.environ.get(name)})
+if os.environ.get("CRONTAB_LOCK_JOBS"):
+    CRONTAB_LOCK_JOBS = env_bool("CRONTAB_LOCK_JOBS")
+# `crontab add` first runs one installed line as cron would (`--no-preflight` skips it); its hints
+# name this file as the place for variables cron's bare environment lacks.
+CRONJOBS_PREFLIGHT = True
+CRONJOBS_ENV_FILE = str(env_file())
 # Run history older than this is deleted by cronjobs.retention.prune_job_runs.
 CRONJOBS_RUN_RETENTION_DAYS = env_int("CRONJOBS_RUN_RETENTION_DAYS", 30)
 # A run of a job without a timeout, still "running" after this many seconds, is presumed dead

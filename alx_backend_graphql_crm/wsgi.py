@@ -1,8 +1,8 @@
-"""WSGI entry point."""
-
-import os
+"""WSGI entry point (gunicorn in production: see docs/deploy.md)."""
 
 from django.core.wsgi import get_wsgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "alx_backend_graphql_crm.settings")
+from alx_backend_graphql_crm.env import bootstrap
+
+bootstrap()
 application = get_wsgi_application()

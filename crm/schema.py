@@ -250,7 +250,7 @@ class CreateOrderInput(graphene.InputObjectType):
     product_ids = graphene.List(
         graphene.NonNull(graphene.ID),
         required=True,
-        description="Global IDs or integers; a product listed twice is ordered twice.",
+        description="Global IDs or integers; a product listed twice is ordered twice. At most CRM_MAX_ORDER_ITEMS.",
     )
 
 

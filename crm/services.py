@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connections, transaction
+from django.db import IntegrityError, connections, transaction
 from django.db.models import Count, Exists, OuterRef, Sum
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
@@ -42,7 +42,14 @@ def _normalise_customer(name, email, phone) -> Customer:
 def create_customer(*, name: str, email: str, phone: str | None = None) -> Customer:
     customer = _normalise_customer(name, email, phone)
     customer.full_clean()
-    customer.save()
+    try:
+        with transaction.atomic():
+            customer.save()
+    except IntegrityError:
+        # Another request took the email between the check and the INSERT.
+        if not Customer.objects.filter(email_key=email_key(customer.email)).exists():
+            raise
+        raise ValidationError({"email": ValidationError("Email already exists", code="unique")}) from None
     return customer
 
 
@@ -74,35 +81,58 @@ def bulk_create_customers(*, rows: list[dict]) -> BulkCreateResult:
         )
         return result
 
-    candidates: list[tuple[int, Customer]] = []
+    candidates = _valid_rows(rows, result.errors)
+    new = _new_emails(candidates, result.errors)
+    if new:
+        result.customers = _insert_customers(new, result.errors)
+    result.errors.sort(key=lambda error: error.index if error.index is not None else -1)
+    return result
+
+
+def _valid_rows(rows: list[dict], errors: list[InputError]) -> list[tuple[int, Customer]]:
+    """(index, customer) of the rows that pass validation; the others' mistakes go to ``errors``."""
+    candidates = []
     for index, row in enumerate(rows):
         customer = _normalise_customer(row.get("name"), row.get("email"), row.get("phone"))
         try:
             customer.full_clean(validate_constraints=False)
         except ValidationError as exc:
-            result.errors.extend(errors_from_validation(exc, index=index))
+            errors.extend(errors_from_validation(exc, index=index))
             continue
         candidates.append((index, customer))
+    return candidates
 
+
+def _new_emails(candidates: list[tuple[int, Customer]], errors: list[InputError]) -> list[tuple[int, Customer]]:
+    """The candidates whose email is neither taken nor earlier in the batch (one query)."""
     wanted = {email_key(customer.email) for _, customer in candidates}
     existing = _existing_email_keys(wanted) if wanted else set()
-    seen: Counter[str] = Counter()
-    valid = []
+    seen: set[str] = set()
+    new = []
     for index, customer in candidates:
         key = email_key(customer.email)
         if key in existing:
-            result.errors.append(InputError("email", "Email already exists", "unique", index))
-        elif seen[key]:
-            result.errors.append(InputError("email", "Duplicate email in this batch", "duplicate", index))
+            errors.append(InputError("email", "Email already exists", "unique", index))
+        elif key in seen:
+            errors.append(InputError("email", "Duplicate email in this batch", "duplicate", index))
         else:
-            valid.append(customer)
-        seen[key] += 1
+            new.append((index, customer))
+        seen.add(key)
+    return new
 
-    if valid:
+
+def _insert_customers(new: list[tuple[int, Customer]], errors: list[InputError]) -> list[Customer]:
+    """INSERT the new rows; if another request took some of their emails meanwhile, report those
+    rows as taken and insert the rest (the unique index is never left to decide alone)."""
+    try:
         with transaction.atomic():
-            result.customers = Customer.objects.bulk_create(valid)
-    result.errors.sort(key=lambda error: error.index if error.index is not None else -1)
-    return result
+            return Customer.objects.bulk_create([customer for _, customer in new])
+    except IntegrityError:
+        still_new = _new_emails(new, errors)
+        for _, customer in still_new:
+            customer.pk = None  # a batch INSERTed before the rollback kept its ids
+        with transaction.atomic():
+            return Customer.objects.bulk_create([customer for _, customer in still_new])
 
 
 # --- products ----------------------------------------------------------------------------------

@@ -1,19 +1,21 @@
-"""The run history (read-only) and the "Scheduled jobs" page with a Run now button, in the Django admin."""
+"""The run history (read-only) and the "Scheduled jobs" page with Run now, Pause and Resume, in the Django admin."""
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.html import format_html
 from django.utils.http import urlencode
 
-from cronjobs import health, runner
+from cronjobs import health, pausing, runner
 from cronjobs.describe import format_duration, human_schedule, outcome_message
 from cronjobs.models import JobRun, ScheduledJob
 from cronjobs.registry import JobConfigError, UnknownJob, schedule_timezone
 
 VIEW = "cronjobs.view_jobrun"
 RUN = "cronjobs.run_job"
+PAUSE = "cronjobs.pause_job"
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -38,6 +40,7 @@ class JobRunAdmin(ReadOnlyAdmin):
         "status",
         "trigger",
         "scheduled_for",
+        "attempt",
         "started_at",
         "duration",
         "triggered_by",
@@ -48,7 +51,14 @@ class JobRunAdmin(ReadOnlyAdmin):
     list_select_related = ("triggered_by",)
     search_fields = ("job_name", "result")
     date_hierarchy = "started_at"
-    readonly_fields = [field.name for field in JobRun._meta.fields]
+    readonly_fields = [field.name for field in JobRun._meta.fields if field.name != "output"] + ["captured_output"]
+
+    @admin.display(description="output")
+    def captured_output(self, run):
+        # <pre>: the output as the job wrote it (escaped), in a box that scrolls instead of a wall of text.
+        if not run.output:
+            return "—"
+        return format_html('<pre class="job-output" style="max-height:40em;overflow:auto">{}</pre>', run.output)
 
 
 MESSAGE_LEVELS = {
@@ -72,6 +82,8 @@ class ScheduledJobAdmin(ReadOnlyAdmin):
             path("", self.admin_site.admin_view(self.changelist_view), name=f"{prefix}_changelist"),
             # admin_view adds the staff login check and csrf_protect, so a POST without the token is refused.
             path("run/<str:name>/", self.admin_site.admin_view(self.run_now_view), name=f"{prefix}_run"),
+            path("pause/<str:name>/", self.admin_site.admin_view(self.pause_view), name=f"{prefix}_pause"),
+            path("resume/<str:name>/", self.admin_site.admin_view(self.resume_view), name=f"{prefix}_resume"),
         ]
 
     def changelist_view(self, request, extra_context=None):
@@ -91,6 +103,8 @@ class ScheduledJobAdmin(ReadOnlyAdmin):
                     "last_run_url": reverse("admin:cronjobs_jobrun_change", args=[last.pk]) if last else "",
                     "history_url": f"{history}?{urlencode({'job_name': job.name})}",
                     "run_url": reverse("admin:cronjobs_scheduledjob_run", args=[job.name]),
+                    "pause_url": reverse("admin:cronjobs_scheduledjob_pause", args=[job.name]),
+                    "resume_url": reverse("admin:cronjobs_scheduledjob_resume", args=[job.name]),
                     "runnable": not job.problems,
                 }
             )
@@ -102,6 +116,7 @@ class ScheduledJobAdmin(ReadOnlyAdmin):
             "rows": rows,
             "timezone": schedule_timezone().key,
             "can_run": request.user.has_perm(RUN),
+            "can_pause": request.user.has_perm(PAUSE),
             "history_url": history,
             **(extra_context or {}),
         }
@@ -109,13 +124,13 @@ class ScheduledJobAdmin(ReadOnlyAdmin):
         return TemplateResponse(request, "admin/cronjobs/scheduledjob/scheduled_jobs.html", context)
 
     def run_now_view(self, request, name):
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
-        if not request.user.has_perm(RUN):
-            raise PermissionDenied
+        refusal = self._refuse_unless_post_with(request, RUN)
+        if refusal:
+            return refusal
         back = reverse("admin:cronjobs_scheduledjob_changelist")
         try:
-            run = runner.run(name, trigger=JobRun.Trigger.ADMIN, user=request.user)
+            # One attempt: a web request does not sleep through retries (the job's `retries` serve schedules).
+            run = runner.run(name, trigger=JobRun.Trigger.ADMIN, user=request.user, retry=False)
         except UnknownJob as exc:
             messages.error(request, f"Nothing ran: {exc}")
             return HttpResponseRedirect(back)
@@ -124,3 +139,40 @@ class ScheduledJobAdmin(ReadOnlyAdmin):
             return HttpResponseRedirect(back)
         messages.add_message(request, MESSAGE_LEVELS.get(run.status, messages.ERROR), outcome_message(run))
         return HttpResponseRedirect(back)
+
+    def pause_view(self, request, name):
+        refusal = self._refuse_unless_post_with(request, PAUSE)
+        if refusal:
+            return refusal
+        try:
+            reason = request.POST.get("reason", "")
+            pause, created = pausing.pause_job(name, by=request.user.get_username(), reason=reason)
+        except (UnknownJob, ValueError) as exc:
+            messages.error(request, f"Nothing changed: {exc}")
+        else:
+            state = "Paused" if created else "Already paused"
+            messages.success(request, f"{state} {pause.job_name} ({pause.summary}); scheduled runs are skipped.")
+        return HttpResponseRedirect(reverse("admin:cronjobs_scheduledjob_changelist"))
+
+    def resume_view(self, request, name):
+        refusal = self._refuse_unless_post_with(request, PAUSE)
+        if refusal:
+            return refusal
+        try:
+            pause = pausing.resume_job(name)
+        except UnknownJob as exc:
+            messages.error(request, f"Nothing changed: {exc}")
+        else:
+            if pause is None:
+                messages.info(request, f"{name} was not paused.")
+            else:
+                messages.success(request, f"Resumed {pause.job_name} (was {pause.summary}).")
+        return HttpResponseRedirect(reverse("admin:cronjobs_scheduledjob_changelist"))
+
+    @staticmethod
+    def _refuse_unless_post_with(request, permission):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not request.user.has_perm(permission):
+            raise PermissionDenied
+        return None

@@ -24,6 +24,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from cronjobs import signals
+from cronjobs.health import FAILED_STATUSES
 from cronjobs.models import JobRun
 from cronjobs.registry import E011, Job, Problem, UnknownJob, get_registry, is_http_url
 
@@ -31,10 +32,8 @@ from cronjobs.registry import E011, Job, Problem, UnknownJob, get_registry, is_h
 run_logger = logging.getLogger("cronjobs.runs")
 logger = logging.getLogger(__name__)
 
-# Strings, not JobRun.Status members: `missed` and `interrupted` are statuses of a later migration;
-# until then a missed slot is a `skipped` row whose result starts with "missed:".
-ALERT_STATUSES = frozenset({"failed", "timed_out", "missed", "interrupted"})
-MISSED_PREFIX = "missed:"
+# The statuses that alarm, as /health/cron/ counts them (cronjobs.health.FAILED_STATUSES).
+ALERT_STATUSES = frozenset(FAILED_STATUSES)
 PING_BODY_LIMIT = 10_000  # characters of a ping's POST body; longer summaries lose their middle
 MAIL_TIMES_LIMIT = 50  # failure times listed in one mail
 # The engine is reusable: a project that does not set these gets the documented defaults.
@@ -51,20 +50,8 @@ def setting(name: str):
     return getattr(settings, name, DEFAULTS[name])
 
 
-def run_status(run: JobRun) -> str:
-    """The run's status as alerts name it: a skipped row recorded as missed is `missed`."""
-    if run.status == JobRun.Status.SKIPPED and run.result.startswith(MISSED_PREFIX):
-        return "missed"
-    return run.status
-
-
 def is_failure(run: JobRun) -> bool:
-    return run_status(run) in ALERT_STATUSES
-
-
-def failure_filter() -> Q:
-    """The rows is_failure() accepts, as a query."""
-    return Q(status__in=ALERT_STATUSES) | Q(status=JobRun.Status.SKIPPED, result__startswith=MISSED_PREFIX)
+    return run.status in ALERT_STATUSES
 
 
 def notify_after(job: Job | None) -> int:
@@ -76,13 +63,13 @@ def notify_after(job: Job | None) -> int:
 def previous_failures(run: JobRun, limit: int) -> list[JobRun]:
     """The failed runs of the job right before `run` (by finish time), newest first, at most `limit`.
 
-    One query. Skips other than missed ones (disabled, still running) neither count nor break a
-    streak; a success breaks it. Every recorded run counts, so each failed retry attempt is one failure.
+    One query. Skips (disabled, still running) neither count nor break a streak; a success breaks
+    it. Every recorded run counts, so each failed retry attempt is one failure.
     """
     ended_before = Q(finished_at__lt=run.finished_at) | Q(finished_at=run.finished_at, id__lt=run.pk)
     rows = (
         JobRun.objects.filter(ended_before, job_name=run.job_name)
-        .filter(failure_filter() | Q(status=JobRun.Status.SUCCEEDED))
+        .filter(status__in=[*ALERT_STATUSES, JobRun.Status.SUCCEEDED])
         .order_by("-finished_at", "-id")
         .only("id", "status", "result", "started_at", "finished_at")[:limit]
     )
@@ -152,14 +139,16 @@ def log_failure(run: JobRun, before: list[JobRun], threshold: int) -> None:
     after the message) and every field as a record attribute (Sentry shows them as extra data)."""
     if not run_logger.isEnabledFor(logging.ERROR):
         return
-    status = run_status(run)
-    fields = _record_fields(run, status)
+    fields = _record_fields(run)
     # Job name and status in the template (names hold no '%'): Sentry groups events by it, one issue per job.
-    message = f"{run.job_name} run #%s {status}: %s (trigger %s, host %s, duration %.3fs, %s failure(s) in a row)"
+    message = f"{run.job_name} run #%s {run.status}: %s (trigger %s, host %s, duration %.3fs, %s failure(s) in a row)"
     streak = f"{len(before) + 1}{'+' if len(before) == threshold else ''}"
     args = (run.pk, _first_line(run.result), run.trigger, run.host, fields["duration"], streak)
     record = run_logger.makeRecord(run_logger.name, logging.ERROR, __file__, 0, message, args, None, extra=fields)
-    record.exc_text = run.traceback.rstrip("\n") or None
+    # An interrupted run's traceback only says where the job was when someone stopped it: the record
+    # stays one line (the history and the `traceback` attribute keep it), as `crontab run` reports a stop.
+    if run.status != JobRun.Status.INTERRUPTED:
+        record.exc_text = run.traceback.rstrip("\n") or None
     run_logger.handle(record)
 
 
@@ -167,7 +156,7 @@ def log_recovery(run: JobRun, before: list[JobRun], threshold: int) -> None:
     if not before:
         return
     count = f"{len(before)}{'+' if len(before) == threshold else ''}"
-    fields = _record_fields(run, run.status)
+    fields = _record_fields(run)
     run_logger.info(
         "%s recovered: run #%s succeeded after %s failed run(s) (trigger %s, host %s, duration %.3fs)",
         *(run.job_name, run.pk, count, run.trigger, run.host, fields["duration"]),
@@ -175,11 +164,11 @@ def log_recovery(run: JobRun, before: list[JobRun], threshold: int) -> None:
     )
 
 
-def _record_fields(run: JobRun, status: str) -> dict:
+def _record_fields(run: JobRun) -> dict:
     return {
         "job": run.job_name,
         "run_id": run.pk,
-        "status": status,
+        "status": str(run.status),
         "trigger": run.trigger,
         "host": run.host,
         "duration": run.duration.total_seconds() if run.duration is not None else 0.0,
@@ -205,10 +194,10 @@ def mail_failure(run: JobRun, before: list[JobRun], threshold: int) -> None:
     if len(before) + 1 != threshold or not recipients:
         return
     failures = [run, *before][:MAIL_TIMES_LIMIT]
-    times = "\n".join(f"  run #{f.pk} {run_status(f)} at {_local(f.finished_at)}" for f in failures)
+    times = "\n".join(f"  run #{f.pk} {f.status} at {_local(f.finished_at)}" for f in failures)
     body = (
         f"Job {run.job_name} failed {threshold} time(s) in a row.\n\n"
-        f"Last run: #{run.pk} {run_status(run)} ({run.trigger} on {run.host}): {_first_line(run.result)}\n"
+        f"Last run: #{run.pk} {run.status} ({run.trigger} on {run.host}): {_first_line(run.result)}\n"
         f"{run_link(run)}\n\n"
         f"Failures, newest first:\n{times}\n\n"
         f"Traceback of the last run:\n{run.traceback or '(none: the job did not run)'}\n\n"
@@ -257,7 +246,7 @@ def ping_url(job: Job) -> str | None:
 def run_summary(run: JobRun) -> str:
     """The POST body of a finish ping: what happened, the result, the traceback; at most PING_BODY_LIMIT."""
     duration = run.duration.total_seconds() if run.duration is not None else 0.0
-    text = f"{run.job_name} run #{run.pk} {run_status(run)} in {duration:.3f}s ({run.trigger} on {run.host})\n"
+    text = f"{run.job_name} run #{run.pk} {run.status} in {duration:.3f}s ({run.trigger} on {run.host})\n"
     text += run.result + (f"\n\n{run.traceback}" if run.traceback else "")
     return _cap(text, PING_BODY_LIMIT)
 

@@ -14,6 +14,15 @@ than the job's `grace`), and a redelivered message finds its minute claimed and 
 Messages from another beat scheduler (no argument, but Celery's `celery_beat_task` header) fall
 back to the latest minute at execution; a call by hand (`run_cronjob.delay(name)`) has neither and
 runs now without claiming a minute, like `crontab run <name>`.
+
+Retries (the job's `retries` option) use Celery's own retry: a failed attempt ends the task with
+`self.retry(countdown=<the runner's backoff>)`, and the retried message carries the minute and the
+id of the attempt it retries (`previous_run`), so the next attempt is recorded linked to the first.
+
+Time zones: each job's schedule is a `zoned_crontab` in the job's own zone (its `timezone` option).
+Beat's firing instants are only a trigger: the minute stamped into the message is the registry's
+latest due minute (with its daylight-saving rules), so a minute beat fires twice when the clocks
+go back is claimed once.
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ from celery.beat import PersistentScheduler
 from celery.schedules import BaseSchedule, crontab
 from croniter import croniter
 
-from cronjobs.registry import Job, get_job, get_registry, schedule_timezone
+from cronjobs.registry import Job, get_job, get_registry
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +139,7 @@ def _field(values: list) -> str:
 def celery_schedule(job: Job) -> BaseSchedule:
     """The Celery schedule firing at exactly the minutes croniter gives for the job's expression."""
     minute, hour, day, month, weekday = (_field(values) for values in croniter(job.cron_expression).expanded)
-    zone = schedule_timezone().key
+    zone = job.zone.key
 
     def make(day_of_month: str, day_of_week: str) -> zoned_crontab:
         return zoned_crontab(
@@ -169,7 +178,14 @@ def beat_schedule(tasks: Mapping[str, str] | None = None) -> dict[str, dict]:
 
 
 class CronJobScheduler(PersistentScheduler):
-    """Beat's default scheduler, plus: every CRONJOBS entry's message carries the minute it fires for."""
+    """Beat's default scheduler, plus: every CRONJOBS entry's message carries the minute it fires for,
+    and an entry is also due at a due minute Celery's crontab skips over a daylight-saving change."""
+
+    def is_due(self, entry):
+        state = super().is_due(entry)
+        if not entry.name.startswith(ENTRY_PREFIX):
+            return state
+        return due_by_registry(get_job(entry.name[len(ENTRY_PREFIX) :]), entry, state)
 
     def apply_async(self, entry, producer=None, advance=True, **kwargs):
         if not entry.name.startswith(ENTRY_PREFIX):
@@ -181,40 +197,68 @@ class CronJobScheduler(PersistentScheduler):
         return super().apply_async(sending, producer, False, **kwargs)
 
 
+def due_by_registry(job: Job, entry, state):
+    """Celery's verdict, corrected by the registry's due minutes (its DST rules are cronie's).
+
+    Celery's crontab fires a time inside the spring-forward gap an hour late (02:30 at 03:30); the
+    registry says 03:00. Due when the registry has a due minute after the entry's last run; the next
+    check is no later than the registry's next due minute. A Celery fire the registry does not have
+    (the second 02:30 when the clocks go back) is stamped with the registry's latest minute, which
+    is already claimed, so it runs nothing.
+    """
+    now = entry.default_now()
+    last_run_at = entry.schedule.maybe_make_aware(entry.last_run_at)
+    due = state.is_due or job.latest_run(now) > last_run_at
+    wait = max(0.0, (job.next_run(now) - now).total_seconds())
+    return type(state)(due, min(state.next, wait))
+
+
 def scheduled_minute(job_name: str, now: datetime | None = None) -> str:
     """The minute a firing at `now` is for: the job's latest scheduled minute, ISO 8601 with offset."""
     return get_job(job_name).latest_run(now or datetime.now(UTC)).isoformat()
 
 
 # --- the task ----------------------------------------------------------------------------------------
-def run_job_task(task, job_name: str, scheduled_for_iso: str | None) -> dict:
-    """Run a job through the runner for a Celery task; raises CronJobFailed when the run fails."""
-    from django.utils.dateparse import parse_datetime
-
+def run_job_task(task, job_name: str, scheduled_for_iso: str | None, previous_run: int | None = None) -> dict:
+    """Run a job through the runner for a Celery task; raises CronJobFailed when the run fails, or
+    Celery's Retry while the job's `retries` allow another attempt."""
     from cronjobs.models import JobRun
-    from cronjobs.runner import run
+    from cronjobs.runner import retry_delay, run
 
     job = get_job(job_name)  # UnknownJob / JobConfigError: the task fails, nothing recorded
-    if scheduled_for_iso:
-        scheduled_for = parse_datetime(scheduled_for_iso)
-        if scheduled_for is None:
-            raise ValueError(f"scheduled_for_iso {scheduled_for_iso!r} is not an ISO datetime")
-    elif _from_beat(task):
-        scheduled_for = job.latest_run(datetime.now(UTC))
-    else:
-        scheduled_for = None
-    record = run(job, scheduled_for=scheduled_for, trigger="celery")
+    scheduled_for = _scheduled_for(task, job, scheduled_for_iso)
+    previous = JobRun.objects.filter(pk=previous_run, job_name=job.name).first() if previous_run else None
+    record = run(job, scheduled_for=scheduled_for, trigger="celery", retry=False, previous=previous)
     outcome = {
         "job": job.name,
         "run": record.pk,
         "status": record.status,
+        "attempt": record.attempt,
         "scheduled_for": record.scheduled_for.isoformat() if record.scheduled_for else None,
         "duplicate": record.duplicate,
         "result": record.result[:200],
     }
     if not record.duplicate and record.status in (JobRun.Status.FAILED, JobRun.Status.TIMED_OUT):
+        delay = retry_delay(job, record)
+        if delay is not None:
+            kwargs = {**(getattr(task.request, "kwargs", None) or {}), "previous_run": record.pk}
+            kwargs["scheduled_for_iso"] = outcome["scheduled_for"]
+            raise task.retry(countdown=delay, kwargs=kwargs, max_retries=job.retries)
         raise CronJobFailed(f"{job.name} run #{record.pk} {record.status}: {record.result}")
     return outcome
+
+
+def _scheduled_for(task, job: Job, scheduled_for_iso: str | None) -> datetime | None:
+    from django.utils.dateparse import parse_datetime
+
+    if scheduled_for_iso:
+        scheduled_for = parse_datetime(scheduled_for_iso)
+        if scheduled_for is None:
+            raise ValueError(f"scheduled_for_iso {scheduled_for_iso!r} is not an ISO datetime")
+        return scheduled_for
+    if _from_beat(task):
+        return job.latest_run(datetime.now(UTC))
+    return None
 
 
 def _from_beat(task) -> bool:
@@ -226,6 +270,6 @@ def _from_beat(task) -> bool:
 
 
 @shared_task(bind=True, name=TASK_NAME)
-def run_cronjob(self, name: str, scheduled_for_iso: str | None = None) -> dict:
+def run_cronjob(self, name: str, scheduled_for_iso: str | None = None, previous_run: int | None = None) -> dict:
     """Run CRONJOBS job `name` for the minute `scheduled_for_iso` (see the module docstring)."""
-    return run_job_task(self, name, scheduled_for_iso)
+    return run_job_task(self, name, scheduled_for_iso, previous_run)

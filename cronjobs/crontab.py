@@ -1,5 +1,10 @@
 """System crontab backend: read, plan and write this checkout's lines, leaving every other line as it was.
 
+Jobs with their own `timezone`: cron reads one zone (settings.TIME_ZONE, the project's, is assumed to be
+cron's), so such a job's line fires at every minute of that zone that can be a due minute in the job's
+zone over this year and the next (each UTC offset difference, plus the end of each spring-forward
+gap), and `crontab run --scheduled` quietly does nothing at a minute that is not due in the job's zone.
+
 Each line we install ends with a marker `[cronjobs <instance> <name>]`, where the instance is a hash of
 the project directory, so two projects or two checkouts of one project on a host never touch each
 other's lines. Lines written by plain django-crontab for this checkout (its comment and our manage.py
@@ -11,16 +16,19 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import pwd
 import re
 import shlex
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from croniter import croniter
 from django.conf import settings
 
-from cronjobs.registry import E010, Job, Problem
+from cronjobs.registry import E010, Job, Problem, schedule_timezone
 
 MARKER_RE = re.compile(r"\[cronjobs (?P<instance>[0-9a-f]{12}) (?P<name>[A-Za-z0-9_.-]+)\]\s*$")
 LEGACY_RUN_RE = re.compile(r"\bcrontab run (?P<hash>[0-9a-f]{32})\b")
@@ -140,7 +148,84 @@ def command_for(job: Job, config: CrontabConfig) -> str:
 def render_line(job: Job, config: CrontabConfig) -> str:
     """The whole crontab line for a job, newline included."""
     comment = config.comment.replace("%", "\\%")
-    return f"{job.schedule} {command_for(job, config)} # {comment} [cronjobs {config.instance} {job.name}]\n"
+    schedule = cron_schedule(job)
+    return f"{schedule} {command_for(job, config)} # {comment} [cronjobs {config.instance} {job.name}]\n"
+
+
+def cron_schedule(job: Job, year: int | None = None) -> str:
+    """The schedule of the job's line, in cron's zone: the job's own for a job in the project's zone;
+    for a zoned job, every cron-zone minute that can be due in its zone (the runner decides which is).
+
+    year: the first of the two years covered (default: this year), so the line is the same all year.
+    """
+    if not job.zoned:
+        return job.schedule
+    minute, hour, day, month, weekday = job.cron_expression.split()
+    expanded = croniter(job.cron_expression).expanded
+    minutes_local = range(60) if "*" in expanded[0] else expanded[0]
+    hours_local = range(24) if "*" in expanded[1] else expanded[1]
+    local = {(h, m) for h in hours_local for m in minutes_local}
+    shifts, gap_ends = _offset_shifts(job, year or datetime.now(UTC).year)
+    wall = {((h * 60 + m - shift) // 60, (h * 60 + m - shift) % 60) for h, m in local for shift in shifts}
+    wall |= gap_ends
+    hours = _cron_field(sorted({h % 24 for h, _ in wall}), 24)
+    minutes = _cron_field(sorted({m for _, m in wall}), 60)
+    # A shift across midnight or a gap's end moves a due minute to another cron-zone day: every day.
+    crosses_midnight = any(not 0 <= h < 24 for h, _ in wall)
+    days = ("*", "*", "*") if crosses_midnight or gap_ends else (day, month, weekday)
+    return " ".join([minutes, hours, *days])
+
+
+def _cron_field(values: list[int], size: int) -> str:
+    return "*" if len(values) == size else ",".join(map(str, values))
+
+
+ZONED_FIRE_TOLERANCE = timedelta(minutes=1)  # cron starts a line within its minute; python may spill over
+
+
+def scheduled_slot(job: Job, now: datetime) -> datetime | None:
+    """The minute a scheduled (`--scheduled`) run started at `now` is for: the latest due minute.
+
+    None, for a zoned job, when `now` is not a due minute in the job's zone (its line fires at every
+    minute that can be due, see cron_schedule): the run then quietly does nothing.
+    """
+    slot = job.latest_run(now)
+    if job.zoned and now.astimezone(UTC).replace(second=0, microsecond=0) - slot > ZONED_FIRE_TOLERANCE:
+        return None
+    return slot
+
+
+def _offset_shifts(job: Job, year: int) -> tuple[set[int], set[tuple[int, int]]]:
+    """Over `year` and the next: the differences (minutes) between the job's zone and cron's, and
+    the cron-zone (hour, minute) of each end of a spring-forward gap in the job's zone."""
+    job_zone, cron_zone = job.zone, schedule_timezone()
+    shifts, gap_ends = set(), set()
+    moment, end = datetime(year, 1, 1, tzinfo=UTC), datetime(year + 2, 1, 1, tzinfo=UTC)
+    previous = None
+    while moment < end:
+        offset = moment.astimezone(job_zone).utcoffset()
+        shifts.add(int((offset - moment.astimezone(cron_zone).utcoffset()).total_seconds() // 60))
+        if previous is not None and offset > previous:
+            change = _change_instant(job_zone, moment - timedelta(hours=1), moment)
+            at = change.astimezone(cron_zone)
+            gap_ends.add((at.hour, at.minute))
+        previous = offset
+        moment += timedelta(hours=1)
+    return shifts, gap_ends
+
+
+def _change_instant(zone, before: datetime, after: datetime) -> datetime:
+    """The first minute in (before, after] at the UTC offset `after` has (offsets change on a minute)."""
+    target = after.astimezone(zone).utcoffset()
+    low, high = before, after
+    while high - low > timedelta(minutes=1):
+        middle = low + (high - low) / 2
+        middle = middle.replace(second=0, microsecond=0)
+        if middle.astimezone(zone).utcoffset() == target:
+            high = middle
+        else:
+            low = middle
+    return high
 
 
 @dataclass(frozen=True)
@@ -278,3 +363,114 @@ def write_crontab(config: CrontabConfig, text: str) -> None:
     installed = read_crontab(config)
     if installed != text:
         raise CrontabError("the crontab read back differs from what was written; check it with `crontab -l`")
+
+
+# --- preflight: run one installed line the way cron will, before `add` writes anything ------------------
+CRON_PATH = "/usr/bin:/bin"  # what cron gives a line (Debian's and cronie's default)
+
+
+def crontab_user(config: CrontabConfig) -> str | None:
+    """The user of `-u <user>` in CRONTAB_EXECUTABLE; None means the current user's own crontab."""
+    args = config.executable[1:]
+    for i, arg in enumerate(args):
+        if arg == "-u" and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("-u") and len(arg) > 2:
+            return arg[2:]
+    return None
+
+
+def preflight_command(job: Job, config: CrontabConfig) -> str:
+    """The job's installed command in its no-op check mode, as /bin/sh gets it from cron.
+
+    Suffixes are left out (they usually redirect the output the check needs to read), and cron's `\\%`
+    escapes are undone as cron does.
+    """
+    command = command_for(replace(job, suffix=""), replace(config, suffix=""))
+    return f"{command} --preflight".replace("\\%", "%")
+
+
+def as_cron_argv(command: str, user: str | None) -> list[str]:
+    """argv running `command` as cron does: `/bin/sh -c` under `env -i` with cron's variables, as `user`."""
+    entry = pwd.getpwnam(user) if user else pwd.getpwuid(os.geteuid())
+    variables = [
+        f"PATH={CRON_PATH}",
+        "SHELL=/bin/sh",
+        f"HOME={entry.pw_dir}",
+        f"LOGNAME={entry.pw_name}",
+        f"USER={entry.pw_name}",
+    ]
+    argv = ["/usr/bin/env", "-i", *variables, "/bin/sh", "-c", command]
+    if entry.pw_uid != os.geteuid():
+        # runuser (util-linux) needs root, as `crontab -u` does; setpriv is the fallback without it.
+        if Path("/usr/sbin/runuser").exists() or Path("/sbin/runuser").exists():
+            return ["runuser", "-u", entry.pw_name, "--", *argv]
+        return ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--init-groups", "--", *argv]
+    return argv
+
+
+@dataclass(frozen=True)
+class PreflightFailure:
+    """Why the installed line would not run under cron, in one line, and what to do about it."""
+
+    error: str
+    fix: str
+    command: str
+    output: str
+
+    def report(self) -> list[str]:
+        return [f"  error: {self.error}", f"  fix: {self.fix}", f"  command: {self.command}"]
+
+
+def first_error_line(output: str) -> str:
+    """The line that says what went wrong: a traceback's exception line, else the first line of output."""
+    lines = [line.rstrip() for line in output.splitlines() if line.strip()]
+    if not lines:
+        return "no output"
+    if any(line.startswith("Traceback (most recent call last)") for line in lines):
+        exceptions = [line for line in lines if not line[0].isspace() and not line.startswith(("Traceback", "During"))]
+        line = exceptions[-1] if exceptions else lines[-1]
+    else:
+        line = lines[0]
+    return re.sub(r"^(error|CommandError): ", "", line)
+
+
+def preflight_fix(error: str, config: CrontabConfig, user: str | None) -> str:
+    """The likely remedy for a preflight error line."""
+    env_file = getattr(settings, "CRONJOBS_ENV_FILE", None)
+    where = f"put it in {env_file}" if env_file else "set it in CRONTAB_COMMAND_PREFIX (VAR=value)"
+    who = user or pwd.getpwuid(os.geteuid()).pw_name
+    missing = re.search(r"\b([A-Z][A-Z0-9_]*) is not set", error)
+    if missing:
+        return f"{missing[1]} is not set under cron: {where}"
+    if "Permission denied" in error:
+        return (
+            f"user {who} may not read or run what the line needs ({config.python}, {config.project_dir}): "
+            "give that user access to the project and its virtualenv, or install the lines for a user who has it"
+        )
+    if "No module named" in error:
+        return "cron's Python lacks the project's packages: set CRONTAB_PYTHON_EXECUTABLE to the virtualenv's python"
+    if re.search(r"not found|No such file", error):
+        return f"something the line runs is not found under cron (PATH={CRON_PATH}): use absolute paths"
+    if re.search(r"database|connection|could not connect|no such table|does not exist", error, re.IGNORECASE):
+        return f"the database is not reachable or not migrated under cron: set DATABASE_URL ({where.split(' ', 1)[1]})"
+    return "run the command below by hand to see the whole error"
+
+
+def preflight(job: Job, config: CrontabConfig, timeout: float = 120) -> PreflightFailure | None:
+    """Run `job`'s installed line in check mode as cron would; None when it started cleanly."""
+    user = crontab_user(config)
+    command = preflight_command(job, config)
+    try:
+        argv = as_cron_argv(command, user)
+    except KeyError:
+        return PreflightFailure(f"no user named {user!r}", "fix the -u argument of CRONTAB_EXECUTABLE", command, "")
+    try:
+        result = subprocess.run(argv, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return PreflightFailure(str(exc), "run the command below by hand to see the whole error", shlex.join(argv), "")
+    if result.returncode == 0:
+        return None
+    output = (result.stderr + result.stdout).decode("utf-8", "replace")
+    error = first_error_line(output)
+    return PreflightFailure(error, preflight_fix(error, config, user), shlex.join(argv), output)

@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 from django.db.models import Max, Q
 from django.utils import timezone
 
-from cronjobs.models import JobRun
+from cronjobs.models import JobPause, JobRun
 from cronjobs.registry import Job, get_registry
-from cronjobs.runner import run_verdict
+from cronjobs.runner import retry_delay, run_verdict
 
 # Default grace: half the interval between two fires, at least a minute, at most an hour.
 MIN_GRACE = timedelta(minutes=1)
@@ -27,6 +27,12 @@ class State:
     RUNNING = "running"
     STUCK = "stuck"  # recorded as running, but its process is gone or it is past its timeout
     DISABLED = "disabled"
+    PAUSED = "paused"  # paused at run time (crontab pause, admin, GraphQL): not an alarm
+    RETRYING = "retrying"  # the last attempt failed and a retry is due within its backoff: not yet an alarm
+
+
+# How long after a failed attempt its retry may still come (beyond the backoff) before it is an alarm.
+RETRY_MARGIN = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -39,10 +45,11 @@ class JobHealth:
     last_run: JobRun | None
     last_success: datetime | None
     error: str = ""  # why the job cannot be scheduled (a broken entry), or why its run is stuck
+    pause: JobPause | None = None
 
     @property
     def healthy(self) -> bool:
-        return self.state in (State.OK, State.NEW, State.RUNNING, State.DISABLED)
+        return self.state in (State.OK, State.NEW, State.RUNNING, State.DISABLED, State.PAUSED, State.RETRYING)
 
     @property
     def problem(self) -> str:
@@ -61,6 +68,12 @@ class JobHealth:
             "name": self.job.name,
             "schedule": self.job.schedule,
             "enabled": self.job.enabled,
+            "timezone": self.job.zone.key,
+            "retries": self.job.retries,
+            "paused": self.pause is not None,
+            "paused_by": self.pause.paused_by if self.pause else None,
+            "paused_at": _iso(self.pause.paused_at) if self.pause else None,
+            "pause_reason": self.pause.reason if self.pause else None,
             "state": self.state,
             "healthy": self.healthy,
             "problem": self.problem or None,
@@ -74,6 +87,7 @@ class JobHealth:
                 "started_at": _iso(last.started_at),
                 "finished_at": _iso(last.finished_at),
                 "trigger": last.trigger,
+                "attempt": last.attempt,
             },
         }
 
@@ -94,7 +108,7 @@ def job_grace(job: Job, now: datetime) -> timedelta:
 
 
 def snapshot(jobs: list[Job] | None = None, *, now: datetime | None = None) -> list[JobHealth]:
-    """The health of each job (CRONJOBS order). Two queries, whatever the number of jobs and runs."""
+    """The health of each job (CRONJOBS order). Three queries, whatever the number of jobs and runs."""
     now = now or timezone.now()
     jobs = list(get_registry().jobs if jobs is None else jobs)
     names = [job.name for job in jobs]
@@ -109,28 +123,33 @@ def snapshot(jobs: list[Job] | None = None, *, now: datetime | None = None) -> l
     }
     last_ids = [row["last_id"] for row in latest.values() if row["last_id"]]
     last_runs = {run.job_name: run for run in JobRun.objects.filter(id__in=last_ids)} if last_ids else {}
-    return [_health(job, now, latest.get(job.name, {}), last_runs.get(job.name)) for job in jobs]
+    paused = {pause.job_name: pause for pause in JobPause.objects.filter(job_name__in=names)}
+    return [_health(job, now, latest.get(job.name, {}), last_runs.get(job.name), paused.get(job.name)) for job in jobs]
 
 
-def _health(job: Job, now: datetime, row: dict, last_run: JobRun | None) -> JobHealth:
+def _health(job: Job, now: datetime, row: dict, last_run: JobRun | None, pause: JobPause | None = None) -> JobHealth:
     last_success = row.get("last_success")
     if job.problems:
         error = "cannot run: " + "; ".join(p.msg for p in job.problems)
-        return JobHealth(job, State.FAILING, None, None, timedelta(0), last_run, last_success, error)
+        return JobHealth(job, State.FAILING, None, None, timedelta(0), last_run, last_success, error, pause)
     try:
         grace = job_grace(job, now)
         previous_run = job.latest_run(now)
         next_run = job.next_run(now)
     except Exception as exc:  # a schedule croniter cannot place (check refuses these; be safe anyway)
         error = f"cannot schedule {job.schedule!r}: {exc}"
-        return JobHealth(job, State.FAILING, None, None, timedelta(0), last_run, last_success, error)
+        return JobHealth(job, State.FAILING, None, None, timedelta(0), last_run, last_success, error, pause)
     stuck = _stuck(last_run, now)
     if not job.enabled:
         state = State.DISABLED
+    elif pause is not None:
+        state = State.PAUSED
+    elif last_run is not None and _retry_pending(job, last_run, now):
+        state = State.RETRYING
     elif last_run is not None and last_run.status in FAILED_STATUSES:
         state = State.FAILING
     elif stuck:
-        return JobHealth(job, State.STUCK, next_run, previous_run, grace, last_run, last_success, stuck)
+        return JobHealth(job, State.STUCK, next_run, previous_run, grace, last_run, last_success, stuck, pause)
     elif last_run is not None and last_run.status == JobRun.Status.RUNNING:
         state = State.RUNNING
     elif last_run is None:
@@ -139,7 +158,17 @@ def _health(job: Job, now: datetime, row: dict, last_run: JobRun | None) -> JobH
         state = State.LATE
     else:
         state = State.OK
-    return JobHealth(job, state, next_run, previous_run, grace, last_run, last_success)
+    return JobHealth(job, state, next_run, previous_run, grace, last_run, last_success, pause=pause)
+
+
+def _retry_pending(job: Job, last_run: JobRun, now: datetime) -> bool:
+    """The last attempt failed, the job retries it, and the longest backoff has not passed yet."""
+    if last_run.status not in FAILED_STATUSES or last_run.finished_at is None:
+        return False
+    if retry_delay(job, last_run) is None:
+        return False
+    longest = timedelta(seconds=min(job.retry_backoff * 2 ** (last_run.attempt - 1), job.retry_backoff_max))
+    return now <= last_run.finished_at + longest + RETRY_MARGIN
 
 
 def _stuck(last_run: JobRun | None, now: datetime) -> str:

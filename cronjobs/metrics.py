@@ -17,15 +17,14 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
 from cronjobs import health
-from cronjobs.alerts import ALERT_STATUSES, MISSED_PREFIX
+from cronjobs.alerts import ALERT_STATUSES
 from cronjobs.models import JobRun, PrunedRunTotal
 
 # Upper bounds (seconds) of the duration histogram: cron jobs take seconds to hours.
 DURATION_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
-# Every status a run can end in (strings: `missed` and `interrupted` may not be model choices yet).
-STATUSES = tuple(dict.fromkeys([*JobRun.Status.values, *sorted(ALERT_STATUSES)]))
+STATUSES = tuple(JobRun.Status.values)
 # Runs that executed the job, so have a duration worth a histogram (not skips, not missed slots).
-EXECUTED = ("succeeded", "failed", "timed_out", "interrupted")
+EXECUTED = (JobRun.Status.SUCCEEDED, JobRun.Status.FAILED, JobRun.Status.TIMED_OUT, JobRun.Status.INTERRUPTED)
 
 
 class JobCollector(Collector):
@@ -55,7 +54,6 @@ def run_stats(runs) -> Stats:
         .values("job_name", "status")
         .annotate(
             count=Count("id"),
-            missed=Count("id", filter=Q(status=JobRun.Status.SKIPPED, result__startswith=MISSED_PREFIX)),
             total_duration=Sum("duration"),
             **buckets,
         )
@@ -64,13 +62,9 @@ def run_stats(runs) -> Stats:
     stats: Stats = defaultdict(dict)
     for row in rows:
         per_status = stats[row["job_name"]]
-        count, missed = row["count"], row["missed"]
-        if missed:  # a missed slot recorded as a skip (before the `missed` status existed)
-            count -= missed
-            per_status["missed"] = {"count": missed, "duration": 0.0, "buckets": [missed] * len(DURATION_BUCKETS)}
         seconds = row["total_duration"].total_seconds() if row["total_duration"] is not None else 0.0
         counts = [row[f"le_{i}"] for i in range(len(DURATION_BUCKETS))]
-        per_status[row["status"]] = {"count": count, "duration": seconds, "buckets": counts}
+        per_status[row["status"]] = {"count": row["count"], "duration": seconds, "buckets": counts}
     return stats
 
 
@@ -152,8 +146,7 @@ def _add_job(families: dict, state: health.JobHealth, stats: dict[str, dict]) ->
     families["duration"].add_metric([name], buckets, sum_value=sum(s["duration"] for s in executed))
     families["late"].add_metric([name], 1.0 if state.state == health.State.LATE else 0.0)
     families["failing"].add_metric([name], 1.0 if state.state == health.State.FAILING else 0.0)
-    # Pausing is not part of the engine yet: no job is paused.
-    families["paused"].add_metric([name], 0.0)
+    families["paused"].add_metric([name], 1.0 if state.pause is not None else 0.0)
 
 
 def exposition() -> bytes:

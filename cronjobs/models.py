@@ -57,15 +57,31 @@ class JobRun(models.Model):
         related_name="+",
         help_text="The user who started this run by hand (admin or GraphQL).",
     )
+    # Retries (the job's `retries` option): attempt 1 claims the slot; each later attempt is its own row
+    # pointing at attempt 1. SET_NULL: retention may delete an old first attempt before its retries.
+    attempt = models.PositiveSmallIntegerField(default=1, help_text="1 for the first attempt, 2 for the first retry...")
+    retry_of = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="retries",
+        help_text="The first attempt of the slot this retry belongs to.",
+    )
+    output = models.TextField(
+        blank=True, help_text="What the job wrote to stdout, stderr and logging (the last 64 KB; says so when cut)."
+    )
 
     class Meta:
         ordering = ["-started_at", "-id"]
         permissions = [("run_job", "Can run a scheduled job now")]
         constraints = [
+            # One row per (slot, attempt): the slot itself is claimed by attempt 1, so it still runs once;
+            # a redelivered Celery retry finds its attempt taken.
             models.UniqueConstraint(
-                fields=["job_name", "scheduled_for"],
+                fields=["job_name", "scheduled_for", "attempt"],
                 condition=Q(scheduled_for__isnull=False),
-                name="cronjobs_jobrun_one_run_per_slot",
+                name="cronjobs_jobrun_one_run_per_slot_attempt",
             ),
             models.UniqueConstraint(
                 fields=["job_name"],
@@ -88,6 +104,34 @@ class JobRun(models.Model):
     duplicate = False
 
 
+class JobPause(models.Model):
+    """A paused job: its scheduled runs are recorded as skipped, naming who paused it, when and why.
+
+    Stored in the database (not CRONJOBS) so pausing needs no deploy and every route sees it at
+    its next minute. No row: the job is not paused.
+    """
+
+    job_name = models.CharField(max_length=100, unique=True)
+    paused_at = models.DateTimeField()
+    # Text, not a user key: `manage.py crontab pause` has no Django user, and deleting a user must
+    # not lose who paused the job.
+    paused_by = models.CharField(max_length=255, help_text="Username (admin, GraphQL) or user@host (manage.py).")
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        default_permissions = ("view",)
+        permissions = [("pause_job", "Can pause and resume a scheduled job")]
+
+    def __str__(self) -> str:
+        return f"{self.job_name} paused by {self.paused_by} at {self.paused_at:%Y-%m-%d %H:%M:%S}"
+
+    @property
+    def summary(self) -> str:
+        """One line for skips, show, health and the admin: who, when (UTC ISO), why."""
+        text = f"paused by {self.paused_by} at {self.paused_at.isoformat(timespec='seconds')}"
+        return f"{text}: {self.reason}" if self.reason else text
+
+
 class ScheduledJob(JobRun):
     """No data of its own: gives the admin's "Scheduled jobs" page (every CRONJOBS job, with a Run
     now button) its place in the admin index under this app. The jobs live in settings, not here."""
@@ -108,7 +152,7 @@ class PrunedRunTotal(models.Model):
     """
 
     job_name = models.CharField(max_length=100)
-    status = models.CharField(max_length=20)  # as alerts name it: a missed skip is "missed"
+    status = models.CharField(max_length=20)
     count = models.PositiveBigIntegerField(default=0)
     duration_seconds = models.FloatField(default=0.0)
     # Runs at or under each bound of cronjobs.metrics.DURATION_BUCKETS, in that order.

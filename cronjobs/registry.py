@@ -11,7 +11,14 @@ Entry grammar (django-crontab's two formats, plus an optional trailing options d
 
 A dict right after `[args]` is always kwargs (django-crontab's meaning); one whose keys are all option
 names is refused as ambiguous, because we cannot know which was meant. Options: name, timeout,
-grace, enabled, description, allow_overlap.
+grace, enabled, description, allow_overlap, run_without_history, notify_after, ping_url, retries,
+retry_backoff, retry_backoff_max, retry_on_timeout, timezone (see docs/scheduling.md).
+
+Due minutes and daylight saving time: a schedule is read in its job's zone (the `timezone` option,
+else settings.TIME_ZONE). The due minutes are croniter's, with cronie's rule for the repeated hour:
+a job with a fixed minute and hour (neither field starting with `*`) runs once when the clocks go
+back, at the first of the two identical wall times. When the clocks go forward, a time inside the
+gap runs at the first minute after it (croniter and cronie agree: 02:30 runs at 03:00).
 """
 
 from __future__ import annotations
@@ -21,12 +28,12 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from importlib import import_module
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 from django.conf import settings
@@ -41,11 +48,18 @@ OPTION_KEYS = frozenset(
         "enabled",
         "description",
         "allow_overlap",
+        "retries",
+        "retry_backoff",
+        "retry_backoff_max",
+        "retry_on_timeout",
+        "timezone",
         "run_without_history",
         "notify_after",
         "ping_url",
     }
 )
+DEFAULT_RETRY_BACKOFF = 1.0  # seconds before the first retry (before jitter); doubles each attempt
+DEFAULT_RETRY_BACKOFF_MAX = 600.0  # Celery's own default cap
 
 # The macros Vixie/Debian cron and cronie understand, as croniter reads them. @reboot is left out on
 # purpose: it has no minute to claim and no next run.
@@ -200,6 +214,11 @@ class Job:
     enabled: bool = True
     description: str = ""
     allow_overlap: bool = False
+    retries: int = 0
+    retry_backoff: float = DEFAULT_RETRY_BACKOFF
+    retry_backoff_max: float = DEFAULT_RETRY_BACKOFF_MAX
+    retry_on_timeout: bool = False
+    timezone: str | None = None  # IANA name; None: settings.TIME_ZONE
     run_without_history: bool = False
     notify_after: int | None = None  # None: settings.CRONJOBS_NOTIFY_AFTER
     ping_url: str | None = None  # None: settings.CRONJOBS_PING_URL_TEMPLATE; "": no pings
@@ -231,16 +250,58 @@ class Job:
             raise JobConfigError(f"{self.path!r} (job {self.name!r}) is not callable")
         return target
 
+    @property
+    def zone(self) -> ZoneInfo:
+        """The zone the schedule is read in: the job's `timezone` option, else settings.TIME_ZONE."""
+        return ZoneInfo(self.timezone) if self.timezone else schedule_timezone()
+
+    @property
+    def zoned(self) -> bool:
+        """True when the job's zone is not the project's (and so not the system cron's)."""
+        return self.zone.key != schedule_timezone().key
+
     def next_run(self, after: datetime) -> datetime:
-        """The first scheduled minute strictly after `after`, aware, in the schedule's zone."""
-        tz = schedule_timezone()
-        return croniter(self.cron_expression, after.astimezone(tz)).get_next(datetime)
+        """The first due minute strictly after `after`, aware, in the job's zone."""
+        tz = self.zone
+        times = croniter(self.cron_expression, after.astimezone(tz))
+        while True:
+            moment = times.get_next(datetime)
+            if not self._repeated_wall_time(moment):
+                return moment
 
     def latest_run(self, at: datetime) -> datetime:
-        """The latest scheduled minute at or before `at` (the slot a late-starting cron line belongs to)."""
-        tz = schedule_timezone()
-        start = at.astimezone(tz).replace(second=0, microsecond=0) + timedelta(seconds=1)
-        return croniter(self.cron_expression, start).get_prev(datetime)
+        """The latest due minute at or before `at` (the slot a late-starting cron line belongs to)."""
+        end = at.astimezone(UTC).replace(second=0, microsecond=0)
+        backward = croniter(self.cron_expression, end.astimezone(self.zone) + timedelta(seconds=1))
+        while True:
+            # croniter's get_prev skips instants next to a DST change; its get_next does not, so the
+            # answer is found walking forward from get_prev's (never later) candidate.
+            base = backward.get_prev(datetime).astimezone(UTC)
+            latest = None
+            forward = croniter(self.cron_expression, (base - timedelta(seconds=1)).astimezone(self.zone))
+            while (moment := forward.get_next(datetime).astimezone(UTC)) <= end:
+                if not self._repeated_wall_time(moment):
+                    latest = moment
+            if latest is not None:
+                return latest.astimezone(self.zone)
+
+    def is_due(self, minute: datetime) -> bool:
+        """Whether `minute` (aware, any zone; seconds ignored) is one of the job's due minutes."""
+        minute = minute.astimezone(UTC).replace(second=0, microsecond=0)
+        return self.latest_run(minute).astimezone(UTC) == minute
+
+    @property
+    def fixed_time(self) -> bool:
+        """Minute and hour both fixed (cronie's test for "runs once when the clocks go back")."""
+        minute, hour = self.cron_expression.split()[:2]
+        return not minute.startswith("*") and not hour.startswith("*")
+
+    def _repeated_wall_time(self, moment: datetime) -> bool:
+        # The second occurrence of a wall time repeated when the clocks went back (fold=1).
+        if not self.fixed_time:
+            return False
+        local = moment.astimezone(UTC).astimezone(self.zone)
+        return local.fold == 1 and local.utcoffset() != local.replace(fold=0).utcoffset()
 
 
 @dataclass(frozen=True)
@@ -382,7 +443,7 @@ def _option_problems(options: dict, name: Any, index: int) -> list[Problem]:
     if not isinstance(name, str) or not NAME_RE.match(name) or LEGACY_HASH_RE.match(name):
         hint = "Names are letters, digits, '_', '.', '-' (not a 32-hex hash)."
         problems.append(_problem(E009, index, f"invalid job name {name!r}", hint))
-    for key in ("enabled", "allow_overlap", "run_without_history"):
+    for key in ("enabled", "allow_overlap", "run_without_history", "retry_on_timeout"):
         if key in options and not isinstance(options[key], bool):
             problems.append(_problem(E008, index, f"option {key!r} must be True or False, got {options[key]!r}", ""))
     if "description" in options and not isinstance(options["description"], str):
@@ -395,7 +456,29 @@ def _option_problems(options: dict, name: Any, index: int) -> list[Problem]:
     if ping_url not in (None, "") and not is_http_url(ping_url):
         msg = f"option 'ping_url' must be an http(s) URL, got {ping_url!r}"
         problems.append(_problem(E008, index, msg, "e.g. {'ping_url': 'https://hc-ping.com/<uuid>'}; '' for none"))
+    retries = options.get("retries", 0)
+    if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= MAX_RETRIES:
+        hint = "e.g. {'retries': 3, 'retry_backoff': 30}"
+        msg = f"option 'retries' must be a whole number from 0 to {MAX_RETRIES}, got {retries!r}"
+        problems.append(_problem(E008, index, msg, hint))
+    if "timezone" in options and timezone_error(options["timezone"]):
+        msg = f"option 'timezone': {timezone_error(options['timezone'])}"
+        problems.append(_problem(E008, index, msg, "An IANA name such as 'Europe/Berlin' or 'America/New_York'."))
     return problems
+
+
+MAX_RETRIES = 100
+
+
+def timezone_error(value: Any) -> str | None:
+    """Why `value` is not an IANA time zone name zoneinfo knows, or None when it is."""
+    if not isinstance(value, str) or not value or value != value.strip():
+        return f"must be an IANA time zone name, got {value!r}"
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        return f"unknown time zone {value!r}"
+    return None
 
 
 def is_http_url(value: Any) -> bool:
@@ -449,6 +532,10 @@ def _parse_entry(entry: Any, index: int) -> tuple[Job | None, list[Problem]]:
     ]
     timeout = _number(options, "timeout", index, problems, minimum=0.001)
     grace = _number(options, "grace", index, problems, minimum=0)
+    backoff = _number(options, "retry_backoff", index, problems, minimum=0)
+    backoff_max = _number(options, "retry_backoff_max", index, problems, minimum=0)
+    retries = options.get("retries", 0)
+    zone = options.get("timezone")
     kwargs = parts["kwargs"] if isinstance(parts["kwargs"], dict) else {}
     description = options.get("description", "")
     job = Job(
@@ -465,6 +552,11 @@ def _parse_entry(entry: Any, index: int) -> tuple[Job | None, list[Problem]]:
         # Runs never overlap unless a job allows it; CRONTAB_LOCK_JOBS = False (set explicitly) makes
         # overlap the default, as in django-crontab where locking was opt-in.
         allow_overlap=options.get("allow_overlap", getattr(settings, "CRONTAB_LOCK_JOBS", True) is False) is True,
+        retries=retries if isinstance(retries, int) and not isinstance(retries, bool) and retries >= 0 else 0,
+        retry_backoff=DEFAULT_RETRY_BACKOFF if backoff is None else backoff,
+        retry_backoff_max=DEFAULT_RETRY_BACKOFF_MAX if backoff_max is None else backoff_max,
+        retry_on_timeout=options.get("retry_on_timeout") is True,
+        timezone=zone if not timezone_error(zone) else None,
         run_without_history=options.get("run_without_history") is True,
         notify_after=options["notify_after"] if type(options.get("notify_after")) is int else None,
         ping_url=options["ping_url"] if isinstance(options.get("ping_url"), str) else None,

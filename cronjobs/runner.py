@@ -13,7 +13,10 @@ Triggers (`manage.py crontab run`, `crontab work`, Celery beat, the admin, Graph
   before `timed_out` is recorded, and a job that swallows the timeout is still recorded timed_out;
 * a run whose process died is detected (same host: its pid is gone or a zombie; any host: far past
   its timeout or CRONJOBS_STALE_AFTER) and closed, so it cannot block the job forever; a live run
-  on this host is never declared dead: past its timeout it is stopped (SIGTERM, then SIGKILL) first.
+  on this host is never declared dead: past its timeout it is stopped (SIGTERM, then SIGKILL) first;
+* a scheduled run of a paused job (cronjobs.pausing) is recorded as skipped, naming who paused it;
+* a failed run of a job with `retries` is retried after a backoff, each attempt its own row linked to
+  the first (the slot is claimed once, by attempt 1); what a run prints and logs is kept in `output`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import ctypes
 import logging
 import math
 import os
+import random
 import signal
 import socket
 import threading
@@ -37,8 +41,9 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
-from cronjobs import signals
+from cronjobs import pausing, signals
 from cronjobs.models import JobRun
+from cronjobs.output import capture_output
 from cronjobs.registry import Job, JobConfigError, get_job, schedule_timezone
 
 logger = logging.getLogger(__name__)
@@ -108,7 +113,16 @@ def database_label() -> str:
     return f"{connection.vendor} database {connection.settings_dict.get('NAME')!s}"
 
 
-def run(job: Job | str, scheduled_for: datetime | None = None, trigger: str = "manual", *, user=None) -> JobRun:
+def run(
+    job: Job | str,
+    scheduled_for: datetime | None = None,
+    trigger: str = "manual",
+    *,
+    user=None,
+    retry: bool = True,
+    previous: JobRun | None = None,
+    sleep=time.sleep,
+) -> JobRun:
     """Run `job` once through the guarantees above and return its JobRun row.
 
     job: a Job from cronjobs.registry, or a job name / legacy django-crontab hash.
@@ -117,8 +131,11 @@ def run(job: Job | str, scheduled_for: datetime | None = None, trigger: str = "m
     trigger: one of TRIGGERS, recorded in the row.
     user: the saved user who asked for this run (admin "Run now", GraphQL runCronJob), recorded in
         the row's triggered_by; None for scheduled runs.
+    retry: retry a failed attempt in this process (sleeping `sleep(seconds)` between attempts) while
+        the job's `retries` allow; False makes one attempt (Celery retries with its own countdown).
+    previous: the attempt this run retries (Celery's retry); this run is then its next attempt.
 
-    Returns the row of this run: status succeeded / failed / timed_out / skipped / missed. When
+    Returns the row of the last attempt: status succeeded / failed / timed_out / skipped / missed. When
     another process already holds the slot, returns that process's row with `.duplicate = True` and
     records nothing. Raises UnknownJob or JobConfigError (recording nothing) for a job that cannot
     run, ValueError for an unknown trigger, HistoryUnavailable when the database cannot be reached
@@ -126,39 +143,69 @@ def run(job: Job | str, scheduled_for: datetime | None = None, trigger: str = "m
     job itself does, except that an interruption (KeyboardInterrupt, or Interrupted from a stop signal)
     is recorded as `interrupted` and then re-raised.
 
-    Steps: validate, decide whether the slot is still to run, claim it, execute, record. Every
-    recorded outcome (skips included) is announced with the `run_finished` signal. Stop signals are
-    held back outside the job itself, so a claim or a record is never cut in half.
+    Steps, for each attempt: validate, decide whether the slot is still to run, claim it, execute,
+    record. Every recorded outcome (skips included) is announced with the `run_finished` signal. Stop
+    signals are held back outside the job itself, so a claim or a record is never cut in half.
     """
     if trigger not in TRIGGERS:
         raise ValueError(f"unknown trigger {trigger!r}; one of {', '.join(TRIGGERS)}")
     job = _runnable(job)
     target = job.resolve()
     slot = _minute(scheduled_for) if scheduled_for is not None else None
+    attempt, first = (1, None) if previous is None else (previous.attempt + 1, previous.retry_of or previous)
+    record = _attempt(job, target, slot, trigger, user, attempt=attempt, first=first)
+    while retry and (delay := retry_delay(job, record)) is not None:
+        sleep(delay)
+        record = _attempt(job, target, slot, trigger, user, attempt=record.attempt + 1, first=record.retry_of or record)
+    return record
+
+
+def _attempt(job: Job, target, slot: datetime | None, trigger: str, user, *, attempt: int, first) -> JobRun:
+    """One attempt: start (skip, or claim), execute with its output captured, record."""
     with _stop_signals_masked(signal.SIG_BLOCK):
         try:
-            record, claimed = _start(job, slot, trigger, user)
+            record, claimed = _start(job, slot, trigger, user, attempt=attempt, first=first)
         except DatabaseError as exc:
             raise _history_unavailable(job, target, exc) from exc
         if not claimed:
             return record
         _announce(signals.run_started, run=record, job=job)
-        status, result, tb, interrupt = _execute(job, target)
-        _record_outcome(record, status=status, result=result, traceback_text=tb)
+        # cron mails whatever a line prints, so a crontab-fired run only records its output.
+        with capture_output(tee=trigger != JobRun.Trigger.CRONTAB) as output:
+            status, result, tb, interrupt = _execute(job, target)
+        _record_outcome(record, status=status, result=result, traceback_text=tb, output=output.text())
     if interrupt is not None:
         interrupt.record = record
         raise interrupt
     return record
 
 
-def _start(job: Job, slot: datetime | None, trigger: str, user) -> tuple[JobRun, bool]:
+def retry_delay(job: Job, record: JobRun) -> float | None:
+    """Seconds to wait before retrying `record`, or None when it is not retried.
+
+    Retried: a failed attempt (a timeout only with retry_on_timeout) while attempts <= retries.
+    Delay: retry_backoff doubled for each attempt so far, capped by retry_backoff_max, then "equal
+    jitter" (between half and all of it), so that retries of many jobs do not fire in step.
+    """
+    if record.duplicate or record.attempt > job.retries:
+        return None
+    retryable = record.status == JobRun.Status.FAILED or (
+        record.status == JobRun.Status.TIMED_OUT and job.retry_on_timeout
+    )
+    if not retryable:
+        return None
+    delay = min(job.retry_backoff * 2 ** (record.attempt - 1), job.retry_backoff_max)
+    return delay / 2 + random.uniform(0, delay / 2)  # noqa: S311 - jitter, not security
+
+
+def _start(job: Job, slot: datetime | None, trigger: str, user, *, attempt=1, first=None) -> tuple[JobRun, bool]:
     """Record a skip or missed slot, or close dead runs and claim: (row, True) when this process runs."""
-    not_to_start = _reason_not_to_start(job, slot, timezone.now())
+    not_to_start = _reason_not_to_start(job, slot, timezone.now(), attempt=attempt)
     if not_to_start:
         status, reason = not_to_start
-        return _record_skip(job, slot, trigger, reason, user, status=status), False
+        return _record_skip(job, slot, trigger, reason, user, status=status, attempt=attempt, first=first), False
     reap_dead_runs(job.name)
-    return _claim(job, slot, trigger, user)
+    return _claim(job, slot, trigger, user, attempt=attempt, first=first)
 
 
 def _history_unavailable(job: Job, target, exc: DatabaseError) -> HistoryUnavailable:
@@ -180,19 +227,24 @@ def _runnable(job: Job | str) -> Job:
     return job
 
 
-def _reason_not_to_start(job: Job, slot: datetime | None, now: datetime) -> tuple[str, str] | None:
-    """(status, reason) when a scheduled slot is not run (disabled: skipped; too late: missed), or None."""
+def _reason_not_to_start(job: Job, slot: datetime | None, now: datetime, *, attempt: int = 1) -> tuple[str, str] | None:
+    """(status, reason) when a scheduled slot is not run (disabled or paused: skipped; too late: missed),
+    or None. Runs by hand (no slot) go on: a paused job can still be run now, on purpose."""
     if slot is None:
         return None
     if not job.enabled:
         return JobRun.Status.SKIPPED, "job is disabled (enabled: False)"
+    pause = pausing.paused(job.name)
+    if pause is not None:
+        return JobRun.Status.SKIPPED, f"job is {pause.summary}"
     late = (now - slot).total_seconds()
-    if job.grace is not None and late > job.grace:
+    # Retries are late by design: grace applies to the first attempt.
+    if attempt == 1 and job.grace is not None and late > job.grace:
         return JobRun.Status.MISSED, f"missed: starting {late:.0f}s after its minute, grace is {job.grace:g}s"
     return None
 
 
-def _claim(job: Job, slot: datetime | None, trigger: str, user) -> tuple[JobRun, bool]:
+def _claim(job: Job, slot: datetime | None, trigger: str, user, *, attempt=1, first=None) -> tuple[JobRun, bool]:
     """Insert the `running` row. (row, True) when this process owns the run; otherwise (the slot's
     holder marked duplicate, or a recorded "still running" skip, False)."""
     try:
@@ -207,9 +259,11 @@ def _claim(job: Job, slot: datetime | None, trigger: str, user) -> tuple[JobRun,
                 pid=os.getpid(),
                 started_at=timezone.now(),
                 triggered_by=user,
+                attempt=attempt,
+                retry_of=first,
             )
     except IntegrityError:
-        claimed = _slot_holder(job, slot)
+        claimed = _slot_holder(job, slot, attempt)
         if claimed is not None:
             return claimed, False
         holder = JobRun.objects.filter(job_name=job.name, status=JobRun.Status.RUNNING, exclusive=True).first()
@@ -218,11 +272,12 @@ def _claim(job: Job, slot: datetime | None, trigger: str, user) -> tuple[JobRun,
             if holder
             else "another run"
         )
-        return _record_skip(job, slot, trigger, f"still running: {where}", user), False
+        reason = f"still running: {where}"
+        return _record_skip(job, slot, trigger, reason, user, attempt=attempt, first=first), False
     return record, True
 
 
-def _record_outcome(record: JobRun, *, status: str, result: str, traceback_text: str) -> None:
+def _record_outcome(record: JobRun, *, status: str, result: str, traceback_text: str, output: str = "") -> None:
     finished = timezone.now()
     fields = {
         "status": status,
@@ -230,6 +285,7 @@ def _record_outcome(record: JobRun, *, status: str, result: str, traceback_text:
         "duration": finished - record.started_at,
         "result": result[:SUMMARY_LIMIT],
         "traceback": traceback_text,
+        "output": output,
     }
     if _save_outcome(record, fields):
         _announce(signals.run_finished, run=record)
@@ -281,17 +337,25 @@ def _minute(value: datetime) -> datetime:
     return value.replace(second=0, microsecond=0)
 
 
-def _slot_holder(job: Job, slot: datetime | None) -> JobRun | None:
+def _slot_holder(job: Job, slot: datetime | None, attempt: int = 1) -> JobRun | None:
     if slot is None:
         return None
-    existing = JobRun.objects.filter(job_name=job.name, scheduled_for=slot).first()
+    existing = JobRun.objects.filter(job_name=job.name, scheduled_for=slot, attempt=attempt).first()
     if existing is not None:
         existing.duplicate = True
     return existing
 
 
 def _record_skip(
-    job: Job, slot: datetime | None, trigger: str, reason: str, user=None, *, status: str = JobRun.Status.SKIPPED
+    job: Job,
+    slot: datetime | None,
+    trigger: str,
+    reason: str,
+    user=None,
+    *,
+    status: str = JobRun.Status.SKIPPED,
+    attempt: int = 1,
+    first=None,
 ) -> JobRun:
     now = timezone.now()
     try:
@@ -309,9 +373,11 @@ def _record_skip(
                 duration=timedelta(0),
                 result=reason,
                 triggered_by=user,
+                attempt=attempt,
+                retry_of=first,
             )
     except IntegrityError:
-        claimed = _slot_holder(job, slot)
+        claimed = _slot_holder(job, slot, attempt)
         if claimed is None:
             raise
         return claimed

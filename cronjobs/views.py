@@ -1,6 +1,7 @@
 """Health endpoints: /health/ (database), /health/cron/ (every job on time) and /metrics (Prometheus)."""
 
 import hmac
+import logging
 
 from django.conf import settings
 from django.db import DatabaseError, connection
@@ -9,6 +10,14 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from cronjobs import health
+
+logger = logging.getLogger(__name__)
+
+
+def _database_unavailable(exc: DatabaseError) -> JsonResponse:
+    """503 naming no host, port or credential: the body is public, the log is not."""
+    logger.warning("Health check: the database is unavailable: %s", str(exc).strip() or type(exc).__name__)
+    return JsonResponse({"status": "error", "database": "unavailable"}, status=503)
 
 
 @never_cache
@@ -20,7 +29,7 @@ def health_view(request):
             cursor.execute("SELECT 1")
             cursor.fetchone()
     except DatabaseError as exc:
-        return JsonResponse({"status": "error", "database": str(exc).strip() or type(exc).__name__}, status=503)
+        return _database_unavailable(exc)
     return JsonResponse({"status": "ok"})
 
 
@@ -31,7 +40,7 @@ def cron_health_view(request):
     try:
         jobs = health.snapshot()
     except DatabaseError as exc:
-        return JsonResponse({"status": "error", "database": str(exc).strip() or type(exc).__name__}, status=503)
+        return _database_unavailable(exc)
     unhealthy = [item for item in jobs if not item.healthy]
     body = {
         "status": "ok" if not unhealthy else "error",

@@ -1,6 +1,7 @@
 """`manage.py crontab work`: a foreground scheduler that fires every enabled job at its minute, each in its own process.
 
-Each fire is `<python> manage.py crontab run <name> --scheduled-for <minute> --trigger work`, so a job
+Each fire is `<python> manage.py crontab run <name> --scheduled-for <minute> --trigger work --verbosity 2`
+(verbosity 2: a scheduled run's success and duplicate lines, silent for cron's mail, appear in this log), so a job
 that crashes, leaks or times out takes only its own process down, and the slot claim in the runner
 (not this loop) is what makes a minute run once: several `work` processes, the system crontab and
 Celery beat can fire the same minute and only one run happens.
@@ -127,6 +128,9 @@ class Scheduler:
             slot.isoformat(),
             "--trigger",
             "work",
+            # This log is read, not mailed: keep the successes and duplicates a scheduled run omits.
+            "--verbosity",
+            "2",
         ]
 
     def fire(self, job: Job, slot: datetime) -> None:

@@ -21,8 +21,8 @@ from tests import reachable
 ROOT = Path(__file__).resolve().parents[1]
 
 # HYPOTHESIS_PROFILE=ci (.ci/run): 1,000 examples per property. The default, "dev", is the quick one
-# `make test` uses. No deadline in either: the machine may be shared, and speed is bench's business.
-hypothesis_settings.register_profile("dev", max_examples=100, deadline=None)
+# `make test` uses (50 examples). No deadline in either: the machine may be shared, and speed is bench's business.
+hypothesis_settings.register_profile("dev", max_examples=50, deadline=None)
 hypothesis_settings.register_profile("ci", max_examples=1000, deadline=None, print_blob=True)
 HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "dev")
 hypothesis_settings.load_profile(HYPOTHESIS_PROFILE)

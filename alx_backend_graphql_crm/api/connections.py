@@ -129,11 +129,10 @@ class FilteredConnectionField(DjangoFilterConnectionField):
                 args[name] = min(args[name], max_limit)  # capped; pageInfo.hasNextPage tells there is more
         max_offset = settings.GRAPHQL_MAX_OFFSET
         if args.get("offset") is not None and args["offset"] > max_offset:
-            raise UserInputError(f"'offset' is at most {max_offset}; got {args['offset']}. Use 'after' cursors.")
-        for name in ("after", "before"):
-            # graphene-django ignores a bad cursor alone but crashes on one combined with `offset`.
-            if args.get(name) is not None and cursor_to_offset(args[name]) is None:
-                raise UserInputError(f"'{name}' is not a cursor from this connection.")
+            raise UserInputError(
+                f"'offset' is at most {max_offset}; got {args['offset']}. Narrow the filter to page deeper."
+            )
+        _check_cursors(args, max_offset)
         if args.get("offset") is not None and args.get("before") is not None:
             raise UserInputError("'offset' and 'before' cannot be used together.")
         # A forward page that nobody asks the total of does not need COUNT(*) over the whole
@@ -198,6 +197,26 @@ class FilteredConnectionField(DjangoFilterConnectionField):
 
 
 _SKIP_COUNT = "_skip_count"
+
+
+def _check_cursors(args: dict, max_offset: int) -> None:
+    """Refuse a cursor that is not ours, or points past ``max_offset`` (alone or added to ``offset``).
+
+    A cursor is only base64 of ``arrayconnection:<n>``: a client can forge any n. graphene-django
+    ignores a bad cursor alone but crashes on one combined with `offset`; a negative n indexes
+    from the end, a huge one overflows the database's integers.
+    """
+    for name in ("after", "before"):
+        if args.get(name) is None:
+            continue
+        position = cursor_to_offset(args[name])
+        if position is None or position < 0:
+            raise UserInputError(f"'{name}' is not a cursor from this connection.")
+        reach = position + (args.get("offset") or 0)
+        if reach > max_offset:
+            raise UserInputError(
+                f"'{name}' points at item {reach}; the limit is {max_offset}. Narrow the filter to page deeper."
+            )
 
 
 def _selects(info, field_name: str) -> bool:

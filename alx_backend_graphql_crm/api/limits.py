@@ -1,4 +1,6 @@
-"""Validation rules that refuse too-deep or too-costly documents before they run."""
+"""The limits that refuse too-long, too-deep or too-costly documents before any validation rule runs."""
+
+from collections import Counter
 
 from graphql import (
     DocumentNode,
@@ -12,12 +14,13 @@ from graphql import (
     IntValueNode,
     OperationDefinitionNode,
     OperationType,
-    ValidationRule,
     VariableNode,
     get_named_type,
     get_nullable_type,
     is_list_type,
 )
+from graphql.language import TokenKind
+from graphql.language.parser import Parser
 from graphql.validation import NoSchemaIntrospectionCustomRule, specified_rules
 
 from alx_backend_graphql_crm.api.errors import QueryRejected
@@ -28,8 +31,9 @@ class _Measure:
 
     Each fragment is measured once and its numbers reused, so a document that spreads a fragment
     many times (a "fragment bomb") costs linear time to measure, while its cost is still counted
-    once per use. Fields under ``__schema``/``__type`` are not counted: introspection has its
-    own switch, and its standard query is deeper than any real data query.
+    once per use. The depth under ``__schema``/``__type`` is not counted (introspection has its
+    own switch, and its standard query is 15 levels deep), their fields are: the standard query
+    selects 226, and a wide selection there costs validation as much as anywhere else.
 
     The cost (``cost()``, with the schema) is what the limit on the size of an answer counts:
     each field once per object it may be resolved on. A list field multiplies what is under it
@@ -56,10 +60,9 @@ class _Measure:
         depth = fields = aliases = 0
         for selection in selection_set.selections if selection_set else ():
             if isinstance(selection, FieldNode):
-                if selection.name.value in ("__schema", "__type"):
-                    continue
                 sub_depth, sub_fields, sub_aliases = self.selection_set(selection.selection_set)
-                depth = max(depth, 1 + sub_depth)
+                if selection.name.value not in ("__schema", "__type"):
+                    depth = max(depth, 1 + sub_depth)
                 fields += 1 + sub_fields
                 aliases += (1 if selection.alias else 0) + sub_aliases
             elif isinstance(selection, InlineFragmentNode):
@@ -178,90 +181,159 @@ def _fragments(document: DocumentNode) -> dict:
     }
 
 
-def limits_rule(
+def parse_within_limits(query: str, *, max_tokens: int, max_nesting: int) -> DocumentNode:
+    """The parsed document, or ``QueryRejected`` as soon as it passes ``max_tokens`` or ``max_nesting``.
+
+    Both are counted while the parser reads, token by token: the parser recurses once per
+    bracket level, so a document nested deeper than ``max_nesting`` is refused before that
+    recursion, and one with more than ``max_tokens`` before the rest is read.
+    """
+    return _BoundedParser(query, max_tokens=max_tokens, max_nesting=max_nesting).parse_document()
+
+
+class _BoundedParser(Parser):
+    """graphql-core's parser counting tokens (its own ``max_tokens`` counter) and bracket nesting."""
+
+    def __init__(self, source: str, *, max_tokens: int, max_nesting: int):
+        super().__init__(source, max_tokens=max_tokens)
+        self._max_nesting = max_nesting
+        self._nesting = 0
+
+    def advance_lexer(self) -> None:
+        token = self._lexer.advance()
+        if token.kind == TokenKind.EOF:
+            return
+        self._token_counter += 1
+        if self._token_counter > self._max_tokens:
+            self._refuse(token, f"The query has more than {self._max_tokens} tokens; the limit is {self._max_tokens}.")
+        if token.kind in _OPENING:
+            self._nesting += 1
+            if self._nesting > self._max_nesting:
+                self._refuse(
+                    token,
+                    f"The query nests brackets more than {self._max_nesting} levels deep; "
+                    f"the limit is {self._max_nesting}.",
+                )
+        elif token.kind in _CLOSING:
+            self._nesting -= 1
+
+    def _refuse(self, token, message: str):
+        raise QueryRejected(message, source=self._lexer.source, positions=[token.start])
+
+
+_OPENING = frozenset({TokenKind.BRACE_L, TokenKind.BRACKET_L, TokenKind.PAREN_L})
+_CLOSING = frozenset({TokenKind.BRACE_R, TokenKind.BRACKET_R, TokenKind.PAREN_R})
+
+
+def limit_errors(
+    document: DocumentNode,
+    schema: GraphQLSchema,
     *,
     max_depth: int,
     max_fields: int,
     max_aliases: int,
+    max_repeats: int,
     max_cost: int | None = None,
     page_size: int = 100,
     variables: dict | None = None,
-) -> type[ValidationRule]:
-    """A rule refusing operations deeper than ``max_depth`` or selecting more fields or aliases.
+) -> list[QueryRejected]:
+    """The limits ``document`` exceeds: depth, fields, aliases, repeated names, cost (none: an empty list).
 
+    Run on the parsed document before graphql-core's validation rules, some of which cost time
+    quadratic in the number of fields (OverlappingFieldsCanBeMergedRule): measuring is linear.
     Fields are counted after fragment expansion: a cost limit, since every selected field is
     resolved once per object (50 aliases of one list field run 50 sets of queries).
     """
+    fragments = _fragments(document)
+    errors = _operation_errors(document, _Measure(fragments), max_depth, max_fields, max_aliases)
+    if not errors:
+        errors = _repeat_errors(document, _ResponseNames(fragments), max_repeats)
+    if not errors and max_cost is not None:  # measured last: within the limits above it is cheap
+        errors = cost_errors(document, schema, max_cost=max_cost, page_size=page_size, variables=variables)
+    return errors
 
-    class QueryLimitsRule(ValidationRule):
-        rejected = False
 
-        def report_error(self, error):
-            self.rejected = True
-            super().report_error(error)
-
-        def leave_document(self, node: DocumentNode, *_args):
-            # Measured last: a document within the size limits costs linear time to measure.
-            if max_cost is not None and not self.rejected:
-                for error in cost_errors(
-                    node, self.context.schema, max_cost=max_cost, page_size=page_size, variables=variables
-                ):
-                    self.report_error(error)
-
-        def enter_operation_definition(self, node: OperationDefinitionNode, *_args):
-            fragments = {
-                definition.name.value: definition
-                for definition in self.context.document.definitions
-                if isinstance(definition, FragmentDefinitionNode)
-            }
-            depth, fields, aliases = _Measure(fragments).selection_set(node.selection_set)
-            name = f"Operation '{node.name.value}'" if node.name else "The operation"
-            if depth > max_depth:
-                self.report_error(
-                    QueryRejected(f"{name} is {depth} levels deep; the limit is {max_depth}.", nodes=[node])
+def _operation_errors(document, measure, max_depth: int, max_fields: int, max_aliases: int) -> list[QueryRejected]:
+    errors = []
+    for node in document.definitions:
+        if not isinstance(node, OperationDefinitionNode):
+            continue
+        depth, fields, aliases = measure.selection_set(node.selection_set)
+        name = f"Operation '{node.name.value}'" if node.name else "The operation"
+        if depth > max_depth:
+            errors.append(QueryRejected(f"{name} is {depth} levels deep; the limit is {max_depth}.", nodes=[node]))
+        if fields > max_fields:
+            errors.append(
+                QueryRejected(
+                    f"{name} selects {fields} fields (fragments counted at each use); the limit is {max_fields}.",
+                    nodes=[node],
                 )
-            if fields > max_fields:
-                self.report_error(
-                    QueryRejected(
-                        f"{name} selects {fields} fields (fragments counted at each use); the limit is {max_fields}.",
-                        nodes=[node],
-                    )
-                )
-            if aliases > max_aliases:
-                self.report_error(
-                    QueryRejected(f"{name} uses {aliases} aliases; the limit is {max_aliases}.", nodes=[node])
-                )
-            return self.SKIP
-
-    return QueryLimitsRule
+            )
+        if aliases > max_aliases:
+            errors.append(QueryRejected(f"{name} uses {aliases} aliases; the limit is {max_aliases}.", nodes=[node]))
+    return errors
 
 
-def validation_rules(
-    *,
-    max_depth: int,
-    max_fields: int,
-    max_aliases: int,
-    introspection: bool,
-    max_cost: int | None = None,
-    page_size: int = 100,
-    variables: dict | None = None,
-) -> list:
-    """Every validation rule of a request: graphql-core's standard ones plus our limits.
+class _ResponseNames:
+    """How many times each response name is selected in a selection set, fragments expanded at each use.
+
+    graphql-core's OverlappingFieldsCanBeMergedRule compares every pair of fields that share a
+    response name in a selection set (``{ a a a ... }``: n²/2 comparisons of a few microseconds
+    each); bounding the repeats of each name bounds that work to ``max_repeats`` times the fields.
+    Fragments are counted once and their counts reused, as in ``_Measure``.
+    """
+
+    def __init__(self, fragments):
+        self.fragments = fragments
+        self.memo: dict[str, Counter] = {}
+        self.visiting: set[str] = set()
+
+    def counts(self, selection_set) -> Counter:
+        counts: Counter = Counter()
+        for selection in selection_set.selections:
+            if isinstance(selection, FieldNode):
+                counts[(selection.alias or selection.name).value] += 1
+            elif isinstance(selection, InlineFragmentNode):
+                counts.update(self.counts(selection.selection_set))
+            elif isinstance(selection, FragmentSpreadNode):
+                counts.update(self.fragment(selection.name.value))
+        return counts
+
+    def fragment(self, name: str) -> Counter:
+        if name not in self.memo:
+            fragment = self.fragments.get(name)
+            if fragment is None or name in self.visiting:
+                return Counter()  # unknown fragments and cycles are reported by GraphQL's own rules
+            self.visiting.add(name)
+            self.memo[name] = self.counts(fragment.selection_set)
+            self.visiting.discard(name)
+        return self.memo[name]
+
+
+def _repeat_errors(document: DocumentNode, names: _ResponseNames, max_repeats: int) -> list[QueryRejected]:
+    """One error for the first selection set selecting a response name more than ``max_repeats`` times."""
+    pending = [getattr(definition, "selection_set", None) for definition in document.definitions]
+    while pending:  # every selection set of the document once, without recursion
+        selection_set = pending.pop()
+        if selection_set is None:
+            continue
+        name, repeats = max(names.counts(selection_set).items(), key=lambda item: item[1], default=("", 0))
+        if repeats > max_repeats:
+            message = (
+                f"'{name}' is selected {repeats} times in one selection set (fragments counted at each use); "
+                f"the limit is {max_repeats}."
+            )
+            return [QueryRejected(message, nodes=[selection_set])]
+        pending += [getattr(selection, "selection_set", None) for selection in selection_set.selections]
+    return []
+
+
+def validation_rules(*, introspection: bool) -> list:
+    """graphql-core's standard validation rules, run once ``limit_errors`` found nothing.
 
     ``validate()`` replaces its standard rules with the list it is given, so they are included.
 
     ``NoSchemaIntrospectionCustomRule`` refuses ``__schema``/``__type`` but keeps ``__typename``,
     which Relay and Apollo clients need (graphene's ``DisableIntrospection`` blocks it too).
     """
-    limits = limits_rule(
-        max_depth=max_depth,
-        max_fields=max_fields,
-        max_aliases=max_aliases,
-        max_cost=max_cost,
-        page_size=page_size,
-        variables=variables,
-    )
-    rules = [*specified_rules, limits]
-    if not introspection:
-        rules.append(NoSchemaIntrospectionCustomRule)
-    return rules
+    return [*specified_rules, NoSchemaIntrospectionCustomRule] if not introspection else list(specified_rules)

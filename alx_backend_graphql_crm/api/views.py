@@ -1,48 +1,182 @@
-"""The /graphql view: limits from settings, masked errors, GraphiQL from our own static files."""
+"""The /graphql view: limits from settings, masked errors, JSON answers, GraphiQL from our own static files."""
+
+import json
+import logging
+import re
 
 from django.conf import settings
-from django.http import HttpResponseBadRequest
+from django.http import HttpResponseBadRequest, JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware, get_token
+from django.utils.decorators import method_decorator
+from django.views.decorators.csrf import csrf_exempt
+from graphene_django.settings import graphene_settings
 from graphene_django.views import GraphQLView, HttpError
+from graphql import DocumentNode, GraphQLError, validate
 
-from alx_backend_graphql_crm.api.errors import format_error
-from alx_backend_graphql_crm.api.limits import validation_rules
+from alx_backend_graphql_crm.api.documents import execute_document
+from alx_backend_graphql_crm.api.errors import MASKED_MESSAGE, QueryRejected, format_error
+from alx_backend_graphql_crm.api.limits import limit_errors, parse_within_limits, validation_rules
+
+logger = logging.getLogger("alx_backend_graphql_crm.api")
+
+# graphql-core appends " Did you mean 'a', 'b', or 'c'?" to errors naming an unknown field,
+# argument, type or enum value: a map of the schema for whoever may not introspect it.
+_SUGGESTION = re.compile(r" ?Did you mean [^?]*\?")
+
+
+def introspection_enabled() -> bool:
+    """Read per request, so settings (and DEBUG, which enables introspection) take effect at once."""
+    return settings.DEBUG if settings.GRAPHQL_INTROSPECTION is None else settings.GRAPHQL_INTROSPECTION
+
+
+def _errors_response(status: int, message: str, code: str) -> JsonResponse:
+    return JsonResponse({"errors": [{"message": message, "extensions": {"code": code}}]}, status=status)
+
+
+class _CsrfCheck(CsrfViewMiddleware):
+    """Django's CSRF check, answering the reason of a failure instead of its HTML page."""
+
+    def _reject(self, request, reason):
+        return reason
 
 
 class ApiGraphQLView(GraphQLView):
-    """graphene-django's view with our limits and error masking.
+    """graphene-django's view with our limits, error masking and JSON answers.
 
-    CSRF stays on (the view is not csrf_exempt): a session-authenticated POST needs the token,
-    which GraphiQL sends; bearer-token requests are exempted by ``crm.auth.BearerTokenMiddleware``.
+    CSRF is checked here, for session-authenticated requests only (Django REST framework's rule:
+    a request that carries no logged-in session cannot be forged to act as anyone), and refused
+    with 403 JSON. Anonymous and bearer-token requests (``crm.auth.BearerTokenMiddleware``) need
+    no token. GraphiQL sends the token, from the cookie this view sets.
     GraphiQL renders ``templates/graphene/graphiql.html``, which loads vendored assets.
     """
+
+    @method_decorator(csrf_exempt)
+    def dispatch(self, request, *args, **kwargs):
+        reason = self._csrf_failure(request)
+        if reason:
+            return _errors_response(403, f"CSRF check failed: {reason.rstrip('.')}.", "csrf_failed")
+        try:
+            # graphene-django wraps dispatch in ensure_csrf_cookie, which mints a CSRF cookie for every
+            # answer; only GraphiQL's page needs one (render_graphiql), so API answers skip that work.
+            return GraphQLView.dispatch.__wrapped__(self, request, *args, **kwargs)
+        except RecursionError:  # a traceback thousands of frames long would flood the log
+            logger.error("RecursionError answering a GraphQL request from %s", request.META.get("REMOTE_ADDR"))
+        except Exception:
+            logger.exception("Unexpected error answering a GraphQL request")
+        return _errors_response(500, MASKED_MESSAGE, "internal_error")
+
+    def render_graphiql(self, request, **data):
+        get_token(request)  # the CSRF cookie GraphiQL sends back with its POSTs
+        return super().render_graphiql(request, **data)
+
+    @staticmethod
+    def _csrf_failure(request) -> str | None:
+        if getattr(request, "_dont_enforce_csrf_checks", False) or not request.user.is_authenticated:
+            return None
+        check = _CsrfCheck(lambda _request: None)
+        check.process_request(request)
+        return check.process_view(request, None, (), {})
+
+    def parse_body(self, request):
+        try:
+            return super().parse_body(request)
+        except RecursionError:  # json.loads of a deeply nested body; graphene catches only ValueError
+            raise HttpError(HttpResponseBadRequest("POST body sent invalid JSON: nested too deeply.")) from None
 
     @staticmethod
     def format_error(error):
         if isinstance(error, HttpError):
             return {"message": str(error)}  # our own refusals of a malformed request (400, 405)
-        return format_error(error)
+        formatted = format_error(error)
+        if not introspection_enabled() and "message" in formatted:
+            formatted["message"] = _SUGGESTION.sub("", formatted["message"])
+        return formatted
 
     def execute_graphql_request(self, request, data, query, variables, operation_name, show_graphiql=False):
-        # Checked here, before parsing: the size limit protects the parser itself.
-        if query is not None and not isinstance(query, str):
-            raise HttpError(HttpResponseBadRequest("'query' must be a string."))
-        if variables is not None and not isinstance(variables, dict):
-            raise HttpError(HttpResponseBadRequest("'variables' must be a JSON object."))
-        if operation_name is not None and not isinstance(operation_name, str):
-            raise HttpError(HttpResponseBadRequest("'operationName' must be a string."))
-        max_chars = settings.GRAPHQL_MAX_QUERY_CHARS
-        if query and len(query) > max_chars:
-            raise HttpError(
-                HttpResponseBadRequest(f"The query is {len(query)} characters long; the limit is {max_chars}.")
-            )
-        # Read per request, so settings (and DEBUG, which enables introspection) take effect at once.
-        self.validation_rules = validation_rules(
+        """graphene-django's steps, with the limits checked while parsing and before validation.
+
+        The limits refuse a document at a cost linear in its length, before graphql-core's
+        validation rules (some quadratic in the fields) or any resolver runs. A prepared document
+        (parsed, measured, validated) is kept per worker by its text and the settings it was checked
+        against (api/documents.py), so a repeated request skips all three.
+        """
+        _check_params(query, variables, operation_name)
+        if not query:  # GraphiQL's page, or "Must provide query string."
+            return super().execute_graphql_request(request, data, query, variables, operation_name, show_graphiql)
+        schema, introspection = self.schema.graphql_schema, introspection_enabled()
+        # The cost limit reads the variables (page sizes), so they are part of what was checked.
+        variables_key = json.dumps(variables, sort_keys=True, default=str) if variables else ""
+        settings_key = None if len(variables_key) > settings.GRAPHQL_MAX_QUERY_CHARS else (_limits(), variables_key)
+        return execute_document(
+            self,
+            request,
+            query,
+            variables,
+            operation_name,
+            show_graphiql=show_graphiql,
+            settings_key=settings_key,
+            prepare=lambda text: _prepare(text, schema, variables, introspection),
+        )
+
+
+def _limits() -> tuple:
+    """Every setting a prepared document was checked against: read per request, so changes apply at once."""
+    return (
+        settings.GRAPHQL_MAX_TOKENS,
+        settings.GRAPHQL_MAX_NESTING,
+        settings.GRAPHQL_MAX_DEPTH,
+        settings.GRAPHQL_MAX_FIELDS,
+        settings.GRAPHQL_MAX_ALIASES,
+        settings.GRAPHQL_MAX_REPEATS,
+        settings.GRAPHQL_MAX_COST,
+        settings.GRAPHENE["RELAY_CONNECTION_MAX_LIMIT"],
+        introspection_enabled(),
+    )
+
+
+def _prepare(query: str, schema, variables, introspection: bool) -> tuple[DocumentNode | None, list[GraphQLError]]:
+    """(document, errors): the limits first, then graphql-core's validation only if they pass."""
+    document, errors = _parse_and_measure(query, schema, variables)
+    if document is None or errors:
+        return document, errors
+    rules = validation_rules(introspection=introspection)
+    return document, validate(schema, document, rules, graphene_settings.MAX_VALIDATION_ERRORS)
+
+
+def _parse_and_measure(query: str, schema, variables) -> tuple[DocumentNode | None, list[GraphQLError]]:
+    """The document and no error, or the errors refusing it: syntax, then the limits, in one linear pass each."""
+    try:
+        document = parse_within_limits(
+            query, max_tokens=settings.GRAPHQL_MAX_TOKENS, max_nesting=settings.GRAPHQL_MAX_NESTING
+        )
+        errors = limit_errors(
+            document,
+            schema,
             max_depth=settings.GRAPHQL_MAX_DEPTH,
             max_fields=settings.GRAPHQL_MAX_FIELDS,
             max_aliases=settings.GRAPHQL_MAX_ALIASES,
+            max_repeats=settings.GRAPHQL_MAX_REPEATS,
             max_cost=settings.GRAPHQL_MAX_COST,
             page_size=settings.GRAPHENE["RELAY_CONNECTION_MAX_LIMIT"],
             variables=variables,
-            introspection=settings.DEBUG if settings.GRAPHQL_INTROSPECTION is None else settings.GRAPHQL_INTROSPECTION,
         )
-        return super().execute_graphql_request(request, data, query, variables, operation_name, show_graphiql)
+    except QueryRejected as error:  # the token or nesting limit, met while parsing
+        document, errors = None, [error]
+    except GraphQLError as error:  # a syntax error
+        return None, [error]
+    if errors:
+        logger.warning("GraphQL document refused: %s", errors[0].message)  # one line: no traceback
+    return document, errors
+
+
+def _check_params(query, variables, operation_name) -> None:
+    """Refuse malformed parameters with a 400 before parsing: the size limit protects the parser itself."""
+    if query is not None and not isinstance(query, str):
+        raise HttpError(HttpResponseBadRequest("'query' must be a string."))
+    if variables is not None and not isinstance(variables, dict):
+        raise HttpError(HttpResponseBadRequest("'variables' must be a JSON object."))
+    if operation_name is not None and not isinstance(operation_name, str):
+        raise HttpError(HttpResponseBadRequest("'operationName' must be a string."))
+    max_chars = settings.GRAPHQL_MAX_QUERY_CHARS
+    if query and len(query) > max_chars:
+        raise HttpError(HttpResponseBadRequest(f"The query is {len(query)} characters long; the limit is {max_chars}."))

@@ -39,7 +39,19 @@ def test_crontab_files_are_one_line_without_trailing_newline():
     assert (CRON_JOBS / "order_reminders_crontab.txt").read_text().startswith("0 8 * * * ")
 
 
-def test_cleanup_script_runs_from_another_directory_and_logs_its_count(project_env, tmp_path):
+def cleanup_script(env, *args, cwd):
+    return subprocess.run(
+        ["bash", str(CRON_JOBS / "clean_inactive_customers.sh"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.slow  # several Django processes: over 2 CPU-seconds (docs/testing.md, Tiers)
+def test_cleanup_script_dry_run_changes_nothing_then_runs_from_another_directory_and_logs(project_env, tmp_path):
     env, logs = project_env
     django_shell(
         env,
@@ -48,40 +60,19 @@ def test_cleanup_script_runs_from_another_directory_and_logs_its_count(project_e
         "Customer.objects.create(name='Old', email='old@example.com', created_at=old); "
         "Customer.objects.create(name='New', email='new@example.com')",
     )
+    dry = cleanup_script(env, "--dry-run", cwd=tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    assert "Would delete 1 and archive 0 inactive customers." in dry.stdout
+    assert not (logs / "customer_cleanup_log.txt").exists()
+
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    result = subprocess.run(
-        ["bash", str(CRON_JOBS / "clean_inactive_customers.sh")],
-        cwd=elsewhere,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = cleanup_script(env, cwd=elsewhere)
     assert result.returncode == 0, result.stderr
+    # run #1: the dry run recorded no run and deleted nothing.
     assert "clean_inactive_customers run #1 succeeded" in result.stdout and "deleted 1, archived 0" in result.stdout
     [line] = (logs / "customer_cleanup_log.txt").read_text().splitlines()
     assert line.endswith(" - Deleted 1 inactive customers")
-
-
-def test_cleanup_script_dry_run_changes_nothing(project_env, tmp_path):
-    env, logs = project_env
-    django_shell(
-        env,
-        "from datetime import timedelta; from django.utils import timezone; from crm.models import Customer; "
-        "Customer.objects.create(name='Old', email='old@example.com', created_at=timezone.now() - timedelta(days=400))",
-    )
-    result = subprocess.run(
-        ["bash", str(CRON_JOBS / "clean_inactive_customers.sh"), "--dry-run"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "Would delete 1 and archive 0 inactive customers." in result.stdout
-    assert not (logs / "customer_cleanup_log.txt").exists()
 
 
 def test_cleanup_script_without_virtualenv_explains(tmp_path):

@@ -38,7 +38,7 @@ def test_generated_operations_never_fail_the_server(caplog):
     client = Client()
     client.force_login(user)
     sent = []
-    examples = settings.default.max_examples  # the profile's: 100 for make test, 1,000 in CI (tests/conftest.py)
+    examples = settings.default.max_examples  # the profile's: 50 for make test, 1,000 in CI (tests/conftest.py)
 
     @settings(
         database=None,  # a fuzz run is reproducible from its seed; keep no example store

@@ -11,7 +11,7 @@ from django.utils import timezone
 from graphql_relay import to_global_id
 
 from alx_backend_graphql_crm.schema import schema
-from crm.models import Product
+from crm.models import Customer, Order, Product
 from tests.crm.gql_helpers import ALL_CRM_PERMISSIONS, ok, post
 from tests.factories import CustomerFactory, ProductFactory, make_order
 
@@ -169,14 +169,23 @@ ORDERS_QUERY = """query($first: Int) { allOrders(first: $first) { edges { node {
     lines { quantity unitPrice product { name } } } } } }"""
 
 
+@pytest.fixture(scope="class")
+def orders(django_db_setup, django_db_blocker):
+    """100 orders, made once for the class (through the service: about a CPU-second) and read by
+    every test; each test's own writes are rolled back as usual. Removed after the class."""
+    with django_db_blocker.unblock():
+        products = ProductFactory.create_batch(3, stock=1000)
+        orders = [
+            make_order(CustomerFactory(), [products[i % 3], products[(i + 1) % 3], products[i % 3]]) for i in range(100)
+        ]
+        yield
+        Order.objects.filter(pk__in=[order.pk for order in orders]).delete()
+        Customer.objects.filter(pk__in=[order.customer_id for order in orders]).delete()
+        Product.objects.filter(pk__in=[product.pk for product in products]).delete()
+
+
 class TestQueryCounts:
     """The N+1 guard: a page of orders with customer and products costs the same queries at any size."""
-
-    @pytest.fixture
-    def orders(self):
-        products = ProductFactory.create_batch(3, stock=1000)
-        for i in range(100):
-            make_order(CustomerFactory(), [products[i % 3], products[(i + 1) % 3], products[i % 3]])
 
     def count_in_process(self, user, first):
         request = HttpRequest()

@@ -189,7 +189,7 @@ class TestLimits:
             ("first: -1", "'first' must be zero or more; got -1."),
             ("last: -5", "'last' must be zero or more; got -5."),
             ("offset: -2", "'offset' must be zero or more; got -2."),
-            ("offset: 10001", "'offset' is at most 10000; got 10001. Use 'after' cursors."),
+            ("offset: 10001", "'offset' is at most 10000; got 10001. Narrow the filter to page deeper."),
             ('offset: 1, before: "YXJyYXljb25uZWN0aW9uOjE="', "'offset' and 'before' cannot be used together."),
         ],
     )

@@ -55,8 +55,61 @@ def wait_for_release(started_path, release_path):
     return "released"
 
 
+def fail_then_succeed(counter_path, failures=2):
+    """Fail the first `failures` calls (counted in a file, so it works across processes), then succeed."""
+    path = Path(counter_path)
+    calls = int(path.read_text()) + 1 if path.exists() else 1
+    path.write_text(str(calls))
+    if calls <= failures:
+        raise ConnectionError(f"transient failure {calls}")
+    return f"succeeded on call {calls}"
+
+
+def print_and_log(size=0):
+    """Write to stdout, stderr and logging; with `size`, print that many bytes of numbered lines."""
+    import logging
+    import sys
+
+    print("to stdout")
+    print("to stderr", file=sys.stderr)
+    logging.getLogger("tests.cronjobs.jobs").warning("to logging")
+    written = 0
+    line_number = 0
+    while written < size:
+        line = f"line {line_number:06d} " + "x" * 50 + "\n"
+        sys.stdout.write(line)
+        written += len(line)
+        line_number += 1
+    print("the end")
+    return "printed"
+
+
+def print_then_loop():
+    print("before the timeout")
+    loop_forever()
+
+
+def print_then_interrupt():
+    print("before Ctrl-C")
+    raise KeyboardInterrupt
+
+
 def fail_while(flag_path):
     """Fail while `flag_path` exists, succeed once it is gone (a job that breaks and recovers)."""
     if Path(flag_path).exists():
         raise RuntimeError(f"failing while {flag_path} exists")
     return "fine again"
+
+
+def interrupt():
+    """As if Ctrl-C reached the job."""
+    raise KeyboardInterrupt
+
+
+def fail_first_time(marker_path):
+    """Fail on the first call (leaving `marker_path`), succeed on every later one: a retry that works."""
+    marker = Path(marker_path)
+    if not marker.exists():
+        marker.touch()
+        raise RuntimeError("first attempt fails")
+    return "second attempt works"

@@ -10,14 +10,15 @@ import pytest
 from django.core import mail
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.test import Client
 from django.utils import timezone
 
 from cronjobs import alerts, runner
 from cronjobs.checks import check_cronjobs
+from cronjobs.logformat import RunLineFormatter
 from cronjobs.models import JobRun
-from tests.crm.gql_helpers import ok, user_with
+from tests.crm.gql_helpers import logged_in, ok, staff
 from tests.cronjobs.monitors import Monitor, bound_socket
+from tests.factories import JobRunFactory
 
 JOBS = "tests.cronjobs.jobs"
 pytestmark = pytest.mark.django_db
@@ -95,13 +96,8 @@ def fire_crontab_command(name):
         call_command("crontab", "run", name, "--scheduled", stdout=StringIO(), stderr=StringIO())
 
 
-def operator_client() -> Client:
-    user = user_with("cronjobs.view_jobrun", "cronjobs.run_job", username="operator")
-    user.is_staff = True
-    user.save()
-    client = Client()
-    client.force_login(user)
-    return client
+def operator_client():
+    return logged_in(staff("cronjobs.view_jobrun", "cronjobs.run_job", username="operator"))
 
 
 def fire_admin(name):
@@ -177,17 +173,28 @@ def test_a_timeout_is_logged_mailed_and_pinged_as_a_failure(alerting, run_log):
 def test_a_missed_slot_is_logged_mailed_and_pinged_as_a_failure(alerting, run_log, settings):
     settings.CRONJOBS = [("* * * * *", f"{JOBS}.succeed", {"grace": 5})]
     run = runner.run("succeed", scheduled_for=timezone.now() - timedelta(minutes=10), trigger="crontab")
-    assert alerts.run_status(run) == "missed"
+    assert run.status == "missed"
     [record] = run_log.records
     assert record.levelno == logging.ERROR and record.status == "missed" and record.exc_text is None
     assert "missed: starting" in record.getMessage()
     assert len(mail.outbox) == 1 and alerting.paths() == ["/ping/succeed/fail"]
 
 
+def test_an_interrupted_run_is_logged_mailed_and_pinged_as_a_failure(alerting, run_log, settings):
+    settings.CRONJOBS = [("* * * * *", f"{JOBS}.interrupt")]
+    with pytest.raises(KeyboardInterrupt):
+        runner.run("interrupt")  # recorded, then re-raised
+    run = JobRun.objects.get(job_name="interrupt")
+    assert run.status == "interrupted"
+    [record] = run_log.records
+    assert record.levelno == logging.ERROR and record.status == "interrupted" and record.run_id == run.pk
+    assert record.exc_text is None and "KeyboardInterrupt" in record.traceback  # one line; traceback kept aside
+    assert logging.Formatter().format(record).startswith(f"interrupt run #{run.pk} interrupted: interrupted by SIGINT")
+    assert len(mail.outbox) == 1 and alerting.paths() == ["/ping/interrupt/start", "/ping/interrupt/fail"]
+
+
 def test_a_run_closed_as_dead_is_logged_as_a_failure(alerting, run_log):
-    dead = JobRun.objects.create(
-        job_name="boom", trigger="crontab", host=runner.HOST, pid=2**22 + 12345, started_at=timezone.now()
-    )
+    dead = JobRunFactory(job_name="boom", status="running", host=runner.HOST, pid=2**22 + 12345)
     runner.reap_dead_runs("boom")
     [record] = run_log.records
     assert (
@@ -202,6 +209,17 @@ def test_successes_and_skips_log_nothing(alerting, run_log, settings):
     settings.CRONJOBS = [("* * * * *", f"{JOBS}.succeed", {"enabled": False})]
     assert runner.run("succeed", scheduled_for=timezone.now(), trigger="crontab").status == "skipped"
     assert run_log.records == [] and mail.outbox == []
+
+
+def test_the_console_prints_a_run_failure_on_one_line_and_other_handlers_get_the_traceback(alerting, run_log):
+    runner.run("boom")
+    [record] = run_log.records
+    console = RunLineFormatter().format(record)
+    assert "\n" not in console and console.startswith("boom run #")
+    assert "Traceback (most recent call last)" in logging.Formatter().format(record)  # exc_text left in place
+    other = logging.LogRecord("django.request", logging.ERROR, __file__, 1, "oops", None, None)
+    other.exc_text = "Traceback (most recent call last):\nValueError"
+    assert RunLineFormatter().format(other) == "oops\nTraceback (most recent call last):\nValueError"
 
 
 # --- mail after N failures ---------------------------------------------------------------------------
@@ -258,6 +276,25 @@ def test_skips_neither_count_nor_break_a_streak(alerting, settings, flag):
     assert mail.outbox == []
     runner.run("boom")
     assert [m.subject for m in mail.outbox] == ["[cronjobs] boom failed 2 time(s) in a row"]
+
+
+def test_each_failed_retry_attempt_counts_as_one_failure(alerting, run_log, settings):
+    settings.CRONJOBS = [("* * * * *", f"{JOBS}.boom", {"retries": 2, "notify_after": 3})]
+    last = runner.run("boom", sleep=lambda seconds: None)
+    assert last.attempt == 3 and JobRun.objects.filter(status="failed").count() == 3
+    assert len(run_log.at(logging.ERROR)) == 3
+    assert [m.subject for m in mail.outbox] == ["[cronjobs] boom failed 3 time(s) in a row"]
+    assert alerting.paths() == ["/ping/boom/start", "/ping/boom/fail"] * 3
+
+
+def test_a_retry_that_succeeds_ends_the_streak(alerting, run_log, settings, tmp_path):
+    settings.CRONJOBS = [("* * * * *", f"{JOBS}.fail_first_time", [str(tmp_path / "tried")], {}, {"retries": 1})]
+    assert runner.run("fail_first_time", sleep=lambda seconds: None).status == "succeeded"
+    assert [m.subject for m in mail.outbox] == [
+        "[cronjobs] fail_first_time failed 1 time(s) in a row",
+        "[cronjobs] fail_first_time recovered",
+    ]
+    assert [r.levelno for r in run_log.records] == [logging.ERROR, logging.INFO]
 
 
 def test_recipients_default_to_admins(alerting, settings):

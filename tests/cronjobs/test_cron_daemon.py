@@ -52,11 +52,13 @@ def test_cron_fires_the_installed_job_and_the_run_is_recorded(crontab_user, shar
         CRONTAB_PYTHON_EXECUTABLE=python,
         CRONTAB_COMMAND_PREFIX=pythonpath + config_prefix(world_dir / "cronjobs-test-config.json"),
         CRONTAB_COMMAND_SUFFIX=f">> {log} 2>&1",
+        CRONJOBS_PREFLIGHT=True,  # `add` first runs the line as this user under env -i, as cron will
     )
 
     try:
         added = manage("crontab", "add", config=config)
         assert added.returncode == 0, added.stdout + added.stderr
+        assert "preflight ok" in added.stdout
         line = crontab_user.read()
         assert f"crontab run cron_e2e --scheduled --settings={SUBPROCESS_SETTINGS}" in line
 

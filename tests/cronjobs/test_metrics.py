@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cronjobs.models import JobRun
 from cronjobs.retention import prune_job_runs
-from tests.factories import UserFactory
+from tests.factories import JobRunFactory, UserFactory
 
 JOBS = "tests.cronjobs.jobs"
 TOKEN = "metrics-token-0123456789abcdef"
@@ -38,16 +38,8 @@ def value(families: dict, family: str, sample_name: str | None = None, **labels)
 
 
 def add_run(job: str, status: str, *, ago: timedelta, seconds: float = 1.0, result: str = "") -> JobRun:
-    started = timezone.now() - ago
-    return JobRun.objects.create(
-        job_name=job,
-        trigger="crontab",
-        status=status,
-        host="h",
-        started_at=started,
-        finished_at=None if status == "running" else started + timedelta(seconds=seconds),
-        duration=None if status == "running" else timedelta(seconds=seconds),
-        result=result,
+    return JobRunFactory(
+        job_name=job, status=status, started_at=timezone.now() - ago, took=timedelta(seconds=seconds), result=result
     )
 
 
@@ -101,7 +93,7 @@ class TestValues:
         add_run("boom", "succeeded", ago=timedelta(minutes=5), seconds=2)
         add_run("boom", "failed", ago=timedelta(minutes=4), seconds=3)
         add_run("boom", "timed_out", ago=timedelta(minutes=3), seconds=4000)
-        add_run("boom", "skipped", ago=timedelta(minutes=2), seconds=0, result="missed: starting 900s after")
+        add_run("boom", "missed", ago=timedelta(minutes=2), seconds=0, result="missed: starting 900s after")
         failed = add_run("boom", "failed", ago=timedelta(minutes=1), seconds=0.2)
         families = scrape(**bearer())
 
@@ -145,6 +137,16 @@ class TestValues:
 
         assert value(families, "cronjobs_job_paused", job="steady") == 0
 
+    def test_the_paused_gauge_follows_pause_and_resume(self):
+        from cronjobs import pausing
+
+        pausing.pause_job("stale", by="ops", reason="upstream down")
+        families = scrape(**bearer())
+        assert value(families, "cronjobs_job_paused", job="stale") == 1
+        assert value(families, "cronjobs_job_paused", job="steady") == 0
+        pausing.resume_job("stale")
+        assert value(scrape(**bearer()), "cronjobs_job_paused", job="stale") == 0
+
     @time_machine.travel(datetime(2026, 3, 2, 12, 45, tzinfo=UTC), tick=False)
     def test_late_and_failing_match_health_cron(self, settings):
         # Hourly: due at 12:00, late once the 30-minute default grace has passed without a success.
@@ -172,7 +174,7 @@ def test_pruning_old_history_never_lowers_a_counter(settings):
     for days, status, seconds, result in [
         (40, "failed", 3, ""),
         (40, "succeeded", 700, ""),
-        (35, "skipped", 0, "missed: starting 120s after its minute"),
+        (35, "missed", 0, "missed: starting 120s after its minute"),
         (33, "timed_out", 4000, ""),
         (2, "failed", 0.5, ""),
     ]:
@@ -200,6 +202,6 @@ def test_a_bounded_number_of_queries_whatever_the_number_of_jobs(count, settings
     for i in range(count):
         add_run(f"job{i}", "succeeded", ago=timedelta(minutes=2))
         add_run(f"job{i}", "failed", ago=timedelta(minutes=1))
-    with django_assert_max_num_queries(4):
+    with django_assert_max_num_queries(5):  # snapshot (3: runs, last rows, pauses), totals, pruned totals
         families = scrape(**bearer())
     assert len(families["cronjobs_job_late"].samples) == count

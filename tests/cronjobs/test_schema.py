@@ -127,8 +127,8 @@ class TestCronJobs:
             assert len(data["cronJobs"]) == count
             assert all(job["lastRun"]["triggeredBy"] for job in data["cronJobs"])
             counts[count] = len(queries)
-        # session, user, its permissions (2), the health snapshot (2), the last runs' users (1).
-        assert counts == {5: 7, 50: 7}
+        # session, user, its permissions (2), the health snapshot (3: runs, last rows, pauses), the last runs' users.
+        assert counts == {5: 8, 50: 8}
 
 
 class TestCronJobRuns:

@@ -3,10 +3,9 @@
 import re
 
 import pytest
-from django.contrib.auth.models import Permission
 
 from cronjobs.models import JobRun
-from tests.factories import UserFactory
+from tests.crm.gql_helpers import staff
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -17,11 +16,7 @@ HEARTBEAT = "log_crm_heartbeat"
 @pytest.fixture
 def operator():
     """A staff user who may see the jobs and run them: created before the browser starts."""
-    user = UserFactory(username="operator", is_staff=True)
-    user.user_permissions.add(
-        *Permission.objects.filter(content_type__app_label="cronjobs", codename__in=["view_jobrun", "run_job"])
-    )
-    return user
+    return staff("cronjobs.view_jobrun", "cronjobs.run_job", username="operator")
 
 
 @pytest.fixture
@@ -79,22 +74,27 @@ def test_run_now_on_the_heartbeat_shows_a_succeeded_run(live_server, operator, l
     )
 
 
+def run_in_graphiql(page, base_url: str, query: str, expect: str) -> str:
+    """Type `query` into GraphiQL at base_url/graphql, run it, wait for `expect` in the answer; the answer."""
+    page.goto(f"{base_url}/graphql")
+    editor = page.locator(".graphiql-query-editor .CodeMirror")
+    editor.wait_for()
+    editor.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.press("Delete")
+    # insert_text types no key events, so the editor's bracket auto-closing adds nothing.
+    page.keyboard.insert_text(query)
+    assert editor.inner_text().strip().endswith(query), editor.inner_text()
+    page.locator(".graphiql-execute-button").click()
+    response = page.locator(".graphiql-response")
+    response.get_by_text(expect).wait_for()
+    return response.inner_text()
+
+
 def test_graphiql_answers_hello(live_server, operator, open_page, tmp_path):
     screenshot = tmp_path / "graphiql.png"
     with open_page() as page:
         log_in(page, live_server, "operator")
-        page.goto(f"{live_server.url}/graphql")
-        editor = page.locator(".graphiql-query-editor .CodeMirror")
-        editor.wait_for()
-        editor.click()
-        page.keyboard.press("Control+A")
-        page.keyboard.press("Delete")
-        # insert_text types no key events, so the editor's bracket auto-closing adds nothing.
-        page.keyboard.insert_text("{ hello }")
-        assert editor.inner_text().strip().endswith("{ hello }"), editor.inner_text()
-        page.locator(".graphiql-execute-button").click()
-        response = page.locator(".graphiql-response")
-        response.get_by_text("Hello, GraphQL!").wait_for()
-        assert '"hello": "Hello, GraphQL!"' in response.inner_text()
+        assert '"hello": "Hello, GraphQL!"' in run_in_graphiql(page, live_server.url, "{ hello }", "Hello, GraphQL!")
         page.screenshot(path=str(screenshot))
     assert screenshot.stat().st_size > 0

@@ -2,12 +2,12 @@
 digits and emails that Python and the database used to fold differently."""
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.test import Client
 
 from crm import services
 from crm.models import Customer, Product
-from tests.crm.gql_helpers import ALL_CRM_PERMISSIONS, error_codes, ok, post, user_with
+from tests.crm.gql_helpers import ALL_CRM_PERMISSIONS, error_codes, logged_in, ok, post, staff
 
 pytestmark = pytest.mark.django_db
 
@@ -22,12 +22,8 @@ CREATE_PRODUCT = """mutation($name: String!) {
 
 @pytest.fixture
 def client():
-    clerk = user_with(*ALL_CRM_PERMISSIONS, "cronjobs.view_jobrun", username="clerk")
-    clerk.is_staff = True  # cronJobRuns is for staff
-    clerk.save()
-    client = Client()
-    client.force_login(clerk)
-    return client
+    # staff: cronJobRuns is for staff
+    return logged_in(staff(*ALL_CRM_PERMISSIONS, "cronjobs.view_jobrun", username="clerk"))
 
 
 # --- Finding 5 and "Strings and digits": every text input refuses what no database can store ------
@@ -153,3 +149,27 @@ def test_the_database_index_refuses_what_validation_refuses(first, second, same)
     Customer.objects.bulk_create([Customer(name="One", email=first)])
     with pytest.raises(IntegrityError), transaction.atomic():
         Customer.objects.bulk_create([Customer(name="Two", email=second)])
+
+
+def test_an_email_taken_between_check_and_insert_is_reported_not_crashed(monkeypatch):
+    # The race the unique index decides: another request inserts the email after our check.
+    Customer.objects.create(name="Other", email="taken@example.com")
+    checks = []
+
+    def check_too_early(keys):
+        checks.append(keys)
+        return set() if len(checks) == 1 else real_check(keys)
+
+    real_check = services._existing_email_keys
+    monkeypatch.setattr(services, "_existing_email_keys", check_too_early)
+    # 200 rows first: on SQLite Django INSERTs them in batches, the clash is in a later one.
+    rows = [{"name": f"N{i}", "email": f"n{i}@example.com"} for i in range(200)]
+    result = services.bulk_create_customers(rows=[*rows, {"name": "A", "email": "TAKEN@example.com"}])
+    assert [str(error) for error in result.errors] == ["row 200: email: Email already exists"]
+    assert len(result.customers) == 200 and Customer.objects.count() == 201
+    assert {c.pk for c in result.customers} == set(Customer.objects.exclude(name="Other").values_list("pk", flat=True))
+
+    monkeypatch.setattr(Customer, "validate_constraints", lambda self, exclude=None: None)
+    with pytest.raises(ValidationError) as exc:
+        services.create_customer(name="C", email="Taken@Example.com")
+    assert exc.value.message_dict == {"email": ["Email already exists"]}

@@ -2,9 +2,8 @@
 crm.view_order read a customer's name letter by letter through allOrders(filter: {customerName})."""
 
 import pytest
-from django.test import Client
 
-from tests.crm.gql_helpers import error_codes, ok, post, user_with
+from tests.crm.gql_helpers import error_codes, logged_in, ok, post, user_with
 from tests.factories import CustomerFactory, ProductFactory, make_order
 
 pytestmark = pytest.mark.django_db
@@ -25,9 +24,7 @@ def order():
 
 
 def client_of(*permissions):
-    client = Client()
-    client.force_login(user_with(*permissions))
-    return client
+    return logged_in(user_with(*permissions))
 
 
 @pytest.mark.parametrize(("entry", "value", "permission"), REVEALING)

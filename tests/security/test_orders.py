@@ -5,25 +5,17 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection, transaction
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from crm import services
 from crm.models import Order, Product
-from tests.crm.gql_helpers import ALL_CRM_PERMISSIONS, error_codes, ok, post, user_with
+from tests.crm.gql_helpers import error_codes, ok, post
 from tests.factories import CustomerFactory, ProductFactory
 
 pytestmark = pytest.mark.django_db
 
 CREATE_ORDER = """mutation($c: ID!, $p: [ID!]!) { createOrder(input: {customerId: $c, productIds: $p}) {
   order { id } message errors fieldErrors { field code } } }"""
-
-
-@pytest.fixture
-def client():
-    client = Client()
-    client.force_login(user_with(*ALL_CRM_PERMISSIONS, username="clerk"))
-    return client
 
 
 # --- the cap ------------------------------------------------------------------------------------

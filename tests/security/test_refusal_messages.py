@@ -2,9 +2,8 @@
 `message` (the most common shape) learned nothing from "Customer not created; see errors."."""
 
 import pytest
-from django.test import Client
 
-from tests.crm.gql_helpers import ALL_CRM_PERMISSIONS, ok, user_with
+from tests.crm.gql_helpers import ALL_CRM_PERMISSIONS, logged_in, ok, staff
 from tests.factories import CustomerFactory
 
 pytestmark = pytest.mark.django_db
@@ -12,12 +11,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def client():
-    user = user_with(*ALL_CRM_PERMISSIONS, "cronjobs.run_job", username="clerk")
-    user.is_staff = True
-    user.save()
-    client = Client()
-    client.force_login(user)
-    return client
+    return logged_in(staff(*ALL_CRM_PERMISSIONS, "cronjobs.run_job", username="clerk"))
 
 
 def test_create_customer(client):

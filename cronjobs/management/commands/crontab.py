@@ -6,16 +6,22 @@ stderr), 2 unknown job or bad configuration, 3 the run history's database is unr
 recorded; nothing ran unless the job has run_without_history), 4 the job ran but its outcome could
 not be recorded, 128 + N stopped by signal N (TERM 143, HUP 129, INT 130, QUIT 131; the run is
 recorded `interrupted`). A scheduled run (--scheduled, --scheduled-for) prints nothing when it
-succeeds or is skipped, so cron mails nothing. `add`/`remove`: 0 done, 1 the crontab could not be
-read or written (nothing changed), 2 bad configuration (nothing changed). `show`: 0, 1 crontab
-unreadable, 2 configuration errors (listed). `work` (cronjobs.worker): 0 after a SIGTERM / Ctrl-C
-stop, 2 bad configuration (refuses to start); it restarts itself when its settings files change.
+succeeds or is skipped, so cron mails nothing (unless --verbosity 2, which `crontab work` uses).
+`add`/`remove`: 0 done, 1 the crontab could not be read or written, or the preflight failed
+(nothing changed), 2 bad configuration (nothing changed). `run --preflight` checks that the job
+could run (settings, database, job importable) and runs nothing: 0 it could, 2 bad configuration,
+3 the database is unreachable or not migrated. `show`: 0, 1 crontab unreadable, 2 configuration
+errors (listed). `work` (cronjobs.worker): 0 after a SIGTERM / Ctrl-C stop, 2 bad configuration
+(refuses to start); it restarts itself when its settings files change. `pause <name> [--reason
+TEXT]` / `resume <name>`: 0 done (also when already paused / not paused), 2 unknown job or bad reason.
 """
 
 from __future__ import annotations
 
 import shlex
+import sys
 
+from django.conf import settings
 from django.core.management.base import CommandError
 from django.db import DatabaseError
 from django.utils import timezone
@@ -23,6 +29,7 @@ from django.utils.dateparse import parse_datetime
 from django_crontab.management.commands.crontab import Command as DjangoCrontabCommand
 
 from cronjobs import crontab as backend
+from cronjobs import pausing
 from cronjobs.checks import problem_to_error
 from cronjobs.describe import human_schedule
 from cronjobs.models import JobRun
@@ -40,15 +47,19 @@ class Command(DjangoCrontabCommand):
     help = (
         "add: install CRONJOBS in the crontab; show: list installed jobs with their next and last run; "
         "remove: uninstall them; run <name or legacy hash>: run one job through the runner; "
-        "work: fire every job on schedule in the foreground until SIGTERM / Ctrl-C."
+        "work: fire every job on schedule in the foreground until SIGTERM / Ctrl-C; "
+        "pause <name> [--reason TEXT] / resume <name>: stop / restart a job's scheduled runs on every route."
     )
     # `run` validates only the job it runs (one broken entry must not stop every other job), and
     # `add` validates everything itself before touching the crontab.
     requires_system_checks = []
 
     def add_arguments(self, parser):
-        parser.add_argument("subcommand", choices=["add", "show", "remove", "run", "work"])
-        parser.add_argument("jobhash", nargs="?", metavar="job", help="run: a job name or django-crontab hash")
+        parser.add_argument("subcommand", choices=["add", "show", "remove", "run", "work", "pause", "resume"])
+        parser.add_argument(
+            "jobhash", nargs="?", metavar="job", help="run, pause, resume: a job name or django-crontab hash"
+        )
+        parser.add_argument("--reason", default="", help="pause: why (shown with every skipped run)")
         parser.add_argument(
             "--scheduled",
             action="store_true",
@@ -57,6 +68,7 @@ class Command(DjangoCrontabCommand):
         parser.add_argument("--scheduled-for", help="run: claim this minute (ISO 8601) instead")
         parser.add_argument("--trigger", choices=TRIGGERS, help="run: trigger to record (default crontab or manual)")
         parser.add_argument("--dry-run", action="store_true", help="add/remove: print the plan, change nothing")
+        self._add_preflight_arguments(parser)
         parser.add_argument(
             "--grace",
             type=float,
@@ -70,8 +82,8 @@ class Command(DjangoCrontabCommand):
 
     def handle(self, *args, **options):
         subcommand = options["subcommand"]
-        if subcommand == "run":
-            return self.handle_run(options)
+        if subcommand in ("run", "pause", "resume"):
+            return getattr(self, f"handle_{subcommand}")(options)
         if options["jobhash"]:
             raise CommandError(f"`crontab {subcommand}` takes no job argument", returncode=EXIT_CONFIG)
         return getattr(self, f"handle_{subcommand}")(options)
@@ -94,7 +106,7 @@ class Command(DjangoCrontabCommand):
             f"{len(problems)} configuration error(s); the crontab was not changed", returncode=EXIT_CONFIG
         )
 
-    def _apply(self, config: backend.CrontabConfig, plan_for, options) -> None:
+    def _apply(self, config: backend.CrontabConfig, plan_for, options, before_write=None) -> None:
         try:
             current = backend.read_crontab(config)
         except backend.CrontabError as exc:
@@ -102,6 +114,8 @@ class Command(DjangoCrontabCommand):
         plan = plan_for(current)
         for line in plan.report():
             self.stdout.write(f"  {line}")
+        if before_write is not None:
+            before_write()
         if plan.text == current:
             self.stdout.write("crontab already up to date; nothing written")
             return
@@ -120,7 +134,65 @@ class Command(DjangoCrontabCommand):
         if problems:
             self._fail_config(problems)
         config = self._config()
-        self._apply(config, lambda current: backend.plan_add(current, list(registry.jobs), config), options)
+        self._apply(
+            config,
+            lambda current: backend.plan_add(current, list(registry.jobs), config),
+            options,
+            before_write=self._preflight_for_add(registry.jobs, config, options),
+        )
+
+    # --- preflight --------------------------------------------------------------------------------
+    @staticmethod
+    def _add_preflight_arguments(parser) -> None:
+        parser.add_argument(
+            "--preflight",
+            action="store_true",
+            help="run: check that the job could run here (settings, database, job importable); run nothing",
+        )
+        parser.add_argument(
+            "--no-preflight",
+            action="store_true",
+            help="add: skip running one installed line as cron would before writing",
+        )
+
+    def _preflight_for_add(self, jobs, config: backend.CrontabConfig, options):
+        """What `add` runs before writing: one installed line in check mode, as cron will run it."""
+        enabled = [job for job in jobs if job.enabled]
+        if options["no_preflight"] or not getattr(settings, "CRONJOBS_PREFLIGHT", True) or not enabled:
+            return None
+
+        def check() -> None:
+            user = backend.crontab_user(config)
+            self.stdout.write(f"preflight: running {enabled[0].name}'s line as cron would (as {user or 'this user'})")
+            failure = backend.preflight(enabled[0], config)
+            if failure is None:
+                self.stdout.write("preflight ok")
+                return
+            self.stderr.write("preflight failed: the installed lines would not run under cron")
+            for line in failure.report():
+                self.stderr.write(line)
+            raise CommandError(
+                "the crontab was not changed (fix the above, or --no-preflight to skip this check)",
+                returncode=EXIT_FAILED,
+            )
+
+        return check
+
+    def handle_preflight(self, job: Job) -> None:
+        """`run <job> --preflight`: the settings loaded and the job resolved; now the database. Runs nothing."""
+        from django.db import connection
+
+        try:
+            JobRun.objects.exists()
+        except DatabaseError as exc:
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+            raise CommandError(
+                f"database unreachable or not migrated ({connection.vendor}): {message}", returncode=EXIT_NO_DATABASE
+            ) from exc
+        self.stdout.write(
+            f"preflight ok: {job.name} can run (python {sys.executable}, settings {settings.SETTINGS_MODULE}, "
+            f"database {connection.vendor})"
+        )
 
     def handle_remove(self, options):
         config = self._config()
@@ -155,18 +227,21 @@ class Command(DjangoCrontabCommand):
 
         tz = schedule_timezone()
         now = timezone.now()
-        self.stdout.write(f"Jobs in CRONJOBS (times in {tz.key}):")
+        paused = self._pauses(registry.names())
+        self.stdout.write(f"Jobs in CRONJOBS (times in {tz.key} unless a job has its own zone):")
         for job in registry.jobs:
             self.stdout.write(f"  {job.name}  [{job.schedule}]  {human_schedule(job)}")
             if job.description:
                 self.stdout.write(f"      {job.description}")
             self.stdout.write(f"      installed: {self._install_state(job, installed, config, unreadable)}")
+            for line in operating_lines(job, paused.get(job.name)):
+                self.stdout.write(f"      {line}")
             own = [p for p in problems if p.index == job.index]
             for problem in own:
                 self.stdout.write(f"      ERROR {problem.id}: {problem.msg}")
             if not own:
-                self.stdout.write(f"      next run:  {next_run_text(job, now, tz)}")
-            self.stdout.write(f"      last run:  {last_run(job.name, tz)}")
+                self.stdout.write(f"      next run:  {next_run_text(job, now, job.zone)}")
+            self.stdout.write(f"      last run:  {last_run(job.name, job.zone)}")
         job_indexes = {job.index for job in registry.jobs}
         for problem in problems:
             if problem.index is None or problem.index not in job_indexes:
@@ -184,6 +259,13 @@ class Command(DjangoCrontabCommand):
             )
 
     @staticmethod
+    def _pauses(names: list[str]) -> dict:
+        try:
+            return pausing.pauses(names)
+        except DatabaseError:
+            return {}  # last run says the history is unavailable
+
+    @staticmethod
     def _install_state(job: Job, installed: dict, config, unreadable) -> str:
         if unreadable:
             return "unknown (crontab unreadable)"
@@ -197,6 +279,35 @@ class Command(DjangoCrontabCommand):
         except backend.CrontabError:
             current = None
         return "yes" if line == current else "yes, but out of date (run `crontab add`)"
+
+    # --- pause / resume ---------------------------------------------------------------------------
+    def handle_pause(self, options):
+        name = self._job_name_argument(options, "pause")
+        try:
+            pause, created = pausing.pause_job(name, by=pausing.command_line_user(), reason=options["reason"])
+        except UnknownJob as exc:
+            raise CommandError(str(exc), returncode=EXIT_CONFIG) from exc
+        except ValueError as exc:
+            raise CommandError(f"--reason: {exc}", returncode=EXIT_CONFIG) from exc
+        state = "paused" if created else "already paused"
+        self.stdout.write(f"{pause.job_name}: {state} ({pause.summary}); scheduled runs are skipped until resumed")
+
+    def handle_resume(self, options):
+        name = self._job_name_argument(options, "resume")
+        try:
+            pause = pausing.resume_job(name)
+        except UnknownJob as exc:
+            raise CommandError(str(exc), returncode=EXIT_CONFIG) from exc
+        if pause is None:
+            self.stdout.write(f"{name}: not paused; nothing to do")
+        else:
+            self.stdout.write(f"{pause.job_name}: resumed (was {pause.summary}); it runs at its next scheduled minute")
+
+    @staticmethod
+    def _job_name_argument(options, subcommand: str) -> str:
+        if not options["jobhash"]:
+            raise CommandError(f"`crontab {subcommand}` needs a job name", returncode=EXIT_CONFIG)
+        return options["jobhash"]
 
     # --- work --------------------------------------------------------------------------------------
     def handle_work(self, options):
@@ -238,6 +349,8 @@ class Command(DjangoCrontabCommand):
     # --- run ------------------------------------------------------------------------------------
     def handle_run(self, options):
         job = self._job_to_run(options["jobhash"])
+        if options.get("preflight"):
+            return self.handle_preflight(job)
         # A legacy hash only ever comes from a line plain django-crontab installed: a scheduled run.
         scheduled = (
             options["scheduled"] or bool(options["scheduled_for"]) or bool(LEGACY_HASH_RE.match(options["jobhash"]))
@@ -250,7 +363,9 @@ class Command(DjangoCrontabCommand):
                     f"--scheduled-for {options['scheduled_for']!r} is not an ISO datetime", returncode=EXIT_CONFIG
                 )
         elif scheduled:
-            scheduled_for = job.latest_run(timezone.now())
+            scheduled_for = backend.scheduled_slot(job, timezone.now())
+            if scheduled_for is None:
+                return  # a zoned job's line fires at every minute that can be due; this one is not
         trigger = options["trigger"] or ("crontab" if scheduled else "manual")
         try:
             with stop_signals_interrupt():
@@ -264,7 +379,8 @@ class Command(DjangoCrontabCommand):
             ) from None
         except Interrupted as exc:
             raise CommandError(interrupted_text(job, exc), returncode=EXIT_SIGNAL_BASE + exc.signum) from None
-        self._report_run(job, record, quiet=scheduled)
+        # Quiet: cron mails whatever a line prints. --verbosity 2 (crontab work's log) talks anyway.
+        self._report_run(job, record, quiet=scheduled and options["verbosity"] < 2)
 
     @staticmethod
     def _job_to_run(name: str | None) -> Job:
@@ -340,6 +456,23 @@ def last_run(job_name: str, tz) -> str:
     if record is None:
         return "never"
     when = record.started_at.astimezone(tz)
-    return f"{record.status} at {when:%Y-%m-%d %H:%M:%S %Z} ({record.trigger})" + (
+    attempt = f", attempt {record.attempt}" if record.attempt > 1 else ""
+    return f"{record.status} at {when:%Y-%m-%d %H:%M:%S %Z} ({record.trigger}{attempt})" + (
         f": {record.result.splitlines()[0][:120]}" if record.result else ""
     )
+
+
+def operating_lines(job: Job, pause) -> list[str]:
+    """show's lines for the options set at run time or per job: pause, time zone, retries."""
+    lines = []
+    if pause is not None:
+        lines.append(f"PAUSED:    {pause.summary} (`crontab resume {job.name}`)")
+    if job.timezone:
+        lines.append(f"time zone: {job.timezone}")
+    if job.retries:
+        timeouts = ", timeouts too" if job.retry_on_timeout else ""
+        lines.append(
+            f"retries:   {job.retries} (backoff {job.retry_backoff:g}s doubling, max {job.retry_backoff_max:g}s"
+            f"{timeouts})"
+        )
+    return lines

@@ -1,0 +1,146 @@
+"""The production stack as `make serve` starts it (bin/serve): gunicorn + whitenoise + `crontab work`, DEBUG off,
+on PostgreSQL. Static files answer compressed with far-future cache headers; in Chromium, an admin logs in,
+runs a job now and queries GraphiQL, all through gunicorn; SIGTERM stops everything."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from types import SimpleNamespace
+
+import pytest
+import requests
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
+from django.contrib.auth.models import Permission
+from django.db import connection
+
+from cronjobs.models import JobRun
+from tests.e2e.test_browser import HEARTBEAT, PASSWORD, log_in, run_in_graphiql
+from tests.factories import UserFactory
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.postgres,
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+]
+SECRET = "x" * 40 + "-Ab3$kQ9!zR7pL2mN8vW4yT6uE1oI5"
+YEAR = 365 * 24 * 3600
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def database_url() -> str:
+    """The test database, for the server process (committed rows only: transactional tests)."""
+    s = connection.settings_dict
+    auth = f"{s['USER']}:{s['PASSWORD']}" if s.get("PASSWORD") else s["USER"]
+    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+@pytest.fixture
+def serve(tmp_path):
+    """bin/serve (what `make serve` runs) on a free port; yields its base URL; SIGTERM at the end."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CRM_", "CRONTAB_", "CRONJOBS_"))}
+    env.update(
+        {
+            "CRM_ENV_FILE": os.devnull,
+            "DJANGO_SECRET_KEY": SECRET,
+            "DJANGO_SECURE_SSL_REDIRECT": "0",
+            "DATABASE_URL": database_url(),
+            "CRM_LOG_DIR": str(tmp_path),
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "WEB_CONCURRENCY": "2",
+            "DJANGO_LOG_LEVEL": "INFO",
+        }
+    )
+    log = open(tmp_path / "serve.log", "w+")  # noqa: SIM115 - read at the end
+    process = subprocess.Popen(["bin/serve"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300  # collectstatic compresses every file on a first start
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if requests.get(f"{url}/health/", timeout=10).status_code == 200:
+                break
+        except requests.RequestException:
+            time.sleep(0.5)
+    else:
+        stop(process)
+        log.seek(0)
+        pytest.fail(f"bin/serve did not come up (exit {process.poll()}): {log.read()[-3000:]}")
+    try:
+        yield SimpleNamespace(url=url, log=log, process=process)
+    finally:
+        stop(process)
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=120)
+
+
+def assert_static(url: str) -> None:
+    response = requests.get(url, headers={"Accept-Encoding": "gzip, br"}, timeout=30)
+    assert response.status_code == 200, url
+    assert response.headers.get("Content-Encoding") in ("gzip", "br"), (url, response.headers)
+    cache = response.headers.get("Cache-Control", "")
+    max_age = int(re.search(r"max-age=(\d+)", cache)[1])
+    assert max_age >= YEAR and "immutable" in cache, (url, cache)
+
+
+def test_make_serve_static_files_admin_run_now_and_graphiql_through_gunicorn(serve, open_page):
+    user = UserFactory(username="operator", is_staff=True)
+    # The server checks passwords with the production hashers, not the tests' fast MD5 one.
+    user.password = PBKDF2PasswordHasher().encode(PASSWORD, PBKDF2PasswordHasher().salt())
+    user.save()
+    user.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label="cronjobs", codename__in=["view_jobrun", "run_job"])
+    )
+    login = requests.get(f"{serve.url}/admin/login/", timeout=30)
+    assert login.headers["Server"].startswith("gunicorn")
+    css = re.findall(r'href="(/static/admin/css/[^"]+\.[0-9a-f]{12}\.css)"', login.text)
+    assert css, login.text[:2000]
+    graphiql = requests.get(f"{serve.url}/graphql", headers={"Accept": "text/html"}, timeout=30).text
+    scripts = re.findall(r'src="(/static/graphiql/[^"]+\.[0-9a-f]{12}\.js)"', graphiql)
+    assert len(scripts) == 4, graphiql
+    for path in [*css, *scripts]:
+        assert_static(serve.url + path)
+
+    with open_page() as page:
+        log_in(page, serve, "operator")
+        assert page.evaluate("getComputedStyle(document.querySelector('#header')).display") == "flex"  # styled
+        page.goto(f"{serve.url}/admin/cronjobs/scheduledjob/")
+        page.locator(f"#job-{HEARTBEAT}").get_by_role("button", name=f"Run {HEARTBEAT} now").click()
+        message = page.locator("ul.messagelist li.success")
+        message.wait_for()
+        assert re.fullmatch(rf"Run #\d+ of {HEARTBEAT} succeeded in \d+\.\d\d s: CRM is alive", message.inner_text())
+        answer = run_in_graphiql(page, serve.url, "{ cronJobs { name } }", HEARTBEAT)
+        assert f'"name": "{HEARTBEAT}"' in answer
+
+    run = JobRun.objects.get(job_name=HEARTBEAT)
+    assert (run.status, run.trigger, run.triggered_by_id) == ("succeeded", "admin", user.pk)
+
+    children = descendants(serve.process.pid)
+    assert len(children) >= 4  # gunicorn's master and 2 workers, `crontab work`
+    serve.process.send_signal(signal.SIGTERM)
+    assert serve.process.wait(timeout=120) == 143
+    serve.log.seek(0)
+    output = serve.log.read()
+    assert "Booting worker" in output and "Shutting down: Master" in output and "stopped" in output, output[-3000:]
+    assert not [pid for pid in children if os.path.exists(f"/proc/{pid}")], "processes left running"
+
+
+def descendants(pid: int) -> list[int]:
+    found = []
+    for line in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split():
+        found += [int(line), *descendants(int(line))]
+    return found

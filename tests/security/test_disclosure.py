@@ -1,0 +1,95 @@
+"""Findings 9 and 10: what an anonymous caller learns that it should not: the schema, the database's address."""
+
+import json
+import logging
+import socket
+
+import pytest
+from django.db.utils import ConnectionHandler
+
+from cronjobs import health, views
+from tests.crm.gql_helpers import post
+
+pytestmark = pytest.mark.django_db
+
+# Each names something close to a real name, which graphql-core would suggest.
+MISTAKES = [
+    ("{ allCustomer { totalCount } }", None, "allCustomers"),
+    ("{ allProducts(fist: 1) { totalCount } }", None, "first"),
+    ("query($n: Strin) { hello }", None, "String"),
+    ('{ allCustomers(filter: {nameIcontain: "a"}) { totalCount } }', None, "nameIcontains"),
+    (
+        "query($f: CustomerFilterInput) { allCustomers(filter: $f) { totalCount } }",
+        {"f": {"nameIcontain": "a"}},
+        "nameIcontains",
+    ),
+]
+
+
+class TestSuggestions:
+    @pytest.mark.parametrize(("query", "variables", "suggestion"), MISTAKES)
+    def test_no_suggestions_while_introspection_is_off(self, anonymous, settings, query, variables, suggestion):
+        settings.DEBUG, settings.GRAPHQL_INTROSPECTION = False, None
+        status, body = post(anonymous, query, variables)  # finding 9: "Did you mean 'allCustomers', ..."
+        assert status == 400 and body["errors"], body
+        text = json.dumps(body)
+        assert "Did you mean" not in text and f"'{suggestion}'" not in text
+
+    @pytest.mark.parametrize(("query", "variables", "suggestion"), MISTAKES)
+    def test_suggestions_kept_while_introspection_is_on(self, anonymous, settings, query, variables, suggestion):
+        settings.GRAPHQL_INTROSPECTION = True
+        status, body = post(anonymous, query, variables)
+        assert f"Did you mean '{suggestion}'" in json.dumps(body)
+
+
+@pytest.fixture
+def unreachable_database():
+    """A real PostgreSQL connection to a closed local port, with a user and password that must not leak."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again when the block ends: nothing listens there
+    handler = ConnectionHandler(
+        {
+            "default": {
+                "ENGINE": "django.db.backends.postgresql",
+                "HOST": "127.0.0.1",
+                "PORT": str(port),
+                "NAME": "crm_secret_name",
+                "USER": "crm_secret_user",
+                "PASSWORD": "s3cret-passw0rd",
+                "OPTIONS": {"connect_timeout": 2},
+            }
+        }
+    )
+    connection = handler["default"]
+    yield connection, port
+    connection.close()
+
+
+def leaked(body: str, port: int) -> list[str]:
+    return [secret for secret in ("127.0.0.1", str(port), "crm_secret", "s3cret") if secret in body]
+
+
+class TestHealthDuringAnOutage:
+    def test_health_names_no_host_port_or_credential(self, anonymous, monkeypatch, unreachable_database, caplog):
+        connection, port = unreachable_database
+        monkeypatch.setattr(views, "connection", connection)
+        with caplog.at_level(logging.WARNING, logger="cronjobs.views"):
+            response = anonymous.get("/health/")  # finding 10: the driver's message, host and port, before
+        assert response.status_code == 503
+        assert response.json() == {"status": "error", "database": "unavailable"}
+        assert leaked(response.content.decode(), port) == []
+        assert str(port) in caplog.text  # the operator still sees where it failed
+
+    def test_cron_health_names_no_host_port_or_credential(self, anonymous, monkeypatch, unreachable_database):
+        connection, port = unreachable_database
+
+        def snapshot():
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+
+        monkeypatch.setattr(health, "snapshot", snapshot)
+        response = anonymous.get("/health/cron/")
+        assert response.status_code == 503
+        assert response.json() == {"status": "error", "database": "unavailable"}
+        assert leaked(response.content.decode(), port) == []
