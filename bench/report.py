@@ -59,6 +59,10 @@ WHY_NOT_MET = {
         "(e.g. read the previous run's status in the claim's query, or skip the read when no failure was "
         "recorded since the process started) -- issue 15's code, not changed here."
     ),
+    "8": (
+        "graphql-core parses and validates in pure Python, at a cost per token: the slowest document is "
+        "refused or validated at about that cost times GRAPHQL_MAX_TOKENS. Lower that setting."
+    ),
 }
 
 
