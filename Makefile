@@ -43,7 +43,7 @@ test: $(VENV)/.dev
 test-all: $(VENV)/.dev
 	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
-# Prints figures, never fails on them: see bench/RESULTS.md. BENCH_ARGS="--runs 3 --figures 1,5".
+# Prints figures, never fails on them: see bench/RESULTS.md, docs/testing.md. BENCH_ARGS="--quick --figures 1,5".
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
