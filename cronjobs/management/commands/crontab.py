@@ -379,8 +379,9 @@ class Command(DjangoCrontabCommand):
             ) from None
         except Interrupted as exc:
             raise CommandError(interrupted_text(job, exc), returncode=EXIT_SIGNAL_BASE + exc.signum) from None
-        # Quiet: cron mails whatever a line prints. --verbosity 2 (crontab work's log) talks anyway.
-        self._report_run(job, record, quiet=scheduled and options["verbosity"] < 2)
+        # Quiet: cron mails whatever a line prints. --verbosity 2 (crontab work's log) reports successes
+        # too; a scheduled failure stays one line whatever the verbosity (its traceback is in the history).
+        self._report_run(job, record, quiet=scheduled and options["verbosity"] < 2, short_failure=scheduled)
 
     @staticmethod
     def _job_to_run(name: str | None) -> Job:
@@ -397,9 +398,9 @@ class Command(DjangoCrontabCommand):
             raise CommandError(f"job {name!r} cannot run: {exc}", returncode=EXIT_CONFIG) from exc
         return job
 
-    def _report_run(self, job: Job, record: JobRun, *, quiet: bool) -> None:
+    def _report_run(self, job: Job, record: JobRun, *, quiet: bool, short_failure: bool) -> None:
         """Talk about the outcome: a run typed by hand always, a scheduled one only when it went wrong
-        (cron mails whatever a line prints)."""
+        (cron mails whatever a line prints), and then in one line."""
         label = f"{job.name} run #{record.pk}"
         if record.duplicate:
             if not quiet:
@@ -418,9 +419,11 @@ class Command(DjangoCrontabCommand):
         elif record.status == JobRun.Status.MISSED:
             self.stderr.write(f"{label} {record.result}")
         else:
-            if record.traceback and not quiet:
+            if record.traceback and not short_failure:
                 self.stderr.write(record.traceback.rstrip("\n"))
-            hint = "; traceback in the run history (`crontab show`, admin)" if quiet and record.traceback else ""
+            hint = (
+                "; traceback in the run history (`crontab show`, admin)" if short_failure and record.traceback else ""
+            )
             raise CommandError(f"{label} {record.status}: {record.result}{hint}", returncode=EXIT_FAILED)
 
 
