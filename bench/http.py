@@ -270,7 +270,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="2 s x 3 rounds instead of 5 s x 5")
     parser.add_argument("--write", action="store_true", help="replace this section of bench/RESULTS.md")
     args = parser.parse_args()
-    section = bench_run.http_section(argparse.Namespace(runs=3 if args.quick else 7)).lstrip("\n")
+    section = bench_run.http_section(argparse.Namespace(quick=args.quick, no_http=False)).lstrip("\n")
     print(section)
     if args.write:
         bench_run.RESULTS.write_text(replace_section(bench_run.RESULTS.read_text(), section))
