@@ -249,18 +249,8 @@ def _claim(job: Job, slot: datetime | None, trigger: str, user, *, attempt=1, fi
     holder marked duplicate, or a recorded "still running" skip, False)."""
     try:
         with transaction.atomic():
-            record = JobRun.objects.create(
-                job_name=job.name,
-                scheduled_for=slot,
-                trigger=trigger,
-                status=JobRun.Status.RUNNING,
-                exclusive=not job.allow_overlap,
-                host=HOST,
-                pid=os.getpid(),
-                started_at=timezone.now(),
-                triggered_by=user,
-                attempt=attempt,
-                retry_of=first,
+            record = _insert_row(
+                job, slot, trigger, user, attempt, first, status=JobRun.Status.RUNNING, exclusive=not job.allow_overlap
             )
     except IntegrityError:
         claimed = _slot_holder(job, slot, attempt)
@@ -275,6 +265,25 @@ def _claim(job: Job, slot: datetime | None, trigger: str, user, *, attempt=1, fi
         reason = f"still running: {where}"
         return _record_skip(job, slot, trigger, reason, user, attempt=attempt, first=first), False
     return record, True
+
+
+def _insert_row(job: Job, slot, trigger: str, user, attempt: int, first, *, finished=False, **fields) -> JobRun:
+    """One new history row of this process; `finished` rows (skips) start and end now, in no time."""
+    now = timezone.now()
+    if finished:
+        fields.update(finished_at=now, duration=timedelta(0))
+    return JobRun.objects.create(
+        job_name=job.name,
+        scheduled_for=slot,
+        trigger=trigger,
+        host=HOST,
+        pid=os.getpid(),
+        started_at=now,
+        triggered_by=user,
+        attempt=attempt,
+        retry_of=first,
+        **fields,
+    )
 
 
 def _record_outcome(record: JobRun, *, status: str, result: str, traceback_text: str, output: str = "") -> None:
@@ -357,24 +366,10 @@ def _record_skip(
     attempt: int = 1,
     first=None,
 ) -> JobRun:
-    now = timezone.now()
     try:
         with transaction.atomic():
-            record = JobRun.objects.create(
-                job_name=job.name,
-                scheduled_for=slot,
-                trigger=trigger,
-                status=status,
-                exclusive=False,
-                host=HOST,
-                pid=os.getpid(),
-                started_at=now,
-                finished_at=now,
-                duration=timedelta(0),
-                result=reason,
-                triggered_by=user,
-                attempt=attempt,
-                retry_of=first,
+            record = _insert_row(
+                job, slot, trigger, user, attempt, first, status=status, exclusive=False, result=reason, finished=True
             )
     except IntegrityError:
         claimed = _slot_holder(job, slot, attempt)
