@@ -98,13 +98,11 @@ class Command(DjangoCrontabCommand):
             raise CommandError("cannot find manage.py; set CRONTAB_DJANGO_MANAGE_PATH", returncode=EXIT_CONFIG)
         return config
 
-    def _fail_config(self, problems) -> None:
+    def _fail_config(self, problems, consequence: str = "; the crontab was not changed") -> None:
         for problem in problems:
             error = problem_to_error(problem)
             self.stderr.write(f"{error.id}: {error.msg}" + (f"\n\tHINT: {error.hint}" if error.hint else ""))
-        raise CommandError(
-            f"{len(problems)} configuration error(s); the crontab was not changed", returncode=EXIT_CONFIG
-        )
+        raise CommandError(f"{len(problems)} configuration error(s){consequence}", returncode=EXIT_CONFIG)
 
     def _apply(self, config: backend.CrontabConfig, plan_for, options, before_write=None) -> None:
         try:
@@ -317,12 +315,7 @@ class Command(DjangoCrontabCommand):
 
         problems = get_registry().all_problems()
         if problems:
-            for problem in problems:
-                error = problem_to_error(problem)
-                self.stderr.write(f"{error.id}: {error.msg}" + (f"\n\tHINT: {error.hint}" if error.hint else ""))
-            raise CommandError(
-                f"{len(problems)} configuration error(s) in CRONJOBS; not starting", returncode=EXIT_CONFIG
-            )
+            self._fail_config(problems, " in CRONJOBS; not starting")
         try:
             grace, catch_up = work_settings()
         except ValueError as exc:
