@@ -91,8 +91,7 @@ def execute_document(
     if view.execution_context_class:
         options["execution_context_class"] = view.execution_context_class
     try:
-        atomic = graphene_settings.ATOMIC_MUTATIONS is True or connection.settings_dict.get("ATOMIC_MUTATIONS") is True
-        if operation_ast is not None and operation_ast.operation == OperationType.MUTATION and atomic:
+        if operation_ast is not None and operation_ast.operation == OperationType.MUTATION and _atomic_mutations():
             with transaction.atomic():
                 result = execute(schema, document, **options)
                 if getattr(request, MUTATION_ERRORS_FLAG, False) is True:
@@ -101,3 +100,7 @@ def execute_document(
         return execute(schema, document, **options)
     except Exception as exc:  # noqa: BLE001 - as graphene: reported in the result
         return ExecutionResult(errors=[exc])
+
+
+def _atomic_mutations() -> bool:
+    return graphene_settings.ATOMIC_MUTATIONS is True or connection.settings_dict.get("ATOMIC_MUTATIONS") is True

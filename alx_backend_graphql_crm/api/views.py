@@ -7,8 +7,6 @@ import re
 from django.conf import settings
 from django.http import HttpResponseBadRequest, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware, get_token
-from django.utils.decorators import method_decorator
-from django.views.decorators.csrf import csrf_exempt
 from graphene_django.settings import graphene_settings
 from graphene_django.views import GraphQLView, HttpError
 from graphql import DocumentNode, GraphQLError, validate
@@ -50,7 +48,6 @@ class ApiGraphQLView(GraphQLView):
     GraphiQL renders ``templates/graphene/graphiql.html``, which loads vendored assets.
     """
 
-    @method_decorator(csrf_exempt)
     def dispatch(self, request, *args, **kwargs):
         reason = self._csrf_failure(request)
         if reason:
@@ -65,13 +62,20 @@ class ApiGraphQLView(GraphQLView):
             logger.exception("Unexpected error answering a GraphQL request")
         return _errors_response(500, MASKED_MESSAGE, "internal_error")
 
+    # csrf_exempt as an attribute, which as_view() copies onto the view: method_decorator would
+    # build its wrappers again on every request.
+    dispatch.csrf_exempt = True
+
     def render_graphiql(self, request, **data):
         get_token(request)  # the CSRF cookie GraphiQL sends back with its POSTs
         return super().render_graphiql(request, **data)
 
     @staticmethod
     def _csrf_failure(request) -> str | None:
-        if getattr(request, "_dont_enforce_csrf_checks", False) or not request.user.is_authenticated:
+        if getattr(request, "_dont_enforce_csrf_checks", False):
+            return None
+        # Without a session cookie there is no session to ride on: skip loading the session and user.
+        if settings.SESSION_COOKIE_NAME not in request.COOKIES or not request.user.is_authenticated:
             return None
         check = _CsrfCheck(lambda _request: None)
         check.process_request(request)

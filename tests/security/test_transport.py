@@ -90,6 +90,21 @@ class TestCsrf:
         status, body = post(client, CREATE, HTTP_AUTHORIZATION=f"Bearer {raw}")
         assert status == 200 and body["data"]["createCustomer"]["errors"] == []
 
+    def test_a_request_without_a_session_cookie_does_not_load_the_session(self, program, django_assert_num_queries):
+        # The CSRF check skips loading the session and the user when no session cookie came: no
+        # query, and the answer does not vary on Cookie (SessionMiddleware adds it once the session is read).
+        with django_assert_num_queries(0):
+            response = program.get("/graphql", {"query": "{ hello }"}, HTTP_ACCEPT="application/json")
+        assert response.status_code == 200 and "Vary" not in response
+
+    def test_a_stale_session_cookie_is_anonymous_and_needs_no_csrf_token(self, clerk):
+        client = Client(enforce_csrf_checks=True)
+        client.force_login(clerk)
+        client.logout()  # the browser keeps sending a cookie its server side no longer knows
+        client.cookies["sessionid"] = "no-such-session"
+        status, body = post(client, "{ hello }")
+        assert status == 200 and body == {"data": {"hello": "Hello, GraphQL!"}}
+
     def test_anonymous_mutation_without_csrf_token_is_refused_by_permission_not_csrf(self, program):
         status, body = post(program, CREATE)
         assert status == 200 and error_codes(body) == ["unauthenticated"]
