@@ -199,12 +199,14 @@ def retry_delay(job: Job, record: JobRun) -> float | None:
 
 
 def _start(job: Job, slot: datetime | None, trigger: str, user, *, attempt=1, first=None) -> tuple[JobRun, bool]:
-    """Record a skip or missed slot, or close dead runs and claim: (row, True) when this process runs."""
+    """Record a skip or missed slot, or claim: (row, True) when this process runs."""
     not_to_start = _reason_not_to_start(job, slot, timezone.now(), attempt=attempt)
     if not_to_start:
         status, reason = not_to_start
         return _record_skip(job, slot, trigger, reason, user, status=status, attempt=attempt, first=first), False
-    reap_dead_runs(job.name)
+    if job.allow_overlap:
+        # Overlapping runs never stand in each other's way, so no refused claim would find a dead one.
+        reap_dead_runs(job.name)
     return _claim(job, slot, trigger, user, attempt=attempt, first=first)
 
 
@@ -229,24 +231,35 @@ def _runnable(job: Job | str) -> Job:
 
 def _reason_not_to_start(job: Job, slot: datetime | None, now: datetime, *, attempt: int = 1) -> tuple[str, str] | None:
     """(status, reason) when a scheduled slot is not run (disabled or paused: skipped; too late: missed),
-    or None. Runs by hand (no slot) go on: a paused job can still be run now, on purpose."""
+    or None. Runs by hand (no slot) go on: a paused job can still be run now, on purpose.
+
+    A pause is found here only for a late slot (a paused job's slot is a pause, not a miss); otherwise
+    the claim finds it: the database refuses to claim a paused job's slot (migration 0006), which
+    saves a query on every run."""
     if slot is None:
         return None
     if not job.enabled:
         return JobRun.Status.SKIPPED, "job is disabled (enabled: False)"
-    pause = pausing.paused(job.name)
-    if pause is not None:
-        return JobRun.Status.SKIPPED, f"job is {pause.summary}"
     late = (now - slot).total_seconds()
     # Retries are late by design: grace applies to the first attempt.
     if attempt == 1 and job.grace is not None and late > job.grace:
+        pause = pausing.paused(job.name)
+        if pause is not None:
+            return JobRun.Status.SKIPPED, f"job is {pause.summary}"
         return JobRun.Status.MISSED, f"missed: starting {late:.0f}s after its minute, grace is {job.grace:g}s"
     return None
 
 
-def _claim(job: Job, slot: datetime | None, trigger: str, user, *, attempt=1, first=None) -> tuple[JobRun, bool]:
+def _claim(
+    job: Job, slot: datetime | None, trigger: str, user, *, attempt=1, first=None, again=False
+) -> tuple[JobRun, bool]:
     """Insert the `running` row. (row, True) when this process owns the run; otherwise (the slot's
-    holder marked duplicate, or a recorded "still running" skip, False)."""
+    holder marked duplicate, or a recorded "paused" or "still running" skip, False).
+
+    The database refuses the row when the slot is taken, the job is paused (a scheduled slot), or
+    another run of it is running. Only then are dead runs looked for: a dead run that stood in the
+    way is closed and the claim made again, once (`again`).
+    """
     try:
         with transaction.atomic():
             record = _insert_row(
@@ -256,7 +269,15 @@ def _claim(job: Job, slot: datetime | None, trigger: str, user, *, attempt=1, fi
         claimed = _slot_holder(job, slot, attempt)
         if claimed is not None:
             return claimed, False
+        pause = pausing.paused(job.name) if slot is not None else None
+        if pause is not None:
+            reason = f"job is {pause.summary}"
+            return _record_skip(job, slot, trigger, reason, user, attempt=attempt, first=first), False
+        if not again and reap_dead_runs(job.name):
+            return _claim(job, slot, trigger, user, attempt=attempt, first=first, again=True)
         holder = JobRun.objects.filter(job_name=job.name, status=JobRun.Status.RUNNING, exclusive=True).first()
+        if holder is None and not again:  # it finished (or the job was resumed) in the meantime
+            return _claim(job, slot, trigger, user, attempt=attempt, first=first, again=True)
         where = (
             f"run #{holder.pk} on {holder.host} pid {holder.pid} since {holder.started_at:%Y-%m-%d %H:%M:%S}"
             if holder

@@ -1,16 +1,18 @@
 """Pause / resume (issue 16): from the command, the admin and GraphQL; honoured by every route; shown everywhere."""
 
 import io
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
 from django.core.management import CommandError, call_command
+from django.db import IntegrityError, transaction
 
-from cronjobs import pausing
+from cronjobs import pausing, runner
 from cronjobs.beat import run_cronjob
 from cronjobs.models import JobPause, JobRun
 from tests.crm.gql_helpers import error_codes, logged_in, ok, post, staff
+from tests.factories import JobRunFactory
 
 pytestmark = pytest.mark.django_db
 JOBS = "tests.cronjobs.jobs"
@@ -104,6 +106,33 @@ def test_resuming_restores_every_route(frozen, route):
     crontab("resume", "succeed")
     ROUTES[route]("succeed")
     assert JobRun.objects.get(job_name="succeed").status == "succeeded"
+
+
+def test_the_database_refuses_to_claim_a_paused_jobs_slot_from_any_process():
+    # The pause is checked by the claim itself (migration 0006's trigger), not only by our runner.
+    pause_by_command()
+    with pytest.raises(IntegrityError, match="paused"), transaction.atomic():
+        JobRunFactory(status="running", scheduled_for=NOW.replace(second=0), host="elsewhere", pid=1)
+    JobRunFactory(status="running", scheduled_for=None, host="elsewhere", pid=1)  # a run by hand: no slot
+    JobRunFactory(status="skipped", scheduled_for=NOW.replace(second=0), result="job is paused")  # the skip itself
+    JobRunFactory(job_name="add", status="running", scheduled_for=NOW.replace(second=0), host="elsewhere", pid=2)
+    crontab("resume", "succeed")
+    JobRunFactory(status="running", scheduled_for=NOW.replace(second=0, minute=1), exclusive=False, host="x", pid=3)
+
+
+def test_a_late_slot_of_a_paused_job_is_a_pause_not_a_miss(settings, frozen):
+    settings.CRONJOBS = [("* * * * *", f"{JOBS}.succeed", {"grace": 30})]
+    pause_by_command()
+    record = runner.run("succeed", scheduled_for=NOW - timedelta(minutes=5), trigger="work")
+    assert record.status == "skipped" and "paused by" in record.result and "supplier API down" in record.result
+
+
+def test_a_paused_slot_is_one_skip_row_claimed_once(frozen):
+    pause_by_command()
+    first = runner.run("succeed", scheduled_for=NOW, trigger="work")
+    again = runner.run("succeed", scheduled_for=NOW, trigger="celery")
+    assert first.status == "skipped" and again.duplicate and again.pk == first.pk
+    assert JobRun.objects.filter(job_name="succeed").count() == 1
 
 
 def test_a_run_by_hand_still_runs_a_paused_job():

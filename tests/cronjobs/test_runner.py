@@ -7,6 +7,8 @@ import threading
 from datetime import datetime, timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from cronjobs import runner
@@ -123,6 +125,17 @@ def test_allow_overlap_runs_alongside_a_running_one():
         job_name="return_nothing", status="running", exclusive=False, trigger="work", host=runner.HOST, pid=os.getpid()
     )
     assert runner.run("return_nothing").status == "succeeded"
+
+
+def test_a_scheduled_run_costs_three_queries():
+    # Claim (the database checks the slot, the overlap and a pause), outcome, and the alerts' streak read
+    # (cronjobs/alerts.py); dead runs are looked for only when a claim is refused. Savepoints not counted.
+    runner.run("succeed", scheduled_for=slot(0), trigger="work")  # imports, the registry, the connection
+    with CaptureQueriesContext(connection) as captured:
+        record = runner.run("succeed", scheduled_for=slot(1), trigger="work")
+    assert record.status == "succeeded"
+    statements = [query["sql"].split(None, 1)[0].upper() for query in captured.captured_queries]
+    assert [word for word in statements if word not in {"SAVEPOINT", "RELEASE"}] == ["INSERT", "UPDATE", "SELECT"]
 
 
 def test_dead_process_on_this_host_is_closed_and_does_not_block():
