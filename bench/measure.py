@@ -51,19 +51,33 @@ class Figure:
         if self.points:
             largest = self.points[-1]
             self.ours, self.baseline, self.runs = largest["ours"], largest["baseline"], largest["runs"]
+        ratio = point_ratio(self.points[-1]) if self.points else self.ours / self.baseline
         if self.kind == "slower":
-            self.met = self.ours / self.baseline <= self.target
+            self.met = ratio <= self.target
         elif self.kind == "faster":
-            self.met = self.baseline / self.ours >= self.target
+            self.met = 1 / ratio >= self.target
         if len(self.points) >= 2:
-            first, last = self.points[0], self.points[-1]
-            self.growth_met = last["ours"] / last["baseline"] <= first["ours"] / first["baseline"] * GROWTH_TOLERANCE
+            self.growth_met = point_ratio(self.points[-1]) <= point_ratio(self.points[0]) * GROWTH_TOLERANCE
+
+
+def point_ratio(point: dict) -> float:
+    """ours / baseline at a point: the median of the runs' paired ratios (each run times both sides back to
+    back, so a stretch of seconds in which the machine runs slower weighs on both); a point saved without
+    them (an older results.json) falls back to the ratio of the medians."""
+    return point.get("ratio") or point["ours"] / point["baseline"]
 
 
 def median_times(functions, *, runs: int, reset=None, warmup: bool = True) -> list[float]:
-    """Median seconds of each function; they alternate (in rotating order) after ``reset()``.
+    """Median seconds of each function; they alternate (in rotating order) after ``reset()``."""
+    return [statistics.median(s) if s else 0.0 for s in timed_runs(functions, runs=runs, reset=reset, warmup=warmup)]
 
-    Interleaving puts ours and the baseline under the same cache, WAL and vacuum conditions.
+
+def timed_runs(functions, *, runs: int, reset=None, warmup: bool = True) -> list[list[float]]:
+    """The seconds of every run of each function: ``runs`` rounds, each calling every function once, in
+    rotating order, after ``reset()``.
+
+    Interleaving puts ours and the baseline under the same cache, WAL and vacuum conditions, and a
+    round's calls within seconds of each other (see point_ratio).
     """
     samples: list[list[float]] = [[] for _ in functions]
     if warmup:
@@ -80,7 +94,7 @@ def median_times(functions, *, runs: int, reset=None, warmup: bool = True) -> li
             started = time.perf_counter()
             functions[index]()
             samples[index].append(time.perf_counter() - started)
-    return [statistics.median(s) if s else 0.0 for s in samples]
+    return samples
 
 
 def unavailable(figure: Figure, missing: str) -> Figure:
@@ -126,9 +140,12 @@ def measure_curve(curve: Curve, ctx) -> list[Figure]:
         median_times(functions, runs=0, reset=reset)
         round_seconds = time.perf_counter() - started
         runs = min(ctx.runs, max(ctx.min_runs, int(ctx.budget / max(round_seconds, 1e-6))))
-        times = dict(zip(names, median_times(functions, runs=runs, reset=reset, warmup=False), strict=True))
+        samples = dict(zip(names, timed_runs(functions, runs=runs, reset=reset, warmup=False), strict=True))
+        times = {name: statistics.median(seconds) for name, seconds in samples.items()}
         for figure, ours, baseline in curve.figures:
             point = {"size": size, "ours": times[ours], "baseline": times[baseline], "runs": runs}
+            paired = [o / b for o, b in zip(samples[ours], samples[baseline], strict=True)]
+            point["ratio"] = statistics.median(paired)
             point["counts"] = {"ours": counts[ours], "baseline": counts[baseline]}
             figure.points.append(point)
         timings = ", ".join(f"{name} {seconds * 1000:.1f} ms" for name, seconds in times.items())

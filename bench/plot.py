@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.measure import GROWTH_TOLERANCE, log
+from bench.measure import GROWTH_TOLERANCE, log, point_ratio
 from bench.report import fmt_size
 
 COLOURS = {"sqlite": "#1f77b4", "postgresql": "#d62728"}
@@ -50,7 +50,7 @@ def draw(plt, number: str, entries: list[tuple[str, dict]]):
         sizes = [p["size"] for p in figure["points"]]
         times.plot(sizes, [p["ours"] * 1000 for p in figure["points"]], "o-", color=colour, label=f"ours, {db}")
         times.plot(sizes, [p["baseline"] * 1000 for p in figure["points"]], "s--", color=colour, alpha=0.6)
-        r = [p["ours"] / p["baseline"] for p in figure["points"]]
+        r = [point_ratio(p) for p in figure["points"]]
         ratios.plot(sizes, r, "o-", color=colour, label=db)
         ratios.hlines(r[0] * GROWTH_TOLERANCE, sizes[0], sizes[-1], colors=colour, linestyles=":", linewidth=1)
     times.plot([], [], "s--", color="grey", alpha=0.6, label="baseline (dashed)")

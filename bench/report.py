@@ -7,7 +7,7 @@ import os
 import platform
 from pathlib import Path
 
-from bench.measure import GROWTH_TOLERANCE
+from bench.measure import GROWTH_TOLERANCE, point_ratio
 
 # Why a target is missed and what would close it: written from profiles of these figures and
 # printed under the table only for the figures that miss their target in this run.
@@ -110,7 +110,7 @@ def exponent(sizes: list[int], times: list[float]) -> float:
 
 
 def ratio(point: dict) -> float:
-    return point["ours"] / point["baseline"]
+    return point_ratio(point)
 
 
 def growth_cell(figure: dict) -> tuple[str, str]:
@@ -148,10 +148,11 @@ def target_text(figure: dict) -> str:
 
 
 def ratio_text(figure: dict) -> str:
+    value = ratio(figure["points"][-1]) if figure.get("points") else figure["ours"] / figure["baseline"]
     if figure["kind"] == "slower":
-        return f"{figure['ours'] / figure['baseline']:.2f}x"
+        return f"{value:.2f}x"
     if figure["kind"] == "faster":
-        return f"{figure['baseline'] / figure['ours']:.1f}x faster"
+        return f"{1 / value:.1f}x faster"
     return figure["extra"].get("ratio_text", "")
 
 
@@ -258,8 +259,10 @@ def machine_lines(reports: list[dict], args, started, elapsed: float, source: st
         f"PostgreSQL: {pg_label}, created and dropped by the run)",
         "- A curve measures ours and its baseline at every size, interleaved (rotating order), each call from "
         "the same reset state, after one warm-up round; the median of the stated runs (fewer at large sizes, "
-        "so a point's runs fit its time budget, never fewer than 3, 2 with `--quick`).",
-        '- Ratio: ours / baseline for "≤" targets, baseline / ours for "faster" targets; the target is judged '
+        "so a point's runs fit its time budget, never fewer than 5, 2 with `--quick`).",
+        '- Ratio: ours / baseline for "≤" targets, baseline / ours for "faster" targets: the median of the runs\' '
+        "paired ratios (each run times both sides back to back, so a stretch in which this shared machine runs "
+        "slower weighs on both); ours and baseline are each side's median. The target is judged "
         "at the largest size. Growth target: ours/baseline at the largest size ≤ that at the smallest × "
         f"{GROWTH_TOLERANCE:g}, i.e. ours grows no faster than its baseline.",
         "- Peak RSS (full run only): our side run once at the largest size in a fresh process (`python -m bench.worker "

@@ -626,7 +626,7 @@ def main() -> int:
     workdir = Path(args.out).parent
     ctx = Context(
         runs=args.runs,
-        min_runs=2 if args.quick else 3,
+        min_runs=2 if args.quick else 5,
         budget=3.0 if args.quick else 30.0,
         quick=args.quick,
         now=now,
