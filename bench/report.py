@@ -34,8 +34,8 @@ WHY_NOT_MET = {
     "4b": (
         "Ours is Customer.objects.bulk_create() itself (figure 4a's baseline, ~82 ms for 1,000 rows on "
         "SQLite) plus full_clean of the three input fields per row (~40-60 ms) and one SELECT of the "
-        "existing emails; the baseline is a commit (an fsync) per row. Across four full runs on this VM the "
-        "ratio was 9.7x, 12.2x, 10.7x (medians) and 9.8x (paired). What would close it: the fields' "
+        "existing emails; the baseline is a commit (an fsync) per row. In three full runs on this VM the "
+        "ratio was 9.7x, 12.2x, and 10.7x by medians / 9.8x paired. What would close it: the fields' "
         "validators called without full_clean's model machinery; PostgreSQL meets 10x (26x)."
     ),
     "3": (
