@@ -7,7 +7,7 @@ import os
 import platform
 from pathlib import Path
 
-from bench.measure import GROWTH_TOLERANCE, point_ratio
+from bench.measure import GROWTH_TOLERANCE, headline_ratio, point_ratio
 
 # Why a target is missed and what would close it: written from profiles of these figures and
 # printed under the table only for the figures that miss their target in this run.
@@ -28,8 +28,7 @@ WHY_NOT_MET = {
         "below ~280 ms here: 24x at that baseline, before graphene's and the global ID's share. The "
         "baseline is a commit (an fsync) per row, which measured 5.7-8.9 s at 100,000 products in different "
         "runs on this VM while ours is CPU. What would close it: a cheaper execution of large lists "
-        "(graphql-core), or judging "
-        "SQLite at 15x; PostgreSQL meets 20x."
+        "(graphql-core), or judging SQLite at 15x; PostgreSQL meets 20x."
     ),
     "4b": (
         "Ours is Customer.objects.bulk_create() itself (figure 4a's baseline, ~82 ms for 1,000 rows on "
@@ -128,15 +127,11 @@ def exponent(sizes: list[int], times: list[float]) -> float:
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx if sxx else 0.0
 
 
-def ratio(point: dict) -> float:
-    return point_ratio(point)
-
-
 def growth_cell(figure: dict) -> tuple[str, str]:
     points = figure["points"]
     if len(points) < 2:
         return "—", "—"
-    first, last = ratio(points[0]), ratio(points[-1])
+    first, last = point_ratio(points[0]), point_ratio(points[-1])
     verdict = {True: "met", False: "**not met**", None: "—"}[figure["growth_met"]]
     return f"{first:.2f} → {last:.2f} (×{last / first:.2f})", verdict
 
@@ -167,11 +162,10 @@ def target_text(figure: dict) -> str:
 
 
 def ratio_text(figure: dict) -> str:
-    value = ratio(figure["points"][-1]) if figure.get("points") else figure["ours"] / figure["baseline"]
     if figure["kind"] == "slower":
-        return f"{value:.2f}x"
+        return f"{headline_ratio(figure['points'], figure['ours'], figure['baseline']):.2f}x"
     if figure["kind"] == "faster":
-        return f"{1 / value:.1f}x faster"
+        return f"{1 / headline_ratio(figure['points'], figure['ours'], figure['baseline']):.1f}x faster"
     return figure["extra"].get("ratio_text", "")
 
 
@@ -230,7 +224,7 @@ def curve_section(number: str, entries: list[tuple[dict, dict]], plot: str | Non
             if i:
                 prev = points[i - 1]
                 steps = [f"×{p['ours'] / prev['ours']:.1f}", f"×{p['baseline'] / prev['baseline']:.1f}"]
-            cells = [f"{p['size']:,}", fmt_time(p["ours"]), fmt_time(p["baseline"]), f"{ratio(p):.2f}"]
+            cells = [f"{p['size']:,}", fmt_time(p["ours"]), fmt_time(p["baseline"]), f"{point_ratio(p):.2f}"]
             cells += [fmt_time(p["ours"] / p["size"]), fmt_time(p["baseline"] / p["size"]), *steps]
             lines.append("| " + " | ".join(cells) + " |")
         fits = []

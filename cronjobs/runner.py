@@ -243,11 +243,17 @@ def _reason_not_to_start(job: Job, slot: datetime | None, now: datetime, *, atte
     late = (now - slot).total_seconds()
     # Retries are late by design: grace applies to the first attempt.
     if attempt == 1 and job.grace is not None and late > job.grace:
-        pause = pausing.paused(job.name)
-        if pause is not None:
-            return JobRun.Status.SKIPPED, f"job is {pause.summary}"
+        paused = _paused_reason(job)
+        if paused:
+            return JobRun.Status.SKIPPED, paused
         return JobRun.Status.MISSED, f"missed: starting {late:.0f}s after its minute, grace is {job.grace:g}s"
     return None
+
+
+def _paused_reason(job: Job) -> str | None:
+    """The skip's reason when the job is paused (who, when, why), else None."""
+    pause = pausing.paused(job.name)
+    return f"job is {pause.summary}" if pause is not None else None
 
 
 def _claim(
@@ -269,10 +275,9 @@ def _claim(
         claimed = _slot_holder(job, slot, attempt)
         if claimed is not None:
             return claimed, False
-        pause = pausing.paused(job.name) if slot is not None else None
-        if pause is not None:
-            reason = f"job is {pause.summary}"
-            return _record_skip(job, slot, trigger, reason, user, attempt=attempt, first=first), False
+        paused = _paused_reason(job) if slot is not None else None
+        if paused:
+            return _record_skip(job, slot, trigger, paused, user, attempt=attempt, first=first), False
         if not again and reap_dead_runs(job.name):
             return _claim(job, slot, trigger, user, attempt=attempt, first=first, again=True)
         holder = JobRun.objects.filter(job_name=job.name, status=JobRun.Status.RUNNING, exclusive=True).first()
