@@ -138,6 +138,25 @@ def test_a_scheduled_run_costs_three_queries():
     assert [word for word in statements if word not in {"SAVEPOINT", "RELEASE"}] == ["INSERT", "UPDATE", "SELECT"]
 
 
+def test_a_claim_refused_by_a_run_that_ended_meanwhile_is_made_again(monkeypatch):
+    # The refusing row is gone when the runner looks (it finished, or the job was resumed): claim again,
+    # once, instead of recording a "still running" skip that names nobody.
+    from django.db import IntegrityError
+
+    real, refusals = runner._insert_row, []
+
+    def refuse_once(*args, **kwargs):
+        if kwargs.get("status") == "running" and not refusals:
+            refusals.append(1)
+            raise IntegrityError("a running row of this job was there a moment ago")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "_insert_row", refuse_once)
+    record = runner.run("succeed", scheduled_for=slot(), trigger="work")
+    assert refusals == [1] and record.status == "succeeded"
+    assert JobRun.objects.filter(job_name="succeed").count() == 1
+
+
 def test_dead_process_on_this_host_is_closed_and_does_not_block():
     finished = subprocess.Popen(["true"])
     finished.wait()
