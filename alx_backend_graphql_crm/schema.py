@@ -4,6 +4,7 @@ import graphene
 
 import crm.schema
 import cronjobs.schema
+from alx_backend_graphql_crm.api.execution import Schema
 from alx_backend_graphql_crm.api.permissions import describe_permissions
 
 # One line per app. An app's mixin is a graphene.ObjectType holding its root fields; apps know
@@ -18,5 +19,6 @@ class Mutation(crm.schema.Mutation, cronjobs.schema.Mutation, graphene.ObjectTyp
     pass
 
 
-schema = graphene.Schema(query=Query, mutation=Mutation)
+# Our Schema: graphene's, executing long lists of flat objects in one loop (api/execution.py).
+schema = Schema(query=Query, mutation=Mutation)
 describe_permissions(schema)

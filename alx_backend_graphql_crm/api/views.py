@@ -13,6 +13,7 @@ from graphql import DocumentNode, GraphQLError, validate
 
 from alx_backend_graphql_crm.api.documents import execute_document
 from alx_backend_graphql_crm.api.errors import MASKED_MESSAGE, QueryRejected, format_error
+from alx_backend_graphql_crm.api.execution import ExecutionContext
 from alx_backend_graphql_crm.api.limits import limit_errors, parse_within_limits, validation_rules
 
 logger = logging.getLogger("alx_backend_graphql_crm.api")
@@ -47,6 +48,8 @@ class ApiGraphQLView(GraphQLView):
     no token. GraphiQL sends the token, from the cookie this view sets.
     GraphiQL renders ``templates/graphene/graphiql.html``, which loads vendored assets.
     """
+
+    execution_context_class = ExecutionContext
 
     def dispatch(self, request, *args, **kwargs):
         reason = self._csrf_failure(request)
