@@ -272,7 +272,9 @@ def machine_lines(reports: list[dict], args, started, elapsed: float, source: st
         f"PostgreSQL: {pg_label}, created and dropped by the run)",
         "- A curve measures ours and its baseline at every size, interleaved (rotating order), each call from "
         "the same reset state, after one warm-up round; the median of the stated runs (fewer at large sizes, "
-        "so a point's runs fit its time budget, never fewer than 5, 2 with `--quick`).",
+        "so a point's runs fit its time budget, never fewer than 5, 2 with `--quick`). The in-process figures "
+        "run in a process that has frozen its start-up heap after loading the project, as the product's "
+        "web workers do (`alx_backend_graphql_crm/heap.py`).",
         '- Ratio: ours / baseline for "≤" targets, baseline / ours for "faster" targets: the median of the runs\' '
         "paired ratios (each run times both sides back to back, so a stretch in which this shared machine runs "
         "slower weighs on both); ours and baseline are each side's median. The target is judged "

@@ -643,6 +643,11 @@ def main() -> int:
     call_command("migrate", verbosity=0, interactive=False)
     report["setup"]["migrate"] = time.perf_counter() - started
     log(f"  setup migrate: {report['setup']['migrate']:.1f} s")
+    # As the product's web processes do on start-up (wsgi.py): the in-process figures then measure the
+    # services as they run there, not full collections of the bench's own start-up heap.
+    from alx_backend_graphql_crm.heap import freeze_startup_heap
+
+    log(f"  setup froze {freeze_startup_heap():,} start-up objects (gc.freeze, as wsgi.py does)")
 
     wanted = set(filter(None, args.figures.split(","))) or set(FIGURES)
     for key in [k for k in ORDER if k in wanted]:

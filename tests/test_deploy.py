@@ -196,3 +196,18 @@ def test_logrotate_snippet_is_valid_and_rotates(tmp_path):
     assert forced.returncode == 0, forced.stderr
     assert (logs / "crm_heartbeat_log.txt.1").read_text().endswith("CRM is alive\n")
     assert (logs / "crm_heartbeat_log.txt").read_text() == ""  # copytruncate: the jobs keep appending here
+
+
+def test_a_web_worker_loads_the_schema_then_freezes_its_heap():
+    script = (
+        "import gc, sys\n"
+        "import alx_backend_graphql_crm.wsgi\n"
+        "print(gc.get_freeze_count(), 'alx_backend_graphql_crm.schema' in sys.modules, len(gc.get_objects()))\n"
+    )
+    result = python("-c", script, env={"CRM_ENV_FILE": os.devnull, "DJANGO_SECRET_KEY": "x" * 50})
+    assert result.returncode == 0, result.stderr
+    frozen, schema_loaded, still_tracked = result.stdout.split()
+    # The schema and everything loaded with it are frozen; a full collection walks only what came after.
+    assert schema_loaded == "True"
+    assert int(frozen) > 50_000
+    assert int(still_tracked) < int(frozen) // 10
