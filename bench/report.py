@@ -20,22 +20,19 @@ WHY_NOT_MET = {
         "noise of the loaded machine at a few milliseconds, not growth. Re-measure on a quiet machine."
     ),
     "2": (
-        "On SQLite, graphql-core's execution of the payload is most of ours: at 100,000 products (10,000 low), "
-        "measured by hand, back to back, on 2026-12-01 (5 runs each, medians): restock_low_stock() 113 ms, the "
-        "same plus building and json.dumps of the 10,000-product answer 156 ms, the mutation 411 ms, the "
-        "per-row save() loop 6.78 s. graphql-core alone (a bare GraphQLSchema, no graphene, no database) "
-        "takes 168 ms for a list of 10,000 objects of three non-null fields, so the mutation cannot go "
-        "below ~280 ms here: 24x at that baseline, before graphene's and the global ID's share. The "
-        "baseline is a commit (an fsync) per row, which measured 5.7-8.9 s at 100,000 products in different "
-        "runs on this VM while ours is CPU. What would close it: a cheaper execution of large lists "
-        "(graphql-core), or judging SQLite at 15x; PostgreSQL meets 20x."
+        "Ours is restock_low_stock() (figure 1: at the UPDATE ... RETURNING floor) plus graphql-core completing "
+        "the 10,000-product answer, which alx_backend_graphql_crm/api/execution.py does in one loop (a third "
+        "of graphql-core's own bookkeeping). The baseline is a commit per row, whose cost on SQLite follows "
+        "the disk: it measured 3.7-8.9 s at 100,000 products on different days while ours is CPU. A miss "
+        "here means a slow stretch of this shared machine landed on ours; re-measure on a quiet machine."
     ),
     "4b": (
-        "Ours is Customer.objects.bulk_create() itself (figure 4a's baseline, ~82 ms for 1,000 rows on "
-        "SQLite) plus full_clean of the three input fields per row (~40-60 ms) and one SELECT of the "
-        "existing emails; the baseline is a commit (an fsync) per row. In three full runs on this VM the "
-        "ratio was 9.7x, 12.2x, and 10.7x by medians / 9.8x paired. What would close it: the fields' "
-        "validators called without full_clean's model machinery; PostgreSQL meets 10x (26x)."
+        "Ours is Customer.objects.bulk_create() itself (figure 4a's baseline) plus full_clean of the three "
+        "input fields per row and one SELECT of the existing emails; the baseline is create_customer(), a "
+        "commit per row. Before the bench's worker froze its start-up heap (as wsgi.py does), a full garbage "
+        "collection of it (~50 ms) landed on every other run of ours after figure 1 and halved the ratio "
+        "(7.9x instead of 13.9x, same code). What would widen it: the fields' validators called without "
+        "full_clean's model machinery."
     ),
     "3": (
         "graphql-core's per-field work for every order of the page (resolving and completing each field) is "
