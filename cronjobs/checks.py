@@ -15,7 +15,7 @@ def problem_to_error(problem: Problem) -> checks.Error:
 @checks.register("cronjobs")
 def check_cronjobs(app_configs=None, **kwargs):
     from cronjobs import alerts
-    from cronjobs.crontab import settings_problems
+    from cronjobs.system_crontab import settings_problems
 
     problems = get_registry().all_problems() + settings_problems() + alerts.settings_problems()
     return [problem_to_error(p) for p in problems]

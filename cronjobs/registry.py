@@ -104,7 +104,7 @@ E006 = "cronjobs.E006"  # duplicate job name
 E007 = "cronjobs.E007"  # arguments not JSON serialisable
 E008 = "cronjobs.E008"  # invalid option
 E009 = "cronjobs.E009"  # invalid job name
-E010 = "cronjobs.E010"  # invalid CRONTAB_* setting (cronjobs/crontab.py)
+E010 = "cronjobs.E010"  # invalid CRONTAB_* setting (cronjobs/system_crontab.py)
 E011 = "cronjobs.E011"  # invalid alert setting: CRONJOBS_NOTIFY_*, CRONJOBS_PING_* (cronjobs/alerts.py)
 
 

@@ -127,7 +127,7 @@ def test_plain_django_processes_never_import_celery():
         "import sys, django; django.setup();"
         "from django.core.management import call_command;"
         "call_command('check');"
-        "import alx_backend_graphql_crm, cronjobs.runner, cronjobs.worker;"
+        "import alx_backend_graphql_crm, cronjobs.runner, cronjobs.scheduler;"
         "print(sorted(m for m in sys.modules if m == 'celery' or m.startswith(('celery.', 'kombu'))))"
     )
     result = subprocess.run(
@@ -164,7 +164,7 @@ def task_outcomes(worker) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.redis
 @pytest.mark.django_db(transaction=True)  # creates the test database shared_db names on PostgreSQL
-def test_worker_and_beat_run_an_every_minute_job_recorded_with_trigger_celery(shared_db, world_dir, broker_url):
+def test_scheduler_and_beat_run_an_every_minute_job_recorded_with_trigger_celery(shared_db, world_dir, broker_url):
     output, name = world_dir / "ran.txt", f"every_minute_{secrets.token_hex(3)}"  # a name no other test's runs have
     config = celery_config(
         world_dir, shared_db, [["* * * * *", f"{JOBS}.append_line", [str(output)], {}, {"name": name}]]

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from cronjobs import crontab as backend
+from cronjobs import system_crontab as backend
 from cronjobs.registry import get_registry, parse_cronjobs
 from tests.cronjobs.conftest import ROOT, manage, write_config
 

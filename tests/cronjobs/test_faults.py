@@ -34,7 +34,7 @@ from cronjobs import registry as registry_module
 from cronjobs import runner
 from cronjobs.models import JobRun
 from cronjobs.registry import E003, E008, parse_cronjobs
-from cronjobs.worker import Scheduler
+from cronjobs.scheduler import Scheduler
 from tests.cronjobs.conftest import ROOT, SUBPROCESS_SETTINGS, clean_env, manage, write_config
 from tests.factories import JobRunFactory, ProductFactory
 from tests.reachable import on_postgres
@@ -214,7 +214,7 @@ def test_3_a_stop_signal_in_process_is_recorded_then_reraised(settings, signum):
 
 
 def test_3_crontab_work_names_what_each_exit_code_means():
-    from cronjobs.worker import exit_meaning
+    from cronjobs.scheduler import exit_meaning
 
     assert [exit_meaning(code) for code in (143, 129, 130, 131, -9, 3, 4)] == [
         "interrupted by SIGTERM",

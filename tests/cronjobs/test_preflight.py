@@ -12,7 +12,8 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from cronjobs import crontab as backend
+from cronjobs import preflight as backend
+from cronjobs import system_crontab
 from cronjobs.models import JobRun
 from cronjobs.registry import get_registry
 from tests.cronjobs.conftest import ROOT, clean_env, manage, write_config
@@ -45,15 +46,15 @@ def command(*args) -> tuple[str, str]:
 )
 def test_crontab_user_comes_from_the_executables_u_argument(settings, executable, user):
     settings.CRONTAB_EXECUTABLE = executable
-    assert backend.crontab_user(backend.get_config()) == user
+    assert backend.crontab_user(system_crontab.get_config()) == user
 
 
 def test_preflight_command_is_the_installed_line_in_check_mode_without_suffixes(settings):
     settings.CRONJOBS = [("0 3 * * 1", "tests.cronjobs.jobs.succeed", "> /dev/null 2>&1", {"name": "x"})]
     settings.CRONTAB_COMMAND_SUFFIX = ">> /var/log/cron\\%d.log"
     job = get_registry().get("x")
-    config = backend.get_config()
-    installed = backend.command_for(job, config)
+    config = system_crontab.get_config()
+    installed = system_crontab.command_for(job, config)
     check = backend.preflight_command(job, config)
     assert check.endswith("crontab run x --scheduled --settings=tests.settings --preflight")
     assert installed.startswith(check.removesuffix(" --preflight"))
@@ -62,7 +63,7 @@ def test_preflight_command_is_the_installed_line_in_check_mode_without_suffixes(
 
 def test_first_error_line_and_fixes(settings):
     settings.CRONJOBS_ENV_FILE = "/srv/crm/.env"
-    config = backend.get_config()
+    config = system_crontab.get_config()
     assert backend.first_error_line(TRACEBACK) == (
         "django.core.exceptions.ImproperlyConfigured: DJANGO_SECRET_KEY is not set"
     )

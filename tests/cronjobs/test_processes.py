@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.test import override_settings
 
-from cronjobs import crontab as backend
+from cronjobs import system_crontab as backend
 from cronjobs.registry import parse_cronjobs
 from tests.cronjobs.conftest import ROOT, SUBPROCESS_SETTINGS, clean_env, config_prefix, manage, write_config
 

@@ -247,7 +247,7 @@ def _stored_runs(shared_db, name):
 
 @pytest.mark.slow  # several Django processes: over 2 CPU-seconds (docs/testing.md, Tiers)
 def test_the_run_process_crontab_work_starts_retries_in_process_and_captures_output(shared_db, world_dir):
-    """What `crontab work` fires for a minute (cronjobs.worker.Scheduler.command): output kept and shown live
+    """What `crontab work` fires for a minute (cronjobs.scheduler.Scheduler.command): output kept and shown live
     (work relays it into its log), retries made in that process."""
     counter = str(world_dir / "calls")
     config = write_config(

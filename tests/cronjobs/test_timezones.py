@@ -18,10 +18,10 @@ from django.core.management import call_command
 
 from alx_backend_graphql_crm.celery import app
 from cronjobs.beat import CronJobScheduler, celery_schedule, scheduled_minute
-from cronjobs.crontab import cron_schedule, get_config, render_line
 from cronjobs.models import JobRun
 from cronjobs.registry import get_job, get_registry, parse_cronjobs
-from tests.cronjobs.test_worker import scheduler
+from cronjobs.system_crontab import cron_schedule, get_config, render_line
+from tests.cronjobs.test_scheduler import scheduler
 
 JOBS = "tests.cronjobs.jobs"
 BERLIN, NEW_YORK = ZoneInfo("Europe/Berlin"), ZoneInfo("America/New_York")

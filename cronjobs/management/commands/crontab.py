@@ -11,7 +11,7 @@ succeeds or is skipped, so cron mails nothing (unless --verbosity 2, which `cron
 (nothing changed), 2 bad configuration (nothing changed). `run --preflight` checks that the job
 could run (settings, database, job importable) and runs nothing: 0 it could, 2 bad configuration,
 3 the database is unreachable or not migrated. `show`: 0, 1 crontab unreadable, 2 configuration
-errors (listed). `work` (cronjobs.worker): 0 after a SIGTERM / Ctrl-C stop, 2 bad configuration
+errors (listed). `work` (cronjobs.scheduler): 0 after a SIGTERM / Ctrl-C stop, 2 bad configuration
 (refuses to start); it restarts itself when its settings files change. `pause <name> [--reason
 TEXT]` / `resume <name>`: 0 done (also when already paused / not paused), 2 unknown job or bad reason.
 """
@@ -28,8 +28,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django_crontab.management.commands.crontab import Command as DjangoCrontabCommand
 
-from cronjobs import crontab as backend
-from cronjobs import pausing
+from cronjobs import pausing, preflight
+from cronjobs import system_crontab as backend
 from cronjobs.checks import problem_to_error
 from cronjobs.describe import human_schedule
 from cronjobs.models import JobRun
@@ -160,9 +160,9 @@ class Command(DjangoCrontabCommand):
             return None
 
         def check() -> None:
-            user = backend.crontab_user(config)
+            user = preflight.crontab_user(config)
             self.stdout.write(f"preflight: running {enabled[0].name}'s line as cron would (as {user or 'this user'})")
-            failure = backend.preflight(enabled[0], config)
+            failure = preflight.preflight(enabled[0], config)
             if failure is None:
                 self.stdout.write("preflight ok")
                 return
@@ -311,7 +311,7 @@ class Command(DjangoCrontabCommand):
     def handle_work(self, options):
         import sys
 
-        from cronjobs.worker import Scheduler, run_forever, watched_files, work_settings
+        from cronjobs.scheduler import Scheduler, run_forever, watched_files, work_settings
 
         problems = get_registry().all_problems()
         if problems:

@@ -1,4 +1,4 @@
-"""`manage.py crontab work`: a foreground scheduler that fires every enabled job at its minute, each in its own process.
+"""`manage.py crontab work`: the foreground scheduler firing every enabled job at its minute.
 
 Each fire is `<python> manage.py crontab run <name> --scheduled-for <minute> --trigger work --verbosity 2`
 (verbosity 2: a scheduled run's success and duplicate lines, silent for cron's mail, appear in this log), so a job

@@ -15,7 +15,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from cronjobs.registry import parse_cronjobs
-from cronjobs.worker import Scheduler, due_slots, work_settings
+from cronjobs.scheduler import Scheduler, due_slots, work_settings
 from tests.cronjobs.conftest import SUBPROCESS_SETTINGS, clean_env, write_config
 from tests.cronjobs.procs import WAIT, Proc, start_work
 
@@ -168,8 +168,8 @@ def test_finishes_are_logged_with_exit_code_and_duration():
 
 def test_stop_waits_for_running_jobs_then_interrupts_what_is_left(monkeypatch):
     sched, clock, spawned = scheduler([EVERY_MINUTE], datetime(2025, 5, 5, 12, 0, 30, tzinfo=UTC), grace=0)
-    monkeypatch.setattr("cronjobs.worker.KILL_AFTER", 0)
-    monkeypatch.setattr("cronjobs.worker.os.killpg", lambda pid, signum: (_ for _ in ()).throw(ProcessLookupError))
+    monkeypatch.setattr("cronjobs.scheduler.KILL_AFTER", 0)
+    monkeypatch.setattr("cronjobs.scheduler.os.killpg", lambda pid, signum: (_ for _ in ()).throw(ProcessLookupError))
     sched.tick()
     clock.advance(minutes=1)
     sched.tick()
@@ -207,7 +207,7 @@ def crontab_work(monkeypatch, *args) -> tuple[int, str]:
     def started(scheduler):
         raise AssertionError("crontab work started its loop")
 
-    monkeypatch.setattr("cronjobs.worker.run_forever", started)
+    monkeypatch.setattr("cronjobs.scheduler.run_forever", started)
     err = io.StringIO()
     try:
         call_command("crontab", "work", *args, stdout=io.StringIO(), stderr=err)
