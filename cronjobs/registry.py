@@ -12,7 +12,8 @@ Entry grammar (django-crontab's two formats, plus an optional trailing options d
 A dict right after `[args]` is always kwargs (django-crontab's meaning); one whose keys are all option
 names is refused as ambiguous, because we cannot know which was meant. Options: name, timeout,
 grace, enabled, description, allow_overlap, run_without_history, notify_after, ping_url, retries,
-retry_backoff, retry_backoff_max, retry_on_timeout, timezone (see docs/scheduling.md).
+retry_backoff, retry_backoff_max, retry_on_timeout, timezone, jitter: the table OPTIONS below, which
+validates and coerces each (see docs/scheduling.md).
 
 Due minutes and daylight saving time: a schedule is read in its job's zone (the `timezone` option,
 else settings.TIME_ZONE). The due minutes are croniter's, with cronie's rule for the repeated hour:
@@ -40,24 +41,6 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-OPTION_KEYS = frozenset(
-    {
-        "name",
-        "timeout",
-        "grace",
-        "enabled",
-        "description",
-        "allow_overlap",
-        "retries",
-        "retry_backoff",
-        "retry_backoff_max",
-        "retry_on_timeout",
-        "timezone",
-        "run_without_history",
-        "notify_after",
-        "ping_url",
-    }
-)
 DEFAULT_RETRY_BACKOFF = 1.0  # seconds before the first retry (before jitter); doubles each attempt
 DEFAULT_RETRY_BACKOFF_MAX = 600.0  # Celery's own default cap
 
@@ -222,6 +205,7 @@ class Job:
     run_without_history: bool = False
     notify_after: int | None = None  # None: settings.CRONJOBS_NOTIFY_AFTER
     ping_url: str | None = None  # None: settings.CRONJOBS_PING_URL_TEMPLATE; "": no pings
+    jitter: int = 0  # seconds: the job starts `start_offset` seconds into its minute
     legacy_hashes: tuple[str, ...] = ()
     index: int = 0
     problems: tuple[Problem, ...] = ()
@@ -233,6 +217,14 @@ class Job:
     def legacy_hash(self) -> str | None:
         """The hash plain django-crontab would put in its crontab line for this entry."""
         return self.legacy_hashes[0] if self.legacy_hashes else None
+
+    @property
+    def start_offset(self) -> int:
+        """Seconds after its minute that the job starts: fixed, from its name, within `jitter` (0 without)."""
+        if not self.jitter:
+            return 0
+        digest = hashlib.sha256(self.name.encode()).digest()
+        return int.from_bytes(digest[:4], "big") % (self.jitter + 1)
 
     @property
     def cron_expression(self) -> str:
@@ -400,30 +392,6 @@ def _split_entry(entry: Any, index: int) -> tuple[dict, list[Problem]]:
     return parts, []
 
 
-def _number(options: dict, key: str, index: int, problems: list[Problem], minimum: float) -> float | None:
-    value = options.get(key)
-    if value is None:
-        return None
-    # `value != value` is NaN; inf and 1e300 fail the maximum (the timers would overflow).
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or value != value
-        or not minimum <= value <= MAX_SECONDS
-    ):
-        problems.append(
-            _problem(
-                E008,
-                index,
-                f"option {key!r} must be a number of seconds from {minimum:g} to {MAX_SECONDS} (31 days), "
-                f"got {value!r}",
-                "e.g. {'timeout': 600}",
-            )
-        )
-        return None
-    return float(value)
-
-
 def _schedule_problems(schedule: Any, index: int) -> list[Problem]:
     error = schedule_error(schedule)
     if not error:
@@ -432,42 +400,104 @@ def _schedule_problems(schedule: Any, index: int) -> list[Problem]:
     return [_problem(E003, index, f"invalid schedule {schedule!r}: {error}", hint)]
 
 
-def _option_problems(options: dict, name: Any, index: int) -> list[Problem]:
-    """What is wrong with the options dict and the job name (numbers are checked by _number)."""
+# --- job options: one table that validates, coerces and documents each -----------------------------
+@dataclass(frozen=True)
+class Option:
+    """One key of a job's options dict: its default, what it accepts (an error message otherwise) and an example."""
+
+    key: str
+    default: Any
+    error: Callable[[Any], str | None]
+    hint: str = ""
+
+
+def _seconds(minimum: float) -> Callable[[Any], str | None]:
+    def error(value: Any) -> str | None:
+        # `value != value` is NaN; inf and 1e300 fail the maximum (the timers would overflow).
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or value != value
+            or not minimum <= value <= MAX_SECONDS
+        ):
+            return f"must be a number of seconds from {minimum:g} to {MAX_SECONDS} (31 days), got {value!r}"
+        return None
+
+    return error
+
+
+def _whole(minimum: int, maximum: int | None, unit: str) -> Callable[[Any], str | None]:
+    def error(value: Any) -> str | None:
+        if type(value) is not int or value < minimum or (maximum is not None and value > maximum):
+            span = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
+            return f"must be a whole number of {unit} {span}, got {value!r}"
+        return None
+
+    return error
+
+
+def _boolean(value: Any) -> str | None:
+    return None if isinstance(value, bool) else f"must be True or False, got {value!r}"
+
+
+def _text(value: Any) -> str | None:
+    return None if isinstance(value, str) else f"must be a string, got {type(value).__name__}"
+
+
+def _ping_url(value: Any) -> str | None:
+    return None if value == "" or is_http_url(value) else f"must be an http(s) URL, got {value!r}"
+
+
+MAX_RETRIES = 100
+MAX_JITTER = 59  # seconds: a job's start stays inside its minute, so its slot is still that minute
+
+OPTIONS: dict[str, Option] = {
+    option.key: option
+    for option in (
+        Option("name", None, lambda value: None),  # None: the function's name; checked as a name (E009)
+        Option("timeout", None, _seconds(0.001), "e.g. {'timeout': 600}"),
+        Option("grace", None, _seconds(0), "e.g. {'grace': 120}"),
+        Option("enabled", True, _boolean),
+        Option("description", "", _text),
+        Option("allow_overlap", False, _boolean),  # default: CRONTAB_LOCK_JOBS = False makes it True
+        Option("retries", 0, _whole(0, MAX_RETRIES, "attempts"), "e.g. {'retries': 3, 'retry_backoff': 30}"),
+        Option("retry_backoff", DEFAULT_RETRY_BACKOFF, _seconds(0), "e.g. {'retry_backoff': 30}"),
+        Option("retry_backoff_max", DEFAULT_RETRY_BACKOFF_MAX, _seconds(0), "e.g. {'retry_backoff_max': 600}"),
+        Option("retry_on_timeout", False, _boolean),
+        Option("timezone", None, lambda v: timezone_error(v), "An IANA name such as 'Europe/Berlin'."),
+        Option("run_without_history", False, _boolean),
+        Option("notify_after", None, _whole(1, None, "failures"), "e.g. {'notify_after': 3}"),
+        Option("ping_url", None, _ping_url, "e.g. {'ping_url': 'https://hc-ping.com/<uuid>'}; '' for none"),
+        Option("jitter", 0, _whole(0, MAX_JITTER, "seconds"), "e.g. {'jitter': 30}: a fixed start offset up to 30 s"),
+    )
+}
+OPTION_KEYS = frozenset(OPTIONS)
+
+
+def _coerce_options(options: dict, index: int) -> tuple[dict[str, Any], list[Problem]]:
+    """Every option's value (its default where absent or invalid) and a Problem for each invalid one."""
     problems = []
     unknown = set(options) - OPTION_KEYS
     if unknown:
         problems.append(
             _problem(E008, index, f"unknown option(s) {sorted(unknown)}", f"Options are {sorted(OPTION_KEYS)}.")
         )
+    values = {}
+    for key, option in OPTIONS.items():
+        value = options.get(key, option.default)
+        error = option.error(value) if key in options and value is not None else None
+        if error:
+            problems.append(_problem(E008, index, f"option {key!r}: {error}", option.hint))
+            value = option.default
+        values[key] = value
+    return values, problems
+
+
+def _name_problems(name: Any, index: int) -> list[Problem]:
     if not isinstance(name, str) or not NAME_RE.match(name) or LEGACY_HASH_RE.match(name):
         hint = "Names are letters, digits, '_', '.', '-' (not a 32-hex hash)."
-        problems.append(_problem(E009, index, f"invalid job name {name!r}", hint))
-    for key in ("enabled", "allow_overlap", "run_without_history", "retry_on_timeout"):
-        if key in options and not isinstance(options[key], bool):
-            problems.append(_problem(E008, index, f"option {key!r} must be True or False, got {options[key]!r}", ""))
-    if "description" in options and not isinstance(options["description"], str):
-        problems.append(_problem(E008, index, "option 'description' must be a string", ""))
-    notify_after = options.get("notify_after")
-    if notify_after is not None and (type(notify_after) is not int or notify_after < 1):
-        msg = f"option 'notify_after' must be a whole number of failures >= 1, got {notify_after!r}"
-        problems.append(_problem(E008, index, msg, "e.g. {'notify_after': 3}"))
-    ping_url = options.get("ping_url")
-    if ping_url not in (None, "") and not is_http_url(ping_url):
-        msg = f"option 'ping_url' must be an http(s) URL, got {ping_url!r}"
-        problems.append(_problem(E008, index, msg, "e.g. {'ping_url': 'https://hc-ping.com/<uuid>'}; '' for none"))
-    retries = options.get("retries", 0)
-    if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= MAX_RETRIES:
-        hint = "e.g. {'retries': 3, 'retry_backoff': 30}"
-        msg = f"option 'retries' must be a whole number from 0 to {MAX_RETRIES}, got {retries!r}"
-        problems.append(_problem(E008, index, msg, hint))
-    if "timezone" in options and timezone_error(options["timezone"]):
-        msg = f"option 'timezone': {timezone_error(options['timezone'])}"
-        problems.append(_problem(E008, index, msg, "An IANA name such as 'Europe/Berlin' or 'America/New_York'."))
-    return problems
-
-
-MAX_RETRIES = 100
+        return [_problem(E009, index, f"invalid job name {name!r}", hint)]
+    return []
 
 
 def timezone_error(value: Any) -> str | None:
@@ -524,20 +554,19 @@ def _parse_entry(entry: Any, index: int) -> tuple[Job | None, list[Problem]]:
     if not isinstance(path, str) or not re.match(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)+$", path):
         msg = f"the target must be a dotted path 'module.function', got {path!r}"
         return None, [_problem(E002, index, msg, FORMATS_HINT)]
+    values, option_problems = _coerce_options(options, index)
     name = options.get("name", path.rsplit(".", 1)[1])
     problems = [
         *_schedule_problems(schedule, index),
-        *_option_problems(options, name, index),
+        *option_problems,
+        *_name_problems(name, index),
         *_argument_problems(parts, index),
     ]
-    timeout = _number(options, "timeout", index, problems, minimum=0.001)
-    grace = _number(options, "grace", index, problems, minimum=0)
-    backoff = _number(options, "retry_backoff", index, problems, minimum=0)
-    backoff_max = _number(options, "retry_backoff_max", index, problems, minimum=0)
-    retries = options.get("retries", 0)
-    zone = options.get("timezone")
     kwargs = parts["kwargs"] if isinstance(parts["kwargs"], dict) else {}
-    description = options.get("description", "")
+    # Runs never overlap unless a job allows it; CRONTAB_LOCK_JOBS = False (set explicitly) makes
+    # overlap the default, as in django-crontab where locking was opt-in.
+    if "allow_overlap" not in options:
+        values["allow_overlap"] = getattr(settings, "CRONTAB_LOCK_JOBS", True) is False
     job = Job(
         name=str(name),
         schedule=str(schedule),
@@ -545,21 +574,20 @@ def _parse_entry(entry: Any, index: int) -> tuple[Job | None, list[Problem]]:
         args=parts["args"],
         kwargs=MappingProxyType(dict(kwargs)),
         suffix=parts["suffix"],
-        timeout=timeout,
-        grace=grace,
-        enabled=options.get("enabled", True) is not False,
-        description=description if isinstance(description, str) else "",
-        # Runs never overlap unless a job allows it; CRONTAB_LOCK_JOBS = False (set explicitly) makes
-        # overlap the default, as in django-crontab where locking was opt-in.
-        allow_overlap=options.get("allow_overlap", getattr(settings, "CRONTAB_LOCK_JOBS", True) is False) is True,
-        retries=retries if isinstance(retries, int) and not isinstance(retries, bool) and retries >= 0 else 0,
-        retry_backoff=DEFAULT_RETRY_BACKOFF if backoff is None else backoff,
-        retry_backoff_max=DEFAULT_RETRY_BACKOFF_MAX if backoff_max is None else backoff_max,
-        retry_on_timeout=options.get("retry_on_timeout") is True,
-        timezone=zone if not timezone_error(zone) else None,
-        run_without_history=options.get("run_without_history") is True,
-        notify_after=options["notify_after"] if type(options.get("notify_after")) is int else None,
-        ping_url=options["ping_url"] if isinstance(options.get("ping_url"), str) else None,
+        timeout=None if values["timeout"] is None else float(values["timeout"]),
+        grace=None if values["grace"] is None else float(values["grace"]),
+        enabled=values["enabled"],
+        description=values["description"],
+        allow_overlap=values["allow_overlap"],
+        retries=values["retries"],
+        retry_backoff=float(values["retry_backoff"]),
+        retry_backoff_max=float(values["retry_backoff_max"]),
+        retry_on_timeout=values["retry_on_timeout"],
+        timezone=values["timezone"],
+        run_without_history=values["run_without_history"],
+        notify_after=values["notify_after"],
+        ping_url=values["ping_url"],
+        jitter=values["jitter"],
         legacy_hashes=_legacy_hashes(entry, options),
         index=index,
         problems=tuple(problems),

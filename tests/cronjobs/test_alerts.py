@@ -411,12 +411,12 @@ def test_a_4xx_answer_is_not_retried_a_5xx_is_retried_once(status, attempts, ale
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"notify_after": 0}, "option 'notify_after' must be a whole number of failures >= 1, got 0"),
-        ({"notify_after": 2.5}, "option 'notify_after' must be a whole number of failures >= 1, got 2.5"),
-        ({"notify_after": True}, "option 'notify_after' must be a whole number of failures >= 1, got True"),
-        ({"ping_url": "hc-ping.com/abc"}, "option 'ping_url' must be an http(s) URL, got 'hc-ping.com/abc'"),
-        ({"ping_url": 5}, "option 'ping_url' must be an http(s) URL, got 5"),
-        ({"ping_url": "ftp://x/y"}, "option 'ping_url' must be an http(s) URL, got 'ftp://x/y'"),
+        ({"notify_after": 0}, "option 'notify_after': must be a whole number of failures >= 1, got 0"),
+        ({"notify_after": 2.5}, "option 'notify_after': must be a whole number of failures >= 1, got 2.5"),
+        ({"notify_after": True}, "option 'notify_after': must be a whole number of failures >= 1, got True"),
+        ({"ping_url": "hc-ping.com/abc"}, "option 'ping_url': must be an http(s) URL, got 'hc-ping.com/abc'"),
+        ({"ping_url": 5}, "option 'ping_url': must be an http(s) URL, got 5"),
+        ({"ping_url": "ftp://x/y"}, "option 'ping_url': must be an http(s) URL, got 'ftp://x/y'"),
     ],
 )
 def test_bad_options_are_check_errors_e008(settings, options, message):

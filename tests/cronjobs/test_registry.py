@@ -208,3 +208,25 @@ def test_legacy_hash_matches_django_crontab_for_any_json_arguments(args):
 @given(st.text(max_size=30))
 def test_schedule_validation_never_raises(text):
     assert schedule_error(text) is None or isinstance(schedule_error(text), str)
+
+
+def test_jitter_is_a_fixed_offset_from_the_name_within_its_bound():
+    registry = parse_cronjobs(
+        [("* * * * *", "tests.cronjobs.jobs.succeed", {"name": f"job_{i}", "jitter": 30}) for i in range(200)]
+        + [("* * * * *", "tests.cronjobs.jobs.succeed", {"name": "plain"})]
+    )
+    offsets = [job.start_offset for job in registry.jobs[:200]]
+    assert all(0 <= offset <= 30 for offset in offsets)
+    assert len(set(offsets)) > 20  # spread, not one second for all
+    again = parse_cronjobs([("* * * * *", "tests.cronjobs.jobs.succeed", {"name": "job_7", "jitter": 30})])
+    assert again.jobs[0].start_offset == offsets[7]  # the same every time the name is parsed
+    assert registry.jobs[200].start_offset == 0
+
+
+@pytest.mark.parametrize("jitter", [60, -1, 2.5, True, "10"])
+def test_jitter_outside_0_to_59_whole_seconds_is_refused(jitter):
+    registry = parse_cronjobs([("* * * * *", "tests.cronjobs.jobs.succeed", {"jitter": jitter})])
+    (problem,) = registry.jobs[0].problems
+    assert problem.id == "cronjobs.E008"
+    assert f"option 'jitter': must be a whole number of seconds from 0 to 59, got {jitter!r}" in problem.msg
+    assert registry.jobs[0].jitter == 0

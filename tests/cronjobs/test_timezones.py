@@ -156,9 +156,9 @@ def test_the_timezone_option_is_checked():
     assert all(problem.id == "cronjobs.E008" for job in registry.jobs for problem in job.problems)
     assert "CRONJOBS[0]: option 'timezone': unknown time zone 'Europe/Berln'" in messages
     assert "CRONJOBS[1]: option 'timezone': must be an IANA time zone name, got 1" in messages
-    assert any("'retries' must be a whole number" in m for m in messages)
-    assert any("'retry_backoff' must be a number of seconds from 0" in m for m in messages)
-    assert any("'retry_on_timeout' must be True or False" in m for m in messages)
+    assert any("'retries': must be a whole number" in m for m in messages)
+    assert any("'retry_backoff': must be a number of seconds from 0" in m for m in messages)
+    assert any("'retry_on_timeout': must be True or False" in m for m in messages)
 
 
 @pytest.mark.django_db
