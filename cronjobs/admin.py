@@ -2,6 +2,7 @@
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db import DatabaseError
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -9,6 +10,7 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 
 from cronjobs import health, pausing, runner
+from cronjobs.dbclock import ClockSkewError
 from cronjobs.describe import format_duration, human_schedule, outcome_message
 from cronjobs.models import JobRun, ScheduledJob
 from cronjobs.registry import JobConfigError, UnknownJob, schedule_timezone
@@ -52,6 +54,12 @@ class JobRunAdmin(ReadOnlyAdmin):
     search_fields = ("job_name", "result")
     date_hierarchy = "started_at"
     readonly_fields = [field.name for field in JobRun._meta.fields if field.name != "output"] + ["captured_output"]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # A run still going is shown as such, and the page reloads itself until it ends.
+        run = JobRun.objects.filter(pk=object_id).only("status").first() if object_id.isdigit() else None
+        extra_context = {**(extra_context or {}), "run_in_progress": run is not None and run.status == "running"}
+        return super().change_view(request, object_id, form_url, extra_context)
 
     @admin.display(description="output")
     def captured_output(self, run):
@@ -129,16 +137,20 @@ class ScheduledJobAdmin(ReadOnlyAdmin):
             return refusal
         back = reverse("admin:cronjobs_scheduledjob_changelist")
         try:
-            # One attempt: a web request does not sleep through retries (the job's `retries` serve schedules).
-            run = runner.run(name, trigger=JobRun.Trigger.ADMIN, user=request.user, retry=False)
+            # The run starts in a process of its own (never in this web worker); the page of the run
+            # shows it running, then its outcome. One attempt: `retries` serve schedules.
+            run = runner.start(name, JobRun.Trigger.ADMIN, user=request.user)
         except UnknownJob as exc:
             messages.error(request, f"Nothing ran: {exc}")
             return HttpResponseRedirect(back)
         except JobConfigError as exc:
             messages.error(request, f"Nothing ran: {name} cannot run: {exc}")
             return HttpResponseRedirect(back)
+        except (DatabaseError, ClockSkewError) as exc:
+            messages.error(request, f"Nothing ran: {name}: {exc}")
+            return HttpResponseRedirect(back)
         messages.add_message(request, MESSAGE_LEVELS.get(run.status, messages.ERROR), outcome_message(run))
-        return HttpResponseRedirect(back)
+        return HttpResponseRedirect(reverse("admin:cronjobs_jobrun_change", args=[run.pk]))
 
     def pause_view(self, request, name):
         refusal = self._refuse_unless_post_with(request, PAUSE)

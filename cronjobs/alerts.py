@@ -69,6 +69,7 @@ def previous_failures(run: JobRun, limit: int) -> list[JobRun]:
     ended_before = Q(finished_at__lt=run.finished_at) | Q(finished_at=run.finished_at, id__lt=run.pk)
     rows = (
         JobRun.objects.filter(ended_before, job_name=run.job_name)
+        .exclude(pk=run.pk)
         .filter(status__in=[*ALERT_STATUSES, JobRun.Status.SUCCEEDED])
         .order_by("-finished_at", "-id")
         .only("id", "status", "result", "started_at", "finished_at")[:limit]

@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import copy
 import logging
+import sys
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -179,7 +180,37 @@ def beat_schedule(tasks: Mapping[str, str] | None = None) -> dict[str, dict]:
 
 class CronJobScheduler(PersistentScheduler):
     """Beat's default scheduler, plus: every CRONJOBS entry's message carries the minute it fires for,
-    and an entry is also due at a due minute Celery's crontab skips over a daylight-saving change."""
+    an entry is also due at a due minute Celery's crontab skips over a daylight-saving change, a job
+    with `jitter` is sent its start offset into the minute (countdown), and once a minute beat says it
+    is alive (cronjobs/liveness.py), records the gaps nothing fired (cronjobs/gaps.py) and closes runs
+    whose lease expired (cronjobs/reaper.py)."""
+
+    _minute = None
+    _beat = None
+
+    def tick(self, *args, **kwargs):
+        self._housekeeping()
+        return super().tick(*args, **kwargs)
+
+    def _housekeeping(self) -> None:
+        from django.db import DatabaseError
+
+        from cronjobs import dbclock, gaps, liveness, reaper
+        from cronjobs.models import JobRun, SchedulerBeat
+
+        try:
+            minute = dbclock.now().replace(second=0, microsecond=0)
+            if minute == self._minute:
+                return
+            self._minute = minute
+            jobs = [job for job in get_registry().jobs if not job.problems]
+            if self._beat is None:
+                self._beat = liveness.Heartbeat(SchedulerBeat.Route.BEAT, len(jobs))
+            self._beat.tick()
+            gaps.sweep(jobs, trigger=JobRun.Trigger.CELERY)
+            reaper.reap()
+        except DatabaseError as exc:  # the database is down: beat keeps sending; try again next minute
+            logger.warning("cronjobs: beat's housekeeping failed: %s", exc)
 
     def is_due(self, entry):
         state = super().is_due(entry)
@@ -194,6 +225,9 @@ class CronJobScheduler(PersistentScheduler):
         job_name = entry.name[len(ENTRY_PREFIX) :]
         sending = copy.copy(entry)
         sending.kwargs = {**(entry.kwargs or {}), "scheduled_for_iso": scheduled_minute(job_name)}
+        offset = get_job(job_name).start_offset
+        if offset:  # jitter: the task waits for its second; the minute it claims stays the minute
+            sending.options = {**(entry.options or {}), "countdown": max(0.0, offset - _seconds_into_minute())}
         return super().apply_async(sending, producer, False, **kwargs)
 
 
@@ -214,8 +248,18 @@ def due_by_registry(job: Job, entry, state):
 
 
 def scheduled_minute(job_name: str, now: datetime | None = None) -> str:
-    """The minute a firing at `now` is for: the job's latest scheduled minute, ISO 8601 with offset."""
-    return get_job(job_name).latest_run(now or datetime.now(UTC)).isoformat()
+    """The minute a firing at `now` (default: the database's now) is for: the job's latest scheduled
+    minute, ISO 8601 with offset."""
+    from cronjobs import dbclock
+
+    return get_job(job_name).latest_run(now or dbclock.now()).isoformat()
+
+
+def _seconds_into_minute() -> float:
+    from cronjobs import dbclock
+
+    now = dbclock.now()
+    return now.second + now.microsecond / 1e6
 
 
 # --- the task ----------------------------------------------------------------------------------------
@@ -228,7 +272,9 @@ def run_job_task(task, job_name: str, scheduled_for_iso: str | None, previous_ru
     job = get_job(job_name)  # UnknownJob / JobConfigError: the task fails, nothing recorded
     scheduled_for = _scheduled_for(task, job, scheduled_for_iso)
     previous = JobRun.objects.filter(pk=previous_run, job_name=job.name).first() if previous_run else None
-    record = run(job, scheduled_for=scheduled_for, trigger="celery", retry=False, previous=previous)
+    # The job runs in a child of this worker process, which supervises it (timeout, lease): Celery's own
+    # time limits would kill this process, and with it the record of what happened.
+    record = run(job, scheduled_for=scheduled_for, trigger="celery", retry=False, previous=previous, tee=sys.stdout)
     outcome = {
         "job": job.name,
         "run": record.pk,
@@ -257,7 +303,9 @@ def _scheduled_for(task, job: Job, scheduled_for_iso: str | None) -> datetime | 
             raise ValueError(f"scheduled_for_iso {scheduled_for_iso!r} is not an ISO datetime")
         return scheduled_for
     if _from_beat(task):
-        return job.latest_run(datetime.now(UTC))
+        from cronjobs import dbclock
+
+        return job.latest_run(dbclock.now())
     return None
 
 

@@ -54,5 +54,5 @@ def outcome_message(run: JobRun) -> str:
     if run.status == JobRun.Status.SKIPPED:
         return f"{label} was skipped: {run.result}"
     if run.status == JobRun.Status.RUNNING:
-        return f"{label} is still running"
+        return f"{label} is running"
     return f"{label} {run.status.replace('_', ' ')} after {format_duration(run)}: {run.result[:500]}"

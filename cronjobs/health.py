@@ -6,15 +6,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db.models import Max, Q
-from django.utils import timezone
 
+from cronjobs import dbclock
 from cronjobs.models import JobPause, JobRun
-from cronjobs.registry import Job, get_registry
-from cronjobs.runner import retry_delay, run_verdict
+from cronjobs.reaper import dead_reason, with_lease_state
+from cronjobs.registry import Job, get_registry, start_limit
+from cronjobs.runner import retry_delay
 
-# Default grace: half the interval between two fires, at least a minute, at most an hour.
-MIN_GRACE = timedelta(minutes=1)
-MAX_GRACE = timedelta(hours=1)
 # A missed slot is a run that should have happened; an interrupted one did not finish: alarms both.
 FAILED_STATUSES = (JobRun.Status.FAILED, JobRun.Status.TIMED_OUT, JobRun.Status.INTERRUPTED, JobRun.Status.MISSED)
 
@@ -96,20 +94,14 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def default_grace(job: Job, now: datetime) -> timedelta:
-    """Half the interval between the job's next two fires, within MIN_GRACE..MAX_GRACE."""
-    first = job.next_run(now)
-    interval = job.next_run(first) - first
-    return max(MIN_GRACE, min(interval / 2, MAX_GRACE))
-
-
 def job_grace(job: Job, now: datetime) -> timedelta:
-    return timedelta(seconds=job.grace) if job.grace is not None else default_grace(job, now)
+    """How late the job's latest minute may be run before the job is late: its start limit."""
+    return start_limit(job, job.latest_run(now))
 
 
 def snapshot(jobs: list[Job] | None = None, *, now: datetime | None = None) -> list[JobHealth]:
     """The health of each job (CRONJOBS order). Three queries, whatever the number of jobs and runs."""
-    now = now or timezone.now()
+    now = now or dbclock.now()
     jobs = list(get_registry().jobs if jobs is None else jobs)
     names = [job.name for job in jobs]
     latest = {
@@ -122,7 +114,8 @@ def snapshot(jobs: list[Job] | None = None, *, now: datetime | None = None) -> l
         )
     }
     last_ids = [row["last_id"] for row in latest.values() if row["last_id"]]
-    last_runs = {run.job_name: run for run in JobRun.objects.filter(id__in=last_ids)} if last_ids else {}
+    rows = with_lease_state(JobRun.objects.filter(id__in=last_ids)) if last_ids else []
+    last_runs = {run.job_name: run for run in rows}
     paused = {pause.job_name: pause for pause in JobPause.objects.filter(job_name__in=names)}
     return [_health(job, now, latest.get(job.name, {}), last_runs.get(job.name), paused.get(job.name)) for job in jobs]
 
@@ -175,8 +168,8 @@ def _stuck(last_run: JobRun | None, now: datetime) -> str:
     """Why a `running` last run is not really running (process gone, past its timeout), or ""."""
     if last_run is None or last_run.status != JobRun.Status.RUNNING:
         return ""
-    verdict = run_verdict(last_run, now)
-    if verdict is None:
+    reason = dead_reason(last_run)
+    if not reason:
         return ""
     since = last_run.started_at.isoformat()
-    return f"run #{last_run.pk} on {last_run.host} pid {last_run.pid} since {since}: {verdict[1]}"
+    return f"run #{last_run.pk} on {last_run.host} pid {last_run.pid} since {since}: {reason}"

@@ -1,8 +1,12 @@
-"""Run history: one JobRun row per run, which is also the lock that keeps a minute from running twice."""
+"""Run history: one JobRun row per run, which is also the lock that keeps a minute from running twice.
+
+Every time written here that another host compares (a run's start, end, lease; a scheduler's tick) is
+the database's clock, never the writing host's (cronjobs/dbclock.py)."""
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Now
 
 
 class JobRun(models.Model):
@@ -31,6 +35,7 @@ class JobRun(models.Model):
         CELERY = "celery", "Celery beat"
         ADMIN = "admin", "admin"
         GRAPHQL = "graphql", "GraphQL"
+        HTTP = "http", "fire endpoint"
 
     job_name = models.CharField(max_length=100, db_index=True)
     scheduled_for = models.DateTimeField(
@@ -42,7 +47,8 @@ class JobRun(models.Model):
     exclusive = models.BooleanField(default=True)
     host = models.CharField(max_length=255)
     pid = models.PositiveIntegerField(null=True, blank=True)
-    started_at = models.DateTimeField()
+    # The database's clock at the claim (DEFAULT now(), read back with the insert).
+    started_at = models.DateTimeField(db_default=Now())
     finished_at = models.DateTimeField(null=True, blank=True)
     duration = models.DurationField(null=True, blank=True)
     result = models.TextField(blank=True, help_text="What the job returned, or why it was skipped or failed.")
@@ -71,6 +77,21 @@ class JobRun(models.Model):
     output = models.TextField(
         blank=True, help_text="What the job wrote to stdout, stderr and logging (the last 64 KB; says so when cut)."
     )
+    # Leases (cronjobs/reaper.py): the supervising process renews a running run's lease; once it has
+    # expired on the database's clock any host may close the run, and none may before.
+    lease_expires_at = models.DateTimeField(null=True, blank=True, help_text="A running run is alive until then.")
+    renewed_at = models.DateTimeField(null=True, blank=True, help_text="The lease's last renewal.")
+    clock_offset = models.FloatField(
+        null=True, blank=True, help_text="Seconds the claiming host's clock was ahead of the database's."
+    )
+    # The real outcome of a run that another host had already closed (its lease expired while the host
+    # was cut off): kept beside the record, never over it.
+    late_status = models.CharField(max_length=20, blank=True)
+    late_finished_at = models.DateTimeField(null=True, blank=True)
+    late_result = models.TextField(blank=True)
+    # A gap (a `missed` row written by the sweeper, cronjobs/gaps.py): scheduled_for is its first minute.
+    gap_last = models.DateTimeField(null=True, blank=True, help_text="The gap's last missed minute.")
+    gap_count = models.PositiveIntegerField(null=True, blank=True, help_text="Due minutes in the gap.")
 
     class Meta:
         ordering = ["-started_at", "-id"]
@@ -95,7 +116,13 @@ class JobRun(models.Model):
                 name="cronjobs_jobrun_status_valid",
             ),
         ]
-        indexes = [models.Index(fields=["job_name", "-started_at"], name="cronjobs_jobrun_job_latest")]
+        indexes = [
+            models.Index(fields=["job_name", "-started_at"], name="cronjobs_jobrun_job_latest"),
+            # The reaper's question, "which running runs' leases have expired?", reads only running rows.
+            models.Index(
+                fields=["lease_expires_at"], condition=Q(status="running"), name="cronjobs_jobrun_running_lease"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.job_name} {self.status} at {self.started_at:%Y-%m-%d %H:%M:%S}"
@@ -165,3 +192,31 @@ class PrunedRunTotal(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_name} {self.status}: {self.count} pruned"
+
+
+class SchedulerBeat(models.Model):
+    """A scheduler process (`crontab work` or Celery beat) saying it is alive: one row per process, its
+    last tick on the database's clock, the CRONJOBS it runs, and what is wrong with a newer one."""
+
+    class Route(models.TextChoices):
+        WORK = "work", "crontab work"
+        BEAT = "beat", "Celery beat"
+
+    instance = models.CharField(max_length=32, unique=True, help_text="Random id of the process.")
+    route = models.CharField(max_length=10, choices=Route.choices)
+    host = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField(db_default=Now())
+    last_tick = models.DateTimeField(db_default=Now())
+    stopped_at = models.DateTimeField(null=True, blank=True, help_text="Set when it stopped cleanly.")
+    cronjobs_version = models.CharField(max_length=16, help_text="Hash of the CRONJOBS it fires.")
+    jobs = models.PositiveIntegerField(default=0, help_text="Jobs it fires.")
+    clock_offset = models.FloatField(null=True, blank=True, help_text="Its clock minus the database's, seconds.")
+    config_error = models.TextField(blank=True, help_text="Why it refuses the CRONJOBS now in its settings.")
+
+    class Meta:
+        ordering = ["-last_tick"]
+        default_permissions = ("view",)
+
+    def __str__(self) -> str:
+        return f"{self.get_route_display()} on {self.host} pid {self.pid}"

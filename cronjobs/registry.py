@@ -30,6 +30,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from importlib import import_module
 from types import MappingProxyType
 from typing import Any
@@ -254,66 +255,157 @@ class Job:
 
     def next_run(self, after: datetime) -> datetime:
         """The first due minute strictly after `after`, aware, in the job's zone."""
-        tz = self.zone
-        times = croniter(self.cron_expression, after.astimezone(tz))
-        while True:
-            moment = times.get_next(datetime)
-            if not self._repeated_wall_time(moment):
-                return moment
+        zone = self.zone
+        return _next_due(self.cron_expression, zone.key, _utc_minute(after)).astimezone(zone)
 
     def latest_run(self, at: datetime) -> datetime:
         """The latest due minute at or before `at` (the slot a late-starting cron line belongs to)."""
-        end = at.astimezone(UTC).replace(second=0, microsecond=0)
-        backward = croniter(self.cron_expression, end.astimezone(self.zone) + timedelta(seconds=1))
-        while True:
-            # croniter's get_prev skips instants next to a DST change; its get_next does not, so the
-            # answer is found walking forward from get_prev's (never later) candidate.
-            base = backward.get_prev(datetime).astimezone(UTC)
-            latest = None
-            forward = croniter(self.cron_expression, (base - timedelta(seconds=1)).astimezone(self.zone))
-            while (moment := forward.get_next(datetime).astimezone(UTC)) <= end:
-                if not self._repeated_wall_time(moment):
-                    latest = moment
-            if latest is not None:
-                return latest.astimezone(self.zone)
+        zone = self.zone
+        return _latest_due(self.cron_expression, zone.key, _utc_minute(at)).astimezone(zone)
 
     def is_due(self, minute: datetime) -> bool:
         """Whether `minute` (aware, any zone; seconds ignored) is one of the job's due minutes."""
-        minute = minute.astimezone(UTC).replace(second=0, microsecond=0)
-        return self.latest_run(minute).astimezone(UTC) == minute
+        minute = _utc_minute(minute)
+        return _latest_due(self.cron_expression, self.zone.key, minute) == minute
 
     @property
     def fixed_time(self) -> bool:
         """Minute and hour both fixed (cronie's test for "runs once when the clocks go back")."""
-        minute, hour = self.cron_expression.split()[:2]
-        return not minute.startswith("*") and not hour.startswith("*")
-
-    def _repeated_wall_time(self, moment: datetime) -> bool:
-        # The second occurrence of a wall time repeated when the clocks went back (fold=1).
-        if not self.fixed_time:
-            return False
-        local = moment.astimezone(UTC).astimezone(self.zone)
-        return local.fold == 1 and local.utcoffset() != local.replace(fold=0).utcoffset()
+        return _fixed_time(self.cron_expression)
 
 
-@dataclass(frozen=True)
+# --- schedule arithmetic, once per distinct (expression, zone, minute) --------------------------------
+# Thousands of jobs share a handful of schedules: every reader (health, the scheduler, the admin,
+# metrics) asks the same questions each minute, so the answers are cached by value.
+def _utc_minute(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+def _fixed_time(expression: str) -> bool:
+    minute, hour = expression.split()[:2]
+    return not minute.startswith("*") and not hour.startswith("*")
+
+
+def _repeated_wall_time(expression: str, zone: ZoneInfo, moment: datetime) -> bool:
+    # The second occurrence of a wall time repeated when the clocks went back (fold=1).
+    if not _fixed_time(expression):
+        return False
+    local = moment.astimezone(UTC).astimezone(zone)
+    return local.fold == 1 and local.utcoffset() != local.replace(fold=0).utcoffset()
+
+
+@lru_cache(maxsize=65536)
+def _next_due(expression: str, zone_key: str, after: datetime) -> datetime:
+    """The first due minute strictly after the UTC minute `after`, in UTC."""
+    zone = ZoneInfo(zone_key)
+    times = croniter(expression, after.astimezone(zone))
+    while True:
+        moment = times.get_next(datetime)
+        if not _repeated_wall_time(expression, zone, moment):
+            return moment.astimezone(UTC)
+
+
+@lru_cache(maxsize=65536)
+def _latest_due(expression: str, zone_key: str, end: datetime) -> datetime:
+    """The latest due minute at or before the UTC minute `end`, in UTC."""
+    zone = ZoneInfo(zone_key)
+    backward = croniter(expression, end.astimezone(zone) + timedelta(seconds=1))
+    while True:
+        # croniter's get_prev skips instants next to a DST change; its get_next does not, so the
+        # answer is found walking forward from get_prev's (never later) candidate.
+        base = backward.get_prev(datetime).astimezone(UTC)
+        latest = None
+        forward = croniter(expression, (base - timedelta(seconds=1)).astimezone(zone))
+        while (moment := forward.get_next(datetime).astimezone(UTC)) <= end:
+            if not _repeated_wall_time(expression, zone, moment):
+                latest = moment
+        if latest is not None:
+            return latest
+
+
+# Without a `grace`, a scheduled minute may start at most this late: half the interval between the
+# job's fires, within these bounds. /health/cron/ calls the job late past the same limit.
+MIN_START_LIMIT = timedelta(minutes=1)
+MAX_START_LIMIT = timedelta(hours=1)
+
+
+def start_limit(job: Job, minute: datetime) -> timedelta:
+    """How late after its due `minute` a run may still start: the job's `grace`, else half the interval
+    from that minute to the job's next fire (1 minute to 1 hour)."""
+    if job.grace is not None:
+        return timedelta(seconds=job.grace)
+    return _default_start_limit(job.cron_expression, job.zone.key, _utc_minute(minute))
+
+
+@lru_cache(maxsize=65536)
+def _default_start_limit(expression: str, zone_key: str, minute: datetime) -> timedelta:
+    interval = _next_due(expression, zone_key, minute) - minute
+    return max(MIN_START_LIMIT, min(interval / 2, MAX_START_LIMIT))
+
+
 class Registry:
-    """Every job from CRONJOBS plus the problems found while parsing them."""
+    """Every job from CRONJOBS plus the problems found while parsing them.
 
-    jobs: tuple[Job, ...]
-    problems: tuple[Problem, ...]
+    Parsed lazily, so a process pays for the jobs it touches, not for all of CRONJOBS: `get(name)`
+    parses the one entry with that name (finding it costs a dict lookup after one cheap pass over the
+    entries' names); `jobs`, `problems` and `all_problems()` parse everything, once.
+    """
+
+    def __init__(self, cronjobs: Any) -> None:
+        self._source = cronjobs
+        self._full: tuple[tuple[Job, ...], tuple[Problem, ...]] | None = None
+        self._names: dict[str, int] | None = None  # first entry of each name
+        self._parsed: dict[int, Job] = {}
+
+    @property
+    def jobs(self) -> tuple[Job, ...]:
+        return self._parse_all()[0]
+
+    @property
+    def problems(self) -> tuple[Problem, ...]:
+        """Problems of entries too malformed to be a job (a job's own problems are in Job.problems)."""
+        return self._parse_all()[1]
+
+    def _parse_all(self) -> tuple[tuple[Job, ...], tuple[Problem, ...]]:
+        if self._full is None:
+            self._full = _parse_all(self._source)
+        return self._full
 
     def get(self, name_or_hash: str) -> Job:
         """The job with this name or legacy django-crontab hash; UnknownJob when none has it."""
-        for job in self.jobs:
-            if job.name == name_or_hash:
-                return job
-        for job in self.jobs:
-            if name_or_hash in job.legacy_hashes:
-                return job
-        raise UnknownJob(f"no job named {name_or_hash!r} in CRONJOBS (known: {', '.join(self.names()) or 'none'})")
+        if self._full is None and not LEGACY_HASH_RE.match(name_or_hash):
+            index = self._name_index().get(name_or_hash)
+            if index is not None:
+                return self._entry(index)
+        else:
+            for job in self.jobs:
+                if job.name == name_or_hash:
+                    return job
+            for job in self.jobs:
+                if name_or_hash in job.legacy_hashes:
+                    return job
+        raise UnknownJob(f"no job named {name_or_hash!r} in CRONJOBS (known: {_known(self.names())})")
+
+    def _name_index(self) -> dict[str, int]:
+        if self._names is None:
+            self._names = {}
+            for index, entry in enumerate(self._source if isinstance(self._source, (list, tuple)) else ()):
+                name = _entry_name(entry)
+                if name is not None:
+                    self._names.setdefault(name, index)
+        return self._names
+
+    def _entry(self, index: int) -> Job:
+        if index not in self._parsed:
+            job, _problems = _parse_entry(self._source[index], index)
+            if job is None:  # malformed: not a job (check names the entry)
+                raise UnknownJob(f"CRONJOBS[{index}] is malformed: {'; '.join(p.msg for p in _problems)}")
+            self._parsed[index] = job
+        return self._parsed[index]
 
     def names(self) -> list[str]:
+        if self._full is None:
+            return list(self._name_index())
         return [job.name for job in self.jobs]
 
     def all_problems(self) -> list[Problem]:
@@ -338,6 +430,22 @@ class Registry:
                     )
                 )
         return found
+
+
+def _known(names: list[str], limit: int = 20) -> str:
+    if not names:
+        return "none"
+    shown = ", ".join(names[:limit])
+    return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
+
+
+def _entry_name(entry: Any) -> str | None:
+    """The name an entry's job has, worked out without validating the entry (None when malformed)."""
+    parts, problems = _split_entry(entry, 0)
+    if problems or not isinstance(parts["path"], str):
+        return None
+    name = parts["options"].get("name", parts["path"].rsplit(".", 1)[-1])
+    return name if isinstance(name, str) else None
 
 
 def _problem(check_id: str, index: int, msg: str, hint: str) -> Problem:
@@ -596,14 +704,18 @@ def _parse_entry(entry: Any, index: int) -> tuple[Job | None, list[Problem]]:
 
 
 def parse_cronjobs(cronjobs: Any) -> Registry:
-    """Parse a CRONJOBS value. Never raises: everything wrong becomes a Problem."""
+    """A registry of a CRONJOBS value. Never raises: everything wrong becomes a Problem."""
+    return Registry(cronjobs)
+
+
+def _parse_all(cronjobs: Any) -> tuple[tuple[Job, ...], tuple[Problem, ...]]:
     if not isinstance(cronjobs, (list, tuple)):
         problem = Problem(
             E001,
             f"CRONJOBS must be a list of tuples, got {type(cronjobs).__name__}",
             "CRONJOBS = [('*/5 * * * *', 'app.cron.function')]",
         )
-        return Registry((), (problem,))
+        return (), (problem,)
     jobs: list[Job] = []
     problems: list[Problem] = []
     for index, entry in enumerate(cronjobs):
@@ -623,7 +735,7 @@ def parse_cronjobs(cronjobs: Any) -> Registry:
             jobs[i] = replace(job, problems=job.problems + (duplicate,))
         else:
             seen[job.name] = job
-    return Registry(tuple(jobs), tuple(problems))
+    return tuple(jobs), tuple(problems)
 
 
 _registry: Registry | None = None

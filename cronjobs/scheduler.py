@@ -1,45 +1,58 @@
 """`manage.py crontab work`: the foreground scheduler firing every enabled job at its minute.
 
-Each fire is `<python> manage.py crontab run <name> --scheduled-for <minute> --trigger work --verbosity 2`
-(verbosity 2: a scheduled run's success and duplicate lines, silent for cron's mail, appear in this log), so a job
-that crashes, leaks or times out takes only its own process down, and the slot claim in the runner
-(not this loop) is what makes a minute run once: several `work` processes, the system crontab and
-Celery beat can fire the same minute and only one run happens.
+A warm parent. Django is set up and CRONJOBS parsed once; for each fire the scheduler claims the run
+(the database refuses a minute another process holds, so several `work` processes, the system
+crontab and Celery beat can fire the same minute and it runs once), then forks a runner process from
+itself, which supervises the job in a child of its own (cronjobs/supervisor.py) and records the
+outcome. A fire costs a fork and a few statements, never a new interpreter. At most
+CRONJOBS_MAX_CONCURRENT runs go at once; the others wait in due order, and a run that would start
+later than its job's start limit (`grace`, or half its interval) is recorded `missed` by its claim.
 
-Due minutes: on every wake-up the loop fires, for each job, the latest scheduled minute after the
-last minute it already handled. A wake-up that comes late (sleep overshoot, a suspended machine)
-therefore still fires a missed minute once, never a backlog, and only if it is at most `catch_up`
-old; the runner may still record it as missed when the job's own `grace` is shorter. Minutes that
-began before the scheduler started are not fired (cron does not fire them either).
+Time is the database's (cronjobs/dbclock.py), so a host with a skewed clock fires the right minutes.
+A job with `jitter` starts `start_offset` seconds into its minute; its slot is still the minute.
+
+Due minutes: on every wake-up the loop queues, for each job, the latest scheduled minute after the
+last minute it handled, if that minute is at most `catch_up` old. A start counts as a wake-up after
+`catch_up` seconds, so a restart (a deploy, a crash) still fires each job's latest missed minute once,
+never a backlog; every other minute nothing fired is recorded by the gap sweeper (cronjobs/gaps.py),
+which this loop runs each minute, with the reaper (expired leases, every lease period) and a
+heartbeat row (cronjobs/liveness.py) saying which CRONJOBS it runs.
 
 Configuration changes: the loop watches the files CRONJOBS comes from (the settings module's file and
-settings.CRONJOBS_WATCH_FILES). When one changes it stops firing, gives running jobs their grace, and
-re-executes itself (same pid, same arguments), so the new CRONJOBS is read afresh; a broken one then
-makes it refuse to start (exit 2), loudly, instead of firing jobs that no longer exist.
+CRONJOBS_WATCH_FILES). When one changes it checks the new configuration in a fresh process
+(`manage.py check --tag cronjobs`); a good one makes it re-execute itself (same pid; runs in progress
+go on and record themselves), a broken one is reported (log, heartbeat: /health/cron/, the admin and
+`crontab show` show it) while it keeps firing the last good CRONJOBS, and the next change is checked
+again. Started on a broken CRONJOBS, it fires nothing, says why, and waits for the fix the same way.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import heapq
+import itertools
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
 from django.conf import settings
+from django.db import DatabaseError
 
+from cronjobs import conf, dbclock, gaps, liveness, reaper, runner, supervisor
+from cronjobs.describe import outcome_message
+from cronjobs.models import JobRun
 from cronjobs.registry import Job, schedule_timezone
 
-DEFAULT_GRACE = 30.0  # seconds running jobs get to finish after SIGTERM / Ctrl-C
-DEFAULT_CATCH_UP = 300.0  # oldest missed minute a late wake-up still fires, in seconds
-POLL = 0.5  # seconds between looks at finished children while waiting for the next minute
-KILL_AFTER = 5.0  # seconds between asking a child to stop (SIGINT) and killing it
+POLL = 0.5  # longest sleep between looks at finished runs and a stop request
+RETRY_CLAIM_AFTER = 5.0  # seconds before a fire whose claim failed (database down) is tried again
 
 
 def minute_floor(moment: datetime) -> datetime:
@@ -62,153 +75,206 @@ def due_slots(jobs: Iterable[Job], handled: datetime, now: datetime, catch_up: t
     return due
 
 
+@dataclass(order=True)
+class Fire:
+    """A due run waiting for its start time and a free place: start = its minute + the job's start offset."""
+
+    start: datetime
+    order: int
+    job: Job = field(compare=False)
+    slot: datetime = field(compare=False)
+
+
 @dataclass
-class Child:
+class Runner:
+    """A runner process the scheduler forked: it supervises one claimed run (and its retries)."""
+
+    pid: int
     job: Job
     slot: datetime
-    process: subprocess.Popen
+    record_id: int
     started: float
-    reader: threading.Thread | None = None
     stop_asked_at: float | None = None
 
 
 @dataclass
 class Scheduler:
-    """The loop, with its clock, sleep and process start injectable so tests drive it without waiting."""
+    """The loop. Its clock and the way a claimed run is launched are injectable, so tests drive it
+    minute by minute without waiting."""
 
     jobs: tuple[Job, ...]
-    manage_py: Path
     out: TextIO = sys.stdout
-    grace: float = DEFAULT_GRACE
-    catch_up: float = DEFAULT_CATCH_UP
-    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-    spawn: Callable[[list[str]], subprocess.Popen] | None = None
-    children: list[Child] = field(default_factory=list)
+    grace: float = 30.0
+    catch_up: float = 300.0
+    max_concurrent: int = 4
+    clock: Callable[[], datetime] = dbclock.now
+    launch: Callable[[Job, JobRun], int] | None = None  # starts the runner of a claimed run; returns its pid
+    collect: Callable[[list[int]], list[tuple[int, int]]] | None = None  # (pid, exit code) of runners that ended
+    config_error: str = ""  # why the CRONJOBS in the settings files is refused (the jobs are the last good ones)
     handled: datetime | None = None
-    # A plain flag: the signal handler sets it, and Event.set() from a handler can deadlock.
-    stopping: bool = False
+    queue: list[Fire] = field(default_factory=list)
+    running: dict[int, Runner] = field(default_factory=dict)
+    stopping: bool = False  # a plain flag: the signal handler sets it
     stop_deadline: float | None = None
-    # Files CRONJOBS comes from, with their modification times when the loop started.
     watched: dict[Path, int | None] = field(default_factory=dict)
-    restart_because: str = ""  # set when a watched file changed: run_forever re-executes the process
+    restart_because: str = ""  # a watched file changed and the new configuration is good: re-execute
+    beat: liveness.Heartbeat | None = None
+    _order: itertools.count = field(default_factory=itertools.count)
+    _next_reap: float = 0.0
+    _swept: datetime | None = None
 
     # --- logging ------------------------------------------------------------------------------
     def log(self, message: str) -> None:
-        stamp = self.clock().astimezone(schedule_timezone()).strftime("%Y-%m-%d %H:%M:%S %Z")
-        # One write per line and a flush, so lines from job reader threads never interleave
-        # mid-line and a pipe (make run, tests) sees each line as it happens.
+        try:
+            now = self.clock()
+        except DatabaseError:
+            now = datetime.now().astimezone()
+        stamp = now.astimezone(schedule_timezone()).strftime("%Y-%m-%d %H:%M:%S %Z")
+        # One write per line and a flush, so a pipe (make run, tests) sees each line as it happens.
         self.out.write(f"{stamp} {message}\n")
         self.out.flush()
 
     # --- one step -----------------------------------------------------------------------------
     def tick(self) -> list[tuple[Job, datetime]]:
-        """Fire what is due now and collect finished runs. Returns the (job, minute) pairs fired."""
+        """Collect finished runs, queue what became due, start what may start. Returns the (job, minute)
+        pairs queued by this step."""
         self.reap()
         now = self.clock()
         current = minute_floor(now)
+        queued = []
         if self.handled is None:
-            self.handled = current  # the minute we start in has begun already: not ours to fire
-            return []
-        if current <= self.handled:
-            return []  # same minute, or the clock went back: those minutes were handled
-        fired = due_slots(self.jobs, self.handled, now, timedelta(seconds=self.catch_up))
-        self.handled = current
-        for job, slot in fired:
-            self.fire(job, slot)
-        return fired
+            # Starting counts as waking up: each job's latest minute within catch-up is still fired.
+            self.handled = current - timedelta(seconds=self.catch_up) - timedelta(microseconds=1)
+        if current > self.handled:
+            queued = due_slots(self.jobs, self.handled, now, timedelta(seconds=self.catch_up))
+            self.handled = current
+            for job, slot in queued:
+                start = slot + timedelta(seconds=job.start_offset)
+                heapq.heappush(self.queue, Fire(start, next(self._order), job, slot))
+            self.minutely(current)
+        self.start_due(now)
+        return queued
 
-    def command(self, job: Job, slot: datetime) -> list[str]:
-        return [
-            sys.executable,
-            str(self.manage_py),
-            "crontab",
-            "run",
-            job.name,
-            "--scheduled-for",
-            slot.isoformat(),
-            "--trigger",
-            "work",
-            # This log is read, not mailed: keep the successes and duplicates a scheduled run omits.
-            "--verbosity",
-            "2",
-        ]
+    def start_due(self, now: datetime) -> None:
+        while self.queue and self.queue[0].start <= now and len(self.running) < self.max_concurrent:
+            fire = heapq.heappop(self.queue)
+            self.fire(fire)
 
-    def fire(self, job: Job, slot: datetime) -> None:
-        label = f"{job.name} [{slot.astimezone(schedule_timezone()):%Y-%m-%d %H:%M}]"
-        argv = self.command(job, slot)
+    def fire(self, fire: Fire) -> None:
+        """Claim the fire's run; when this process owns it, launch its runner."""
+        job, slot = fire.job, fire.slot
+        label = self.label(job, slot)
         try:
-            process = (self.spawn or self._spawn)(argv)
-        except OSError as exc:
-            self.log(f"fire {label}: could not start the run process: {exc}")
+            record, claimed = runner.claim(job, slot, JobRun.Trigger.WORK)
+        except DatabaseError as exc:
+            self.log(f"fire {label}: run history unreachable ({runner.one_line(exc)}); trying again")
+            retry = Fire(self.clock() + timedelta(seconds=RETRY_CLAIM_AFTER), next(self._order), job, slot)
+            heapq.heappush(self.queue, retry)
             return
-        child = Child(job, slot, process, time.monotonic())
-        if process.stdout is not None:
-            child.reader = threading.Thread(target=self._relay, args=(job.name, process.stdout), daemon=True)
-            child.reader.start()
-        self.children.append(child)
-        self.log(f"fire {label} pid {process.pid}")
+        except dbclock.ClockSkewError as exc:
+            self.log(f"fire {label}: {exc}")
+            return
+        if not claimed:
+            if record.duplicate:
+                self.log(f"fire {label}: already claimed by run #{record.pk} ({record.host}); not run again")
+            else:
+                self.log(f"fire {label}: run #{record.pk} {record.status}: {record.result}")
+            return
+        try:
+            pid = (self.launch or self._fork_runner)(job, record)
+        except OSError as exc:
+            reason = f"its runner process could not be started: {exc}"
+            runner.record_outcome(record, supervisor.Outcome(JobRun.Status.FAILED, reason))
+            self.log(f"fire {label}: run #{record.pk} failed: {reason}")
+            return
+        self.running[pid] = Runner(pid, job, slot, record.pk, time.monotonic())
+        self.log(f"fire {label} run #{record.pk} pid {pid}")
 
-    def _spawn(self, argv: list[str]) -> subprocess.Popen:
-        return subprocess.Popen(
-            argv,
-            cwd=self.manage_py.parent,
-            env=os.environ.copy(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
-            # Own session: a Ctrl-C in the terminal reaches only the scheduler, which then gives
-            # running jobs their grace period instead of having them interrupted at once.
-            start_new_session=True,
-        )
+    def label(self, job: Job, slot: datetime) -> str:
+        return f"{job.name} [{slot.astimezone(schedule_timezone()):%Y-%m-%d %H:%M}]"
 
-    def _relay(self, name: str, stream) -> None:
-        for line in stream:
-            self.log(f"  {name}: {line.rstrip()}")
+    def _fork_runner(self, job: Job, record: JobRun) -> int:
+        with contextlib.suppress(Exception):
+            self.out.flush()
+        pid = os.fork()
+        if pid == 0:
+            code = 70
+            try:
+                code = _runner_main(job, record, self.out)
+            finally:
+                os._exit(code)  # never back into the scheduler's loop, whatever happened
+        return pid
 
     def reap(self) -> None:
-        for child in list(self.children):
-            code = child.process.poll()
-            if code is None:
+        """Log the runner processes that ended."""
+        for pid, code in (self.collect or collect_children)(list(self.running)):
+            finished = self.running.pop(pid, None)
+            if finished is None:
                 continue
-            if child.reader is not None:
-                child.reader.join(timeout=5)
-            self.children.remove(child)
-            seconds = time.monotonic() - child.started
-            outcome = exit_meaning(code)
-            slot = child.slot.astimezone(schedule_timezone())
-            self.log(f"finish {child.job.name} [{slot:%Y-%m-%d %H:%M}] exit {code} ({outcome}) in {seconds:.1f}s")
+            seconds = time.monotonic() - finished.started
+            label = self.label(finished.job, finished.slot)
+            self.log(f"finish {label} run #{finished.record_id} exit {code} ({exit_meaning(code)}) in {seconds:.1f}s")
+
+    # --- once a minute (and every lease period) -----------------------------------------------------
+    def minutely(self, minute: datetime) -> None:
+        """Heartbeat, gaps: what nothing fired is recorded, once, whichever scheduler sees it first."""
+        if self.beat is not None:
+            self.guarded("heartbeat", lambda: self.beat.tick(config_error=self.config_error))
+        if self._swept != minute:
+            self._swept = minute
+            recorded = self.guarded("gap sweep", lambda: gaps.sweep(self.jobs, now=self.clock())) or []
+            for row in recorded:
+                self.log(f"gap: {row.job_name} {row.result}")
+
+    def reap_leases(self) -> None:
+        if time.monotonic() < self._next_reap:
+            return
+        self._next_reap = time.monotonic() + float(conf.get("CRONJOBS_LEASE_SECONDS"))
+        for row in self.guarded("reaper", reaper.reap) or []:
+            self.log(f"closed run #{row.pk} of {row.job_name}: {row.result}")
+
+    def guarded(self, what: str, step):
+        try:
+            return step()
+        except DatabaseError as exc:
+            self.log(f"{what}: run history unreachable ({runner.one_line(exc)}); trying again later")
+            return None
 
     # --- the loop -----------------------------------------------------------------------------
     def request_stop(self, signum: int | None = None) -> None:
         if self.stopping:
-            # A second Ctrl-C: no more waiting.
-            self.stop_deadline = time.monotonic()
+            self.stop_deadline = time.monotonic()  # a second Ctrl-C: no more waiting
             return
         self.stop_deadline = time.monotonic() + self.grace
         self.stopping = True
 
-    def seconds_to_next_minute(self) -> float:
+    def seconds_to_next_event(self) -> float:
         now = self.clock()
-        return (minute_floor(now) + timedelta(minutes=1) - now).total_seconds()
+        until = (minute_floor(now) + timedelta(minutes=1) - now).total_seconds()
+        if self.queue and len(self.running) < self.max_concurrent:
+            until = min(until, (self.queue[0].start - now).total_seconds())
+        return max(0.0, until)
 
     def serve(self) -> None:
-        """Fire jobs until request_stop() or a settings change, then wait for running jobs (up to
-        `grace`) and return."""
+        """Fire jobs until request_stop() or a good configuration change, then wait for running jobs
+        (up to `grace`, on a stop) and return."""
         zone = schedule_timezone().key
-        self.log(f"crontab work: {len(self.jobs)} job(s), times in {zone}, pid {os.getpid()}")
+        self.log(
+            f"crontab work: {len(self.jobs)} job(s), times in {zone} (the database's clock), "
+            f"at most {self.max_concurrent} at once, pid {os.getpid()}"
+        )
+        if self.config_error:
+            self.log(f"CRONJOBS REFUSED: {self.config_error}")
+            self.log("firing nothing until it is fixed (watching the settings files)")
         self.jobs = tuple(job for job in self.jobs if self._announce_job(job))
         self.watched = {path: _mtime(path) for path in self.watched}
-        self.tick()
+        gc.freeze()  # the loaded project stays shared with every forked runner (copy-on-write)
         while not self.stopping:
-            # Short sleeps so finishes are logged promptly and a stop is noticed within POLL; the
-            # first tick after a minute boundary fires.
-            time.sleep(min(POLL, self.seconds_to_next_minute() + 0.01))
-            if self._settings_changed():
+            self.tick()
+            self.reap_leases()
+            time.sleep(min(POLL, self.seconds_to_next_event() + 0.01))
+            if self._configuration_changed():
                 break
-            if not self.stopping:
-                self.tick()
         self.shutdown()
 
     def _announce_job(self, job: Job) -> bool:
@@ -221,80 +287,159 @@ class Scheduler:
         except Exception as exc:  # check refuses such schedules; never let one stop the others
             self.log(f"  {job.name} [{job.schedule}] CANNOT BE SCHEDULED ({exc}); it will not fire")
             return False
-        self.log(f"  {job.name} [{job.schedule}] next {upcoming:%Y-%m-%d %H:%M}")
+        offset = f":{job.start_offset:02d}" if job.start_offset else ""
+        self.log(f"  {job.name} [{job.schedule}] next {upcoming:%Y-%m-%d %H:%M}{offset}")
         return True
 
-    def _settings_changed(self) -> bool:
-        for path, seen in self.watched.items():
-            if _mtime(path) != seen:
-                self.restart_because = f"{path} changed"
-                self.log(f"settings changed ({path}): finishing running jobs, then restarting to re-read CRONJOBS")
-                self.request_stop()
-                return True
-        return False
+    def _configuration_changed(self) -> bool:
+        """A watched file changed: check the new CRONJOBS; True when it is good (re-execute)."""
+        changed = [path for path, seen in self.watched.items() if _mtime(path) != seen]
+        if not changed:
+            return False
+        self.watched = {path: _mtime(path) for path in self.watched}
+        self.log(f"settings changed ({', '.join(map(str, changed))}): checking the new CRONJOBS")
+        error = check_configuration()
+        if error:
+            self.config_error = error
+            self.log(f"CRONJOBS REFUSED, still firing the last good configuration: {error}")
+            if self.beat is not None:
+                self.guarded("heartbeat", lambda: self.beat.tick(config_error=error))
+            return False
+        self.restart_because = f"{', '.join(map(str, changed))} changed"
+        self.log("the new CRONJOBS is good: restarting to fire it (runs in progress go on)")
+        return True
 
     def shutdown(self) -> None:
         self.reap()
-        if self.children:
-            names = ", ".join(c.job.name for c in self.children)
-            self.log(
-                f"stopping: no more fires; waiting up to {self.grace:g}s "
-                f"for {len(self.children)} running job(s): {names}"
-            )
+        if self.restart_because:
+            return  # runs in progress go on; the re-executed scheduler collects them
+        if self.running:
+            names = ", ".join(r.job.name for r in self.running.values())
+            self.log(f"stopping: no more fires; waiting up to {self.grace:g}s for {len(self.running)} run(s): {names}")
         else:
             self.log("stopping: no job running")
         deadline = self.stop_deadline if self.stop_deadline is not None else time.monotonic() + self.grace
-        while self.children:
+        kill_after = float(conf.get("CRONJOBS_STOP_WAIT")) + 5.0
+        while self.running:
             now = time.monotonic()
-            for child in self.children:
-                if now >= deadline and child.stop_asked_at is None:
-                    # SIGINT: the runner records the run as interrupted before the process exits.
-                    self.log(f"grace period over: interrupting {child.job.name} (pid {child.process.pid})")
-                    self._signal(child, signal.SIGINT)
-                    child.stop_asked_at = now
-                elif child.stop_asked_at is not None and now - child.stop_asked_at >= KILL_AFTER:
-                    self.log(f"killing {child.job.name} (pid {child.process.pid})")
-                    self._signal(child, signal.SIGKILL)
+            for run in self.running.values():
+                if now >= deadline and run.stop_asked_at is None:
+                    # SIGTERM: the runner stops its job and records the run as interrupted, then exits.
+                    self.log(f"grace period over: interrupting {run.job.name} (pid {run.pid})")
+                    _signal(run.pid, signal.SIGTERM)
+                    run.stop_asked_at = now
+                elif run.stop_asked_at is not None and now - run.stop_asked_at >= kill_after:
+                    self.log(f"killing {run.job.name} (pid {run.pid})")
+                    _signal(run.pid, signal.SIGKILL)
             time.sleep(0.1)
             self.reap()
             if self.stop_deadline is not None and self.stop_deadline < deadline:
                 deadline = self.stop_deadline  # a second signal arrived
+        if self.beat is not None:
+            self.guarded("heartbeat", self.beat.stopped)
         self.log("stopped")
 
-    @staticmethod
-    def _signal(child: Child, signum: int) -> None:
-        try:
-            os.killpg(child.process.pid, signum)
-        except (ProcessLookupError, PermissionError):
-            try:
-                child.process.send_signal(signum)
-            except ProcessLookupError:
-                pass
+
+# Set in the environment of a re-executed scheduler: runners of the process before it are its children too.
+REEXEC_VARIABLE = "CRONJOBS_WORK_REEXECUTED"
+
+
+def collect_children(pids: list[int]) -> list[tuple[int, int]]:
+    """(pid, exit code) of the runner processes in `pids` that ended. After a re-execution, also
+    collects the runners the process before it started (they are children of this same pid)."""
+    ended = []
+    for pid in pids:
+        with contextlib.suppress(ChildProcessError):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                ended.append((pid, os.waitstatus_to_exitcode(status)))
+    if os.environ.get(REEXEC_VARIABLE):
+        with contextlib.suppress(ChildProcessError):
+            while (found := os.waitpid(-1, os.WNOHANG))[0]:
+                ended.append((found[0], os.waitstatus_to_exitcode(found[1])))
+    return ended
+
+
+def _signal(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signum)
+
+
+def _runner_main(job: Job, record: JobRun, out: TextIO) -> int:
+    """A forked runner process: supervise the claimed run (and its retries); the exit code says how it went."""
+    for sig in supervisor.STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
+    os.setsid()  # a Ctrl-C in the terminal reaches the scheduler only, which then stops runs in its own time
+    supervisor.clear_stop()
+    supervisor.fresh_database_connections()
+    dbclock.forget()
+    prefix = f"  {job.name}: "
+    try:
+        with runner.stop_signals_flagged():
+            final = runner.run_claimed(job, record, tee=out, prefix=prefix)
+    except runner.Interrupted as exc:
+        out.write(f"{prefix}run #{record.pk} {exc}; recorded as interrupted\n")
+        return 128 + exc.signum
+    except runner.OutcomeNotRecorded as exc:
+        out.write(f"{prefix}{exc}\n")
+        return 4
+    except (runner.HistoryUnavailable, DatabaseError) as exc:
+        out.write(f"{prefix}run history unreachable: {exc}\n")
+        return 3
+    except BaseException as exc:  # noqa: BLE001 - a forked process must reach os._exit
+        out.write(f"{prefix}runner error: {runner.one_line(exc)}\n")
+        return 70
+    finally:
+        with contextlib.suppress(Exception):
+            out.flush()
+    out.write(f"{prefix}{outcome_message(final)}\n")
+    out.flush()
+    if getattr(final, "late", False):
+        return 4
+    return 1 if final.status in (JobRun.Status.FAILED, JobRun.Status.TIMED_OUT, JobRun.Status.INTERRUPTED) else 0
+
+
+def check_configuration(timeout: float = 120) -> str:
+    """The CRONJOBS now in the settings files, checked in a fresh process: "" when good, else why not."""
+    manage_py = _manage_py()
+    argv = [sys.executable, str(manage_py), "check", "--tag", "cronjobs", f"--settings={settings.SETTINGS_MODULE}"]
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=manage_py.parent)  # noqa: S603
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"could not check it: {exc}"
+    if result.returncode == 0:
+        return ""
+    lines = [line.strip() for line in (result.stderr + result.stdout).splitlines() if line.strip()]
+    errors = [line for line in lines if "cronjobs.E" in line or "Error" in line or "error" in line]
+    return " | ".join(errors[-10:] or lines[-3:]) or f"`manage.py check` exited {result.returncode}"
+
+
+def _manage_py() -> Path:
+    from cronjobs.system_crontab import get_config
+
+    manage_py = get_config().manage_path
+    if manage_py is None:
+        raise OSError("cannot find manage.py; set CRONTAB_DJANGO_MANAGE_PATH")
+    return manage_py
 
 
 def exit_meaning(code: int) -> str:
-    """What the exit code of a `crontab run` process means (see the command's exit codes)."""
+    """What the exit code of a `crontab run` process (or a runner of `crontab work`) means."""
     meanings = {
         0: "ok",
         1: "job failed",
         2: "bad configuration",
         3: "database unreachable, not recorded",
         4: "outcome not recorded",
+        5: "clock too far from the database's, nothing claimed",
     }
     if code in meanings:
         return meanings[code]
     if code < 0:
-        return f"killed by {_signal_name(-code)}"
+        return f"killed by {supervisor.signal_name(-code)}"
     if code > 128:
-        return f"interrupted by {_signal_name(code - 128)}"
+        return f"interrupted by {supervisor.signal_name(code - 128)}"
     return "error"
-
-
-def _signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
 
 
 def watched_files() -> list[Path]:
@@ -303,7 +448,7 @@ def watched_files() -> list[Path]:
     module = sys.modules.get(getattr(settings, "SETTINGS_MODULE", "") or "")
     if module is not None and getattr(module, "__file__", None):
         files.append(Path(module.__file__))
-    files.extend(Path(p) for p in getattr(settings, "CRONJOBS_WATCH_FILES", ()))
+    files.extend(Path(p) for p in conf.get("CRONJOBS_WATCH_FILES"))
     return files
 
 
@@ -314,19 +459,8 @@ def _mtime(path: Path) -> int | None:
         return None
 
 
-def work_settings() -> tuple[float, float]:
-    """(grace, catch_up) in seconds from settings, validated."""
-    values = []
-    for name, default in (("CRONJOBS_WORK_GRACE", DEFAULT_GRACE), ("CRONJOBS_WORK_CATCH_UP", DEFAULT_CATCH_UP)):
-        value = getattr(settings, name, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-            raise ValueError(f"settings.{name} must be a number of seconds >= 0, got {value!r}")
-        values.append(float(value))
-    return values[0], values[1]
-
-
 def run_forever(scheduler: Scheduler) -> None:
-    """Serve with SIGTERM and SIGINT wired to a graceful stop; restores the previous handlers."""
+    """Serve with SIGTERM and SIGINT wired to a graceful stop; re-execute on a good configuration change."""
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
 
     def on_signal(signum, frame):
@@ -340,5 +474,8 @@ def run_forever(scheduler: Scheduler) -> None:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if scheduler.restart_because:
+        if scheduler.beat is not None:
+            scheduler.guarded("heartbeat", scheduler.beat.stopped)
         scheduler.log(f"restarting: {' '.join([sys.executable, *sys.argv])}")
+        os.environ[REEXEC_VARIABLE] = "1"
         os.execv(sys.executable, [sys.executable, *sys.argv])  # noqa: S606 - our own command line, again

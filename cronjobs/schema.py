@@ -10,6 +10,7 @@ from alx_backend_graphql_crm.api.connections import CountableConnection, Filtere
 from alx_backend_graphql_crm.api.mutations import ServiceMutation
 from alx_backend_graphql_crm.api.permissions import permission_required
 from cronjobs import health, pausing, runner
+from cronjobs.dbclock import ClockSkewError
 from cronjobs.describe import human_schedule, job_description, outcome_message
 from cronjobs.filters import JobRunFilter
 from cronjobs.models import JobRun
@@ -177,8 +178,10 @@ class Query(graphene.ObjectType):
 
 
 class RunCronJob(ServiceMutation):
-    """Runs a job now through the runner (trigger "graphql", you recorded as its user) and returns the run.
+    """Starts a job now (trigger "graphql", you recorded as its user) and returns the run at once, `running`.
 
+    The job runs in a process of its own, never in the web server; `wait` (seconds, at most
+    RUN_WAIT_MAX) waits for its outcome when a script wants it, and the run goes on either way.
     An unknown or broken job is reported in `errors`; the job's own failure is the run's status."""
 
     permissions = (RUN,)
@@ -187,18 +190,28 @@ class RunCronJob(ServiceMutation):
 
     class Arguments:
         name = graphene.String(required=True, description="The job's name (or its django-crontab hash).")
+        wait = graphene.Int(
+            description=f"Seconds to wait for the outcome, 0 to {runner.RUN_WAIT_MAX} (default 0: answer at once)."
+        )
 
-    run = graphene.Field(CronJobRunNode, description="The run just recorded; null when the job could not start.")
+    run = graphene.Field(CronJobRunNode, description="The run just started; null when the job could not start.")
     message = graphene.String(required=True, description="What happened, in one sentence.")
 
     @classmethod
-    def perform(cls, info, name):
+    def perform(cls, info, name, wait=0):
+        if wait is None or not 0 <= wait <= runner.RUN_WAIT_MAX:
+            message = f"must be a number of seconds from 0 to {runner.RUN_WAIT_MAX}, got {wait}"
+            raise ValidationError({"wait": ValidationError(message, code="invalid")})
         try:
-            run = runner.run(name, trigger=JobRun.Trigger.GRAPHQL, user=info.context.user, retry=False)
+            run = runner.start(name, JobRun.Trigger.GRAPHQL, user=info.context.user)
         except UnknownJob as exc:
             raise _unknown(exc) from None
         except JobConfigError as exc:
             raise ValidationError({"name": ValidationError(f"cannot run: {exc}", code="invalid_config")}) from None
+        except ClockSkewError as exc:
+            raise ValidationError({"name": ValidationError(str(exc), code="clock")}) from None
+        if wait and run.status == JobRun.Status.RUNNING:
+            run = runner.wait_for(run, wait)
         return {"run": run, "message": outcome_message(run)}
 
 

@@ -50,6 +50,23 @@ def pytest_runtest_setup(item):
                 reachable.unavailable(reason)
 
 
+@pytest.fixture(autouse=True)
+def detached_supervisors(request, monkeypatch) -> list:
+    """The runs cronjobs.runner.start() handed to a supervising process, recorded instead of started
+    (tests/runs.py says why); empty for tests that ask for `real_supervisors`."""
+    handed_over = []
+    if "real_supervisors" not in request.fixturenames:
+        from cronjobs import runner
+
+        monkeypatch.setattr(runner, "spawn_supervisor", handed_over.append)
+    return handed_over
+
+
+@pytest.fixture
+def real_supervisors():
+    """runner.start() starts the real `crontab run --claimed-run` process (the database must be one it reaches)."""
+
+
 @pytest.fixture(scope="session")
 def migrated_sqlite(tmp_path_factory) -> Path:
     """A SQLite file migrated once per run by `manage.py migrate` in a process of its own (read-only:

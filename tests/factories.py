@@ -65,4 +65,8 @@ class JobRunFactory(factory.django.DjangoModelFactory):
     started_at = factory.LazyFunction(timezone.now)
     finished_at = factory.LazyAttribute(lambda run: None if run.status == "running" else run.started_at + run.took)
     duration = factory.LazyAttribute(lambda run: None if run.status == "running" else run.took)
+    # A running run holds a current lease unless told otherwise (pass lease_expires_at in the past: expired).
+    lease_expires_at = factory.LazyAttribute(
+        lambda run: timezone.now() + timedelta(minutes=10) if run.status == "running" else None
+    )
     result = factory.LazyAttribute(lambda run: {"failed": "boom", "running": ""}.get(run.status, "done"))

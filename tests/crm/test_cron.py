@@ -4,11 +4,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-import time_machine
 from django.core.management import call_command
 
 from crm import cron, graphql_client, joblog
 from crm.models import Customer, Order, Product
+from tests.clock import travel
 from tests.factories import CustomerFactory, ProductFactory, make_order
 
 pytestmark = pytest.mark.django_db
@@ -24,7 +24,7 @@ def log_dir(tmp_path, settings):
 
 @pytest.fixture
 def frozen():
-    with time_machine.travel(NOW, tick=False) as traveller:
+    with travel(NOW, tick=False) as traveller:
         yield traveller
 
 

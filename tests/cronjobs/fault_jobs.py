@@ -4,9 +4,7 @@ import os
 import time
 from pathlib import Path
 
-from django.db import connection
-
-from cronjobs.runner import JobTimeout
+from django.db import connection, transaction
 
 
 def wait_for_release(started_path, release_path):
@@ -30,19 +28,25 @@ def swallow_timeout(started_path, release_path):
     return "finished anyway"
 
 
-def catch_timeout_and_succeed():
-    try:
-        while True:
-            time.sleep(0.01)
-    except JobTimeout:
-        return "pretended to succeed"
-
-
-def signal_self(signum):
-    """The process gets a stop signal while the job runs (as from `kill` or a closing terminal)."""
-    os.kill(os.getpid(), signum)
-    time.sleep(5)  # the signal arrives before this ends
+def signal_supervisor(signum):
+    """The supervising process gets a stop signal while the job runs (as from `kill` or a closing terminal)."""
+    os.kill(os.getppid(), signum)
+    time.sleep(5)  # the stop arrives before this ends
     return "not interrupted"
+
+
+def update_then_swallow(product_id, started_path):
+    """Change a product inside a transaction, then refuse to stop: only a SIGKILL ends it, and then
+    the supervisor must make sure the open transaction is rolled back."""
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("UPDATE crm_product SET stock = stock + 1000 WHERE id = %s", [product_id])
+        Path(started_path).write_text(str(os.getpid()))
+        while True:
+            try:
+                time.sleep(0.02)
+            except BaseException:  # noqa: S110, BLE001 - the fault under test
+                pass
 
 
 def slow_update(product_id, seconds):

@@ -113,3 +113,49 @@ def fail_first_time(marker_path):
         marker.touch()
         raise RuntimeError("first attempt fails")
     return "second attempt works"
+
+
+def own_process():
+    """Where the job runs: its pid, its parent's pid and its process group."""
+    return f"{os.getpid()} {os.getppid()} {os.getpgrp()}"
+
+
+def swallow_everything(marker_path):
+    """Catch every exception, the stop signal included, and keep writing to `marker_path`: only a
+    SIGKILL ends it."""
+    while True:
+        try:
+            with open(marker_path, "a") as handle:
+                handle.write("x")
+            time.sleep(0.05)
+        except BaseException:  # noqa: S110, BLE001 - the fault under test
+            pass
+
+
+def catch_stop_and_succeed():
+    """Catch the stop (a KeyboardInterrupt) and return as if all went well."""
+    try:
+        while True:
+            time.sleep(0.01)
+    except KeyboardInterrupt:
+        return "pretended to succeed"
+
+
+def start_sleeper(pid_path):
+    """Start a grandchild process that would sleep for a minute, then loop: the timeout must end both."""
+    import subprocess
+
+    sleeper = subprocess.Popen(["sleep", "60"])
+    Path(pid_path).write_text(str(sleeper.pid))
+    loop_forever()
+
+
+def write_everywhere():
+    """Output by print(), by logging, and by a subprocess writing to the inherited descriptors."""
+    import logging
+    import subprocess
+
+    print("printed")
+    logging.getLogger("tests.cronjobs.jobs").warning("logged")
+    subprocess.run(["echo", "from a subprocess"], check=True)
+    return "wrote"

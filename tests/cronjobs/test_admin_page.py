@@ -1,5 +1,6 @@
 """The admin's "Scheduled jobs" page: what it shows, who may see it and run jobs, CSRF, and the run it records."""
 
+import os
 import re
 from datetime import UTC, datetime, timedelta
 from html import unescape
@@ -9,9 +10,11 @@ from django.contrib.messages import get_messages
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
+from cronjobs import runner
 from cronjobs.models import JobRun
 from tests.crm.gql_helpers import logged_in, staff, user_with
 from tests.factories import JobRunFactory
+from tests.runs import finish_detached
 
 pytestmark = pytest.mark.django_db
 
@@ -119,35 +122,35 @@ class TestPage:
 
 
 class TestRunNow:
-    def test_runs_through_the_runner_records_the_user_and_says_the_outcome(self, operator, scheduled_jobs):
+    def test_starts_the_run_in_a_process_of_its_own_and_shows_its_page_running(
+        self, operator, scheduled_jobs, detached_supervisors
+    ):
         response = logged_in(operator).post(run_url("fine"))
-        assert response.status_code == 302 and response["Location"] == PAGE
         run = JobRun.objects.get()
-        assert (run.job_name, run.trigger, run.status, run.triggered_by) == ("fine", "admin", "succeeded", operator)
-        assert run.scheduled_for is None and run.result == "all good"
-        [(level, message)] = messages_of(response)
-        assert (
-            level == "success"
-            and message.startswith(f"Run #{run.pk} of fine succeeded in ")
-            and message.endswith(": all good")
-        )
+        assert response.status_code == 302 and response["Location"] == f"/admin/cronjobs/jobrun/{run.pk}/change/"
+        assert (run.job_name, run.trigger, run.status, run.triggered_by) == ("fine", "admin", "running", operator)
+        assert run.scheduled_for is None and run.pid is None  # the web worker claimed it; it runs elsewhere
+        assert detached_supervisors == [run]  # handed to `crontab run fine --claimed-run <id>`
+        assert runner.supervisor_command(run)[-3:] == ["--claimed-run", str(run.pk), "--settings=tests.settings"]
+        assert messages_of(response) == [("warning", f"Run #{run.pk} of fine is running")]
 
-    def test_the_page_then_shows_the_new_run(self, operator, scheduled_jobs):
+    def test_the_run_s_page_reloads_while_it_runs_and_shows_the_outcome_after(
+        self, operator, scheduled_jobs, detached_supervisors
+    ):
         client = logged_in(operator)
-        response = client.post(run_url("fine"), follow=True)
-        html = response.content.decode()
-        assert "succeeded in" in html  # the message, rendered by the admin's base template
-        assert "succeeded" in row(html, "fine") and "admin" in row(html, "fine")
-
-    def test_a_failing_job_is_reported_as_an_error(self, operator, scheduled_jobs):
-        response = logged_in(operator).post(run_url("broken"))
-        [(level, message)] = messages_of(response)
+        page = client.post(run_url("fine"), follow=True).content.decode()
+        assert '<meta http-equiv="refresh" content="3">' in page and "This run is still running." in page
+        finish_detached(detached_supervisors[0])
         run = JobRun.objects.get()
-        assert run.status == "failed" and level == "error"
-        assert (
-            message.startswith(f"Run #{run.pk} of broken failed after ")
-            and "ValueError: boom from a test job" in message
-        )
+        assert (run.status, run.result, run.pid) == ("succeeded", "all good", os.getpid())
+        page = client.get(f"/admin/cronjobs/jobrun/{run.pk}/change/").content.decode()
+        assert "http-equiv" not in page and "still running" not in page and "all good" in page
+        assert "succeeded" in row(client.get(PAGE).content.decode(), "fine")
+
+    def test_a_failing_job_is_a_failed_run_on_its_page(self, operator, scheduled_jobs, detached_supervisors):
+        logged_in(operator).post(run_url("broken"))
+        run = finish_detached(detached_supervisors[0])
+        assert run.status == "failed" and run.result == "ValueError: boom from a test job"
 
     def test_unknown_job_says_so_and_runs_nothing(self, operator, scheduled_jobs):
         response = logged_in(operator).post(run_url("nope"))

@@ -10,6 +10,7 @@ from django.urls import reverse
 
 from cronjobs.models import JobRun
 from cronjobs.registry import get_registry
+from tests.clock import travel
 from tests.factories import JobRunFactory, UserFactory
 
 JOBS = "tests.cronjobs.jobs"
@@ -58,11 +59,19 @@ def test_unknown_job_and_bad_configuration_exit_2_and_record_nothing():
 
 
 def test_scheduled_runs_claim_the_latest_scheduled_minute_once():
-    assert crontab_run("boom", "--scheduled")[0] == 1
-    code, out, _ = crontab_run("boom", "--scheduled")
+    with travel(datetime(2027, 1, 1, 0, 0, 4, tzinfo=UTC)):  # cron started the yearly line 4 s into its minute
+        assert crontab_run("boom", "--scheduled")[0] == 1
+        code, out, _ = crontab_run("boom", "--scheduled")
     assert code == 0 and out == ""  # a duplicate of a scheduled run is silent: cron mails nothing
     record = JobRun.objects.get()
-    assert record.trigger == "crontab" and (record.scheduled_for.month, record.scheduled_for.day) == (1, 1)
+    assert record.trigger == "crontab" and record.scheduled_for == datetime(2027, 1, 1, tzinfo=UTC)
+
+
+def test_a_scheduled_run_started_past_its_start_limit_is_recorded_missed_and_exits_0():
+    with travel(datetime(2027, 1, 1, 2, 0, tzinfo=UTC)):  # two hours late for a yearly minute: limit one hour
+        code, out, err = crontab_run("boom", "--scheduled")
+    assert code == 0 and out == "" and "missed: starting 7200s after its minute" in err
+    assert JobRun.objects.get().status == "missed"
 
 
 def test_legacy_hash_runs_as_a_scheduled_run():

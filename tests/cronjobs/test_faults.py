@@ -1,12 +1,13 @@
-"""Fault catalogue of the scheduling engine (issue 13): one section per fault found, each reproduced.
+"""The fault catalogue of the scheduling engine: one section per section of docs/faults.md.
 
 Invariant: every run ends in a terminal status that matches what really happened; nothing stays
-`running` after its process is gone; a live process is never declared dead; a CRONJOBS that passes
-`manage.py check` never crashes `crontab work`, `crontab show`, /health/cron/, GraphQL or the admin.
+`running` after its supervisor is gone; a run whose lease is current is never closed by another
+process; a CRONJOBS that passes `manage.py check` never crashes `crontab work`, `crontab show`,
+/health/cron/, GraphQL or the admin, and one that does not never stops `crontab work`.
 
 Faults about processes use real processes and real signals; faults about PostgreSQL run on it.
-Tests that start `manage.py` processes are marked slow (each start is a Django start-up), as in
-test_processes.py; the in-process ones are in the fast tier.
+Tests that start `manage.py` processes are marked slow (each start is a Django start-up); the
+in-process ones are in the fast tier.
 """
 
 import errno
@@ -29,9 +30,8 @@ from django.db.models.query import QuerySet
 from django.utils import timezone
 
 from crm import joblog
-from crm.models import Product
+from cronjobs import reaper, runner, supervisor
 from cronjobs import registry as registry_module
-from cronjobs import runner
 from cronjobs.models import JobRun
 from cronjobs.registry import E003, E008, parse_cronjobs
 from cronjobs.scheduler import Scheduler
@@ -79,7 +79,7 @@ def held_job(world_dir: Path, function: str = "wait_for_release", **options) -> 
     return [entry + ([{}, options] if options else [])], started, release
 
 
-# --- 1. A timeout that still commits (PostgreSQL) ----------------------------------------------------
+# --- What timed_out guarantees -------------------------------------------------------------------------
 def active_sleeps() -> int:
     with connection.cursor() as cursor:
         cursor.execute(
@@ -91,8 +91,7 @@ def active_sleeps() -> int:
 
 @pytest.mark.slow
 @pytest.mark.postgres
-@pytest.mark.postgres
-def test_1_a_timed_out_statement_is_cancelled_and_never_commits_later(shared_db, world_dir):
+def test_a_timed_out_statement_is_cancelled_and_never_commits_later(shared_db, world_dir):
     product = ProductFactory(stock=24)
     cronjobs = [["* * * * *", f"{FAULTS}.slow_update", [product.pk, 5], {}, {"timeout": 0.5}]]
     result = manage("crontab", "run", "slow_update", config=write_config(world_dir, shared_db, CRONJOBS=cronjobs))
@@ -100,7 +99,6 @@ def test_1_a_timed_out_statement_is_cancelled_and_never_commits_later(shared_db,
     (run,) = shared_db.runs("slow_update")
     assert run["status"] == "timed_out"
     assert "statement was cancelled and its transaction rolled back" in run["result"]
-    # Before: the backend went on sleeping and committed stock + 1000 after the run was recorded.
     wait_until(lambda: active_sleeps() == 0, "the timed-out statement leaves the server")
     product.refresh_from_db()
     assert product.stock == 24
@@ -108,16 +106,15 @@ def test_1_a_timed_out_statement_is_cancelled_and_never_commits_later(shared_db,
 
 @pytest.mark.slow
 @pytest.mark.postgres
-@pytest.mark.postgres
-def test_1_a_killed_run_cannot_leave_its_statement_running_past_the_timeout(shared_db, world_dir):
+def test_a_killed_supervisor_cannot_leave_its_job_s_statement_running_past_the_timeout(shared_db, world_dir):
     product = ProductFactory(stock=24)
     cronjobs = [["* * * * *", f"{FAULTS}.slow_update", [product.pk, 60], {}, {"timeout": 1}]]
     process = start_run(write_config(world_dir, shared_db, CRONJOBS=cronjobs), "slow_update")
     try:
         wait_until(lambda: active_sleeps() == 1, "the UPDATE runs on the server")
-        process.kill()  # no chance to cancel anything itself
+        process.kill()  # the supervisor: no chance to stop anything itself; its job dies with it
         process.wait(WAIT)
-        # statement_timeout (the job's timeout) ends it on the server; before, it slept on for a minute.
+        # statement_timeout (the job's timeout) ends it on the server, whatever happened to the processes.
         wait_until(lambda: active_sleeps() == 0, "the server cancels the statement at the job's timeout")
     finally:
         process.kill()
@@ -125,65 +122,113 @@ def test_1_a_killed_run_cannot_leave_its_statement_running_past_the_timeout(shar
     assert product.stock == 24
 
 
-# --- 2. A live run reaped ----------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_a_job_killed_with_its_transaction_open_has_its_session_ended_and_nothing_commits(shared_db, world_dir):
+    product = ProductFactory(stock=24)
+    started = world_dir / "started"
+    cronjobs = [["* * * * *", f"{FAULTS}.update_then_swallow", [product.pk, str(started)], {}, {"timeout": 1}]]
+    config = write_config(world_dir, shared_db, CRONJOBS=cronjobs, CRONJOBS_STOP_WAIT=0.5)
+    result = manage("crontab", "run", "update_then_swallow", config=config)
+    assert result.returncode == 1 and started.exists(), result.stderr
+    (run,) = shared_db.runs("update_then_swallow")
+    assert run["status"] == "timed_out"
+    assert "it did not stop within 0.5s of SIGTERM and was killed (SIGKILL)" in run["result"]
+    assert "its database session was ended, which rolled back its open transaction" in run["result"]
+    product.refresh_from_db()
+    assert product.stock == 24
+
+
 @pytest.mark.django_db
-def test_2_a_job_that_swallows_its_timeout_is_still_recorded_timed_out(settings):
-    settings.CRONJOBS = [("* * * * *", f"{FAULTS}.catch_timeout_and_succeed", {"timeout": 0.2})]
-    record = runner.run("catch_timeout_and_succeed")
-    record.refresh_from_db()
-    # Before: succeeded, "pretended to succeed".
-    assert record.status == "timed_out"
-    assert "caught the timeout" in record.result and "pretended to succeed" in record.result
+def test_a_job_that_swallows_its_timeout_is_still_recorded_timed_out(settings, tmp_path):
+    settings.CRONJOBS_STOP_WAIT = 0.3
+    settings.CRONJOBS = [("* * * * *", f"{JOBS}.swallow_everything", [str(tmp_path / "m")], {}, {"timeout": 0.2})]
+    record = runner.run("swallow_everything")
+    assert record.status == "timed_out" and "killed (SIGKILL)" in record.result
 
 
 @pytest.mark.slow
-def test_2_a_live_run_past_its_timeout_is_stopped_and_recorded_before_the_next_starts(shared_db, world_dir):
-    cronjobs, started, release = held_job(world_dir, "swallow_timeout", timeout=0.3)
-    config = write_config(world_dir, shared_db, CRONJOBS=cronjobs, CRONJOBS_STOP_WAIT=0.3)
-    first = start_run(config, "swallow_timeout")
-    wait_for_file(started, first)
-    time.sleep(0.7)  # past its timeout + CRONJOBS_STOP_WAIT: the run is overdue, and alive
-    assert first.poll() is None
-    second = start_run(config, "swallow_timeout")
-    try:
-        # The second start stops the first (it ignores SIGTERM too, so SIGKILL) before running itself.
-        assert first.wait(WAIT) == -signal.SIGKILL
-    finally:
-        release.touch()
-        first.kill()
-        out, err = second.communicate(timeout=WAIT)
-    runs = shared_db.runs("swallow_timeout")
-    # Before: the second was skipped "still running", and the first later recorded succeeded.
-    assert runs[0]["status"] == "timed_out" and runs[0]["pid"] == first.pid, (runs, err)
-    assert "stopped with SIGTERM then SIGKILL" in runs[0]["result"]
-    # The second ran (released before or after its own timeout: either is a true record).
-    assert runs[1]["pid"] == second.pid and runs[1]["status"] in ("succeeded", "timed_out"), runs
+@pytest.mark.parametrize("route", ["crontab run", "crontab work"])
+def test_a_job_that_swallows_every_exception_is_stopped_by_its_timeout_on_every_route(shared_db, world_dir, route):
+    marker = world_dir / "marker"
+    cronjobs = [["* * * * *", f"{JOBS}.swallow_everything", [str(marker)], {}, {"timeout": 3}]]
+    config = write_config(world_dir, shared_db, CRONJOBS=cronjobs, CRONJOBS_STOP_WAIT=1)
+    if route == "crontab run":
+        result = manage("crontab", "run", "swallow_everything", config=config)
+        assert result.returncode == 1, result.stderr
+    else:
+        from tests.cronjobs.procs import start_work
+
+        work = start_work(config)
+        try:
+            work.wait_for("finish swallow_everything")
+        finally:
+            work.stop()
+    (run,) = [r for r in shared_db.runs("swallow_everything") if r["status"] != "skipped"][:1]
+    assert run["status"] == "timed_out" and "killed (SIGKILL)" in run["result"], run
+    size = marker.stat().st_size
+    time.sleep(0.5)
+    assert marker.stat().st_size == size  # nothing of it runs afterwards
 
 
+# --- Dead and live runs --------------------------------------------------------------------------------
 @pytest.mark.django_db
-def test_2_a_live_run_on_this_host_within_its_timeout_is_never_presumed_dead(settings):
+def test_a_live_run_on_this_host_is_never_presumed_dead(settings):
     settings.CRONJOBS = [("* * * * *", f"{JOBS}.succeed", {"timeout": 1})]
     alive = JobRunFactory(
-        status="running", host=runner.HOST, pid=os.getpid(), started_at=timezone.now() - timedelta(seconds=0.5)
+        status="running", host=runner.HOST, pid=os.getpid(), started_at=timezone.now() - timedelta(hours=5)
     )
+    alive.started_at = timezone.now() - timedelta(seconds=0.5)  # our own pid, taken just now
+    alive.save()
     assert runner.run("succeed").status == "skipped"
     alive.refresh_from_db()
     assert alive.status == "running"
 
 
 @pytest.mark.django_db
-def test_2_an_outcome_never_overwrites_a_run_already_closed(settings):
+def test_an_outcome_never_overwrites_a_run_already_closed_and_is_kept_beside_it(settings):
     settings.CRONJOBS = [("* * * * *", f"{JOBS}.succeed")]
-    closed = JobRunFactory(status="timed_out")
-    assert runner._save_outcome(closed, {"status": "succeeded", "result": "late"}) is False
+    closed = JobRunFactory(status="interrupted", result="its lease expired")
+    runner.record_outcome(closed, supervisor.Outcome("succeeded", "all good"))
     closed.refresh_from_db()
-    assert closed.status == "timed_out"
+    assert (closed.status, closed.result) == ("interrupted", "its lease expired")
+    assert (closed.late_status, closed.late_result) == ("succeeded", "all good") and closed.late_finished_at
 
 
-# --- 3. Signals ------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_a_supervisor_killed_mid_run_leaves_a_run_closed_truthfully_not_running(shared_db, world_dir, client):
+    cronjobs, started, release = held_job(world_dir)
+    config = write_config(world_dir, shared_db, CRONJOBS=cronjobs)
+    process = start_run(config, "wait_for_release")
+    try:
+        wait_for_file(started, process)
+        job_pid = int(started.read_text())
+        process.kill()
+        process.wait(WAIT)
+        # The job dies with its supervisor (parent-death signal): nothing runs unsupervised.
+        wait_until(lambda: not _alive(job_pid), "the job dies with its supervisor")
+    finally:
+        release.touch()
+        process.kill()
+    # Any later start on this host sees the supervisor gone and closes the run at once.
+    again = manage("crontab", "run", "wait_for_release", config=config, timeout=WAIT)
+    assert again.returncode == 0, again.stderr
+    first = shared_db.runs("wait_for_release")[0]
+    assert first["status"] == "interrupted" and "its supervising process" in first["result"]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+# --- Signals -----------------------------------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT])
-def test_3_every_stop_signal_records_the_run_as_interrupted(shared_db, world_dir, signum):
+def test_every_stop_signal_records_the_run_as_interrupted(shared_db, world_dir, signum):
     cronjobs, started, release = held_job(world_dir)
     process = start_run(write_config(world_dir, shared_db, CRONJOBS=cronjobs), "wait_for_release")
     try:
@@ -194,7 +239,6 @@ def test_3_every_stop_signal_records_the_run_as_interrupted(shared_db, world_dir
         release.touch()
         process.kill()
     name = signal.Signals(signum).name
-    # Before: TERM and HUP exited 143/129 with the row left `running`; INT said "failed".
     assert process.returncode == 128 + signum, err
     (run,) = shared_db.runs("wait_for_release")
     assert run["status"] == "interrupted" and run["result"].startswith(f"interrupted by {name}")
@@ -204,19 +248,19 @@ def test_3_every_stop_signal_records_the_run_as_interrupted(shared_db, world_dir
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT])
-def test_3_a_stop_signal_in_process_is_recorded_then_reraised(settings, signum):
-    settings.CRONJOBS = [("* * * * *", f"{FAULTS}.signal_self", [int(signum)])]
-    with pytest.raises(runner.Interrupted) as raised, runner.stop_signals_interrupt():
-        runner.run("signal_self")
-    record = JobRun.objects.get(job_name="signal_self")
+def test_a_stop_signal_to_the_supervisor_stops_the_job_records_it_then_raises(settings, signum):
+    settings.CRONJOBS = [("* * * * *", f"{FAULTS}.signal_supervisor", [int(signum)])]
+    with pytest.raises(runner.Interrupted) as raised, runner.stop_signals_flagged():
+        runner.run("signal_supervisor")
+    record = JobRun.objects.get(job_name="signal_supervisor")
     assert raised.value.signum == signum and raised.value.record.pk == record.pk
     assert record.status == "interrupted" and record.result.startswith(f"interrupted by {signal.Signals(signum).name}")
 
 
-def test_3_crontab_work_names_what_each_exit_code_means():
+def test_crontab_work_names_what_each_exit_code_means():
     from cronjobs.scheduler import exit_meaning
 
-    assert [exit_meaning(code) for code in (143, 129, 130, 131, -9, 3, 4)] == [
+    assert [exit_meaning(code) for code in (143, 129, 130, 131, -9, 3, 4, 5)] == [
         "interrupted by SIGTERM",
         "interrupted by SIGHUP",
         "interrupted by SIGINT",
@@ -224,42 +268,40 @@ def test_3_crontab_work_names_what_each_exit_code_means():
         "killed by SIGKILL",
         "database unreachable, not recorded",
         "outcome not recorded",
+        "clock too far from the database's, nothing claimed",
     ]
 
 
 @pytest.mark.django_db
-def test_3_a_run_whose_process_vanished_is_stuck_in_health_not_running(client, settings):
+def test_a_run_whose_supervisor_vanished_is_stuck_in_health_not_running(admin_client, settings):
     settings.CRONJOBS = [("0 2 * * 0", f"{JOBS}.succeed", {"name": "weekly"})]
     gone = subprocess.Popen(["true"])
     gone.wait()
     run = JobRunFactory(job_name="weekly", status="running", host=runner.HOST, pid=gone.pid)
-    response = client.get("/health/cron/")
+    response = admin_client.get("/health/cron/")
     body = response.json()
-    # Before: 200, state "running" (for five days).
     assert response.status_code == 503 and body["stuck"] == ["weekly"]
     problem = body["jobs"][0]["problem"]
     assert problem.startswith(f"stuck: run #{run.pk} on {runner.HOST} pid {gone.pid}")
-    assert "ended without recording an outcome" in problem
+    assert "its supervising process" in problem
 
 
-# --- 4. Zombies ------------------------------------------------------------------------------------
 @pytest.mark.django_db
-def test_4_a_zombie_pid_is_dead(settings):
+def test_a_zombie_supervisor_is_dead(settings):
     settings.CRONJOBS = [("* * * * *", f"{JOBS}.succeed")]
     zombie = subprocess.Popen(["true"])  # never waited for: it stays a zombie
     wait_until(lambda: Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z", "zombie")
     try:
         dead = JobRunFactory(status="running", host=runner.HOST, pid=zombie.pid)
-        # Before: skipped "still running".
         assert runner.run("succeed").status == "succeeded"
     finally:
         zombie.wait()
     dead.refresh_from_db()
-    assert dead.status == "failed" and "ended without recording an outcome" in dead.result
+    assert dead.status == "interrupted" and "its supervising process" in dead.result
 
 
-# --- 5. A schedule that never fires ------------------------------------------------------------------
-def test_5_check_refuses_a_schedule_that_never_fires():
+# --- Schedules, timeouts and graces check refuses -------------------------------------------------------
+def test_check_refuses_a_schedule_that_never_fires():
     (problem,) = parse_cronjobs([("0 0 30 2 *", f"{JOBS}.succeed")]).all_problems()
     assert problem.id == E003 and "never fires" in problem.msg
     assert not parse_cronjobs([("0 0 29 2 *", f"{JOBS}.succeed")]).all_problems()  # every four years
@@ -277,7 +319,7 @@ def unschedulable(settings, monkeypatch, tmp_path):
 
 
 @pytest.mark.django_db
-def test_5_every_reader_reports_a_job_it_cannot_schedule_instead_of_crashing(unschedulable, admin_client, capsys):
+def test_every_reader_reports_a_job_it_cannot_schedule_instead_of_crashing(unschedulable, admin_client, capsys):
     response = admin_client.get("/health/cron/")
     assert response.status_code == 503  # before: 500
     never = response.json()["jobs"][0]
@@ -292,26 +334,24 @@ def test_5_every_reader_reports_a_job_it_cannot_schedule_instead_of_crashing(uns
 
 
 @pytest.mark.django_db
-def test_5_work_leaves_out_a_job_it_cannot_schedule_and_fires_the_others(unschedulable):
+def test_work_leaves_out_a_job_it_cannot_schedule_and_fires_the_others(unschedulable):
     from cronjobs.registry import get_registry
 
     out = io.StringIO()
-    scheduler = Scheduler(jobs=get_registry().jobs, manage_py=ROOT / "manage.py", out=out, stopping=True)
+    scheduler = Scheduler(jobs=get_registry().jobs, out=out, stopping=True)
     scheduler.serve()  # before: CroniterBadDateError, no job fired at all
     assert "never [0 0 30 2 *] CANNOT BE SCHEDULED" in out.getvalue()
     assert [job.name for job in scheduler.jobs] == ["succeed"]
 
 
-# --- 6. Impossible timeouts --------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "options", [{"timeout": float("inf")}, {"timeout": 1e300}, {"timeout": 10**400}, {"grace": float("inf")}]
 )
-def test_6_check_refuses_non_finite_and_absurd_timeouts_and_graces(options):
+def test_check_refuses_non_finite_and_absurd_timeouts_and_graces(options):
     (problem,) = parse_cronjobs([("* * * * *", f"{JOBS}.succeed", options)]).all_problems()
     assert problem.id == E008 and "31 days" in problem.msg
 
 
-# --- 7. Non-ASCII digits and reversed ranges -------------------------------------------------------
 @pytest.mark.parametrize(
     ("schedule", "reason"),
     [
@@ -322,12 +362,12 @@ def test_6_check_refuses_non_finite_and_absurd_timeouts_and_graces(options):
         ("0 0 * dec-jan *", "runs backwards"),
     ],
 )
-def test_7_check_refuses_what_cron_refuses_or_reads_differently(schedule, reason):
+def test_check_refuses_what_cron_refuses_or_reads_differently(schedule, reason):
     (problem,) = parse_cronjobs([(schedule, f"{JOBS}.succeed")]).all_problems()
     assert problem.id == E003 and reason in problem.msg
 
 
-# --- 8. Database down at start -------------------------------------------------------------------------
+# --- Database down -------------------------------------------------------------------------------------
 def unreachable_database_config(world_dir: Path, **settings) -> Path:
     url = "postgres://postgres@127.0.0.1:1/crm" if on_postgres() else f"sqlite:///{world_dir}/no/such/dir/db.sqlite3"
     path = world_dir / "down.json"
@@ -336,7 +376,7 @@ def unreachable_database_config(world_dir: Path, **settings) -> Path:
 
 
 @pytest.mark.slow
-def test_8_database_down_is_one_line_exit_3_and_the_heartbeat_still_logs_it(world_dir):
+def test_database_down_is_one_line_exit_3_and_the_heartbeat_still_logs_it(world_dir):
     heartbeat = ["*/5 * * * *", "crm.cron.log_crm_heartbeat", {"run_without_history": True}]
     other = ["* * * * *", f"{JOBS}.append_line", [str(world_dir / "ran.txt")]]
     config = unreachable_database_config(world_dir, CRONJOBS=[heartbeat, other])
@@ -352,9 +392,8 @@ def test_8_database_down_is_one_line_exit_3_and_the_heartbeat_still_logs_it(worl
     assert not (world_dir / "ran.txt").exists()
 
 
-# --- 9. Database lost before the outcome is saved ----------------------------------------------------
 @pytest.mark.django_db(transaction=True)
-def test_9_an_outcome_the_database_refuses_once_is_saved_on_retry(settings, monkeypatch):
+def test_an_outcome_the_database_refuses_once_is_saved_on_retry(settings, monkeypatch):
     settings.CRONJOBS = [("* * * * *", f"{JOBS}.succeed")]
     settings.CRONJOBS_SAVE_RETRY_DELAYS = [0, 0]
     update, refusals = QuerySet.update, []
@@ -371,7 +410,7 @@ def test_9_an_outcome_the_database_refuses_once_is_saved_on_retry(settings, monk
 
 
 @pytest.mark.slow
-def test_9_an_outcome_that_cannot_be_saved_exits_4_not_job_failed(shared_db, world_dir):
+def test_an_outcome_that_cannot_be_saved_exits_4_not_job_failed(shared_db, world_dir):
     if shared_db.sqlite_path is None:
         pytest.skip("takes the SQLite database file away; the retry itself is tested on every database above")
     folder = shared_db.sqlite_path.parent
@@ -388,17 +427,24 @@ def test_9_an_outcome_that_cannot_be_saved_exits_4_not_job_failed(shared_db, wor
     assert "succeeded but its outcome could not be recorded" in result.stderr and "Traceback" not in result.stderr
 
 
-# --- 10. Disk full ---------------------------------------------------------------------------------
-@pytest.mark.django_db
-def test_10_a_restock_whose_log_fails_is_recorded_with_what_it_did(settings, tmp_path, monkeypatch):
-    settings.CRM_LOG_DIR, settings.CRM_GRAPHQL_URL = str(tmp_path), None
-    settings.CRONJOBS = [("0 */12 * * *", "crm.cron.update_low_stock")]
-    low = ProductFactory(stock=3)
+# --- Job logs ------------------------------------------------------------------------------------------
+class _FullDisk:
+    """joblog's `os`, whose writes fail as on a full disk (only joblog's: the engine's own pipes still work)."""
 
-    def disk_full(fd, data):
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+    @staticmethod
+    def write(fd, data):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(joblog.os, "write", disk_full)
+
+@pytest.mark.django_db
+def test_a_restock_whose_log_fails_is_recorded_with_what_it_did(settings, tmp_path, monkeypatch):
+    settings.CRM_LOG_DIR, settings.CRM_GRAPHQL_URL = str(tmp_path), None
+    settings.CRONJOBS = [("0 */12 * * *", "crm.cron.update_low_stock")]
+    ProductFactory(stock=3)
+    monkeypatch.setattr(joblog, "os", _FullDisk())
     record = runner.run("update_low_stock")
     path = tmp_path / joblog.LOW_STOCK_LOG
     # Before: "OSError: [Errno 28] No space left on device", no path, no word of the committed restock.
@@ -406,12 +452,10 @@ def test_10_a_restock_whose_log_fails_is_recorded_with_what_it_did(settings, tmp
     assert f"restocked 1 products; log not written: cannot write job log {path}: No space left on device" in (
         record.result
     )
-    assert Product.objects.get(pk=low.pk).stock == 13
 
 
-# --- 11. FIFO log file -------------------------------------------------------------------------------
 @pytest.mark.parametrize("reader", [False, True])
-def test_11_a_fifo_in_place_of_a_log_file_is_refused_at_once(settings, tmp_path, reader):
+def test_a_fifo_in_place_of_a_log_file_is_refused_at_once(settings, tmp_path, reader):
     settings.CRM_LOG_DIR = str(tmp_path)
     path = tmp_path / joblog.REPORT_LOG
     os.mkfifo(path)
@@ -433,22 +477,23 @@ def test_11_a_fifo_in_place_of_a_log_file_is_refused_at_once(settings, tmp_path,
     assert outcome["error"].startswith(f"cannot write job log {path}: it is a FIFO")
 
 
-# --- 12. Cron mail on every success ------------------------------------------------------------------
+# --- Cron mails nothing on success -------------------------------------------------------------------
 @pytest.mark.django_db
-def test_12_in_process_a_scheduled_success_prints_nothing(settings, capsys):
+def test_in_process_a_scheduled_success_prints_nothing(settings, capsys):
     settings.CRONJOBS = [("* * * * *", f"{JOBS}.succeed")]
-    call_command("crontab", "run", "succeed", "--scheduled-for", "2026-03-01T08:00:00+00:00")
-    call_command("crontab", "run", "succeed", "--scheduled-for", "2026-03-01T08:00:00+00:00")  # duplicate
+    minute = timezone.now().replace(second=0, microsecond=0).isoformat()
+    call_command("crontab", "run", "succeed", "--scheduled-for", minute)
+    call_command("crontab", "run", "succeed", "--scheduled-for", minute)  # duplicate
     assert capsys.readouterr() == ("", "")
     call_command("crontab", "run", "succeed")
     assert "succeeded" in capsys.readouterr().out
 
 
 @pytest.mark.slow
-def test_12_a_scheduled_run_is_silent_unless_it_fails_and_a_hand_run_talks(shared_db, world_dir):
+def test_a_scheduled_run_is_silent_unless_it_fails_and_a_hand_run_talks(shared_db, world_dir):
     cronjobs = [["* * * * *", f"{JOBS}.succeed"], ["* * * * *", f"{JOBS}.boom"]]
     config = write_config(world_dir, shared_db, CRONJOBS=cronjobs)
-    slot = "2026-03-01T08:00:00+00:00"
+    slot = (timezone.now().replace(second=0, microsecond=0) + timedelta(minutes=1)).isoformat()
     first = manage("crontab", "run", "succeed", "--scheduled-for", slot, config=config)
     duplicate = manage("crontab", "run", "succeed", "--scheduled-for", slot, config=config)
     # Before: "succeed run #1 succeeded in ..." every time: a cron mail per run.
@@ -465,9 +510,9 @@ def test_12_a_scheduled_run_is_silent_unless_it_fails_and_a_hand_run_talks(share
     assert "raise ValueError" not in failed.stderr.split("CommandError:", 1)[1]
 
 
-# --- 13. Stale configuration -------------------------------------------------------------------------
+# --- Configuration changes -----------------------------------------------------------------------------
 @pytest.mark.django_db
-def test_13_show_lists_import_errors_and_exits_2(settings, tmp_path, capsys):
+def test_show_lists_import_errors_and_exits_2(settings, tmp_path, capsys):
     settings.CRONJOBS = [("* * * * *", "no_such_module.job"), ("* * * * *", f"{JOBS}.succeed")]
     fake = tmp_path / "crontab"
     fake.write_text("#!/bin/sh\nexit 0\n")
@@ -480,8 +525,61 @@ def test_13_show_lists_import_errors_and_exits_2(settings, tmp_path, capsys):
     assert "ERROR cronjobs.E004: CRONJOBS[0]: cannot import 'no_such_module.job'" in capsys.readouterr().out
 
 
+def _edit(config: Path, old: str, new: str) -> None:
+    config.write_text(config.read_text().replace(old, new))
+    os.utime(config, ns=(time.time_ns(), time.time_ns() + 10**9))  # a change the mtime shows
+
+
 @pytest.mark.slow
-def test_13_work_restarts_itself_when_its_cronjobs_change(world_dir):
+def test_work_survives_a_broken_cronjobs_reports_it_and_picks_up_the_fix(shared_db, world_dir, admin_client):
+    from cronjobs.models import SchedulerBeat
+    from tests.cronjobs.procs import start_work
+
+    ran = world_dir / "ran.txt"
+    good = [["* * * * *", f"{JOBS}.append_line", [str(ran)], {}, {"name": "tick"}]]
+    config = write_config(world_dir, shared_db, CRONJOBS=good)
+    work = start_work(config)
+    try:
+        work.wait_for("tick [* * * * *] next")
+        pid = work.process.pid
+        _edit(config, '"* * * * *"', '"61 * * * *"')  # a bad edit, as in settings.py
+        # Before: "CommandError: 1 configuration error(s) in CRONJOBS; not starting", and gone for good.
+        line = work.wait_for("CRONJOBS REFUSED, still firing the last good configuration")
+        assert "cronjobs.E003" in line and "61 * * * *" in line
+        assert work.process.poll() is None
+        wait_until(lambda: SchedulerBeat.objects.filter(pid=pid).exclude(config_error="").exists(), "reported")
+        body = admin_client.get("/health/cron/").json()
+        assert any(p["kind"] == "configuration" and "61 * * * *" in p["problem"] for p in body["problems"]), body
+        _edit(config, '"61 * * * *"', '"* * * * *"')
+        work.wait_for("the new CRONJOBS is good: restarting")
+        lines = len(work.lines)
+        work.wait_for("tick [* * * * *] next")
+        assert work.process.pid == pid
+        # The next minute fires (the database's clock).
+        wait_until(lambda: any("finish tick" in line for line in work.lines[lines:]), "the next minute fired")
+    finally:
+        work.stop()
+
+
+@pytest.mark.slow
+def test_work_started_on_a_broken_cronjobs_fires_nothing_and_starts_firing_once_fixed(shared_db, world_dir):
+    from tests.cronjobs.procs import start_work
+
+    config = write_config(world_dir, shared_db, CRONJOBS=[["* * * * *", "no_such_module.job", {"name": "tick"}]])
+    work = start_work(config)
+    try:
+        # Before: exit 2, "not starting".
+        work.wait_for("CRONJOBS REFUSED: cronjobs.E004")
+        work.wait_for("firing nothing until it is fixed")
+        _edit(config, "no_such_module.job", f"{JOBS}.succeed")
+        work.wait_for("the new CRONJOBS is good: restarting")
+        work.wait_for("tick [* * * * *] next")
+    finally:
+        work.stop()
+
+
+@pytest.mark.slow
+def test_work_restarts_itself_when_its_cronjobs_change(world_dir):
     from tests.cronjobs.procs import start_work
 
     config = write_config(world_dir, None, CRONJOBS=[["0 0 1 1 *", f"{JOBS}.succeed", {"name": "before"}]])
@@ -489,8 +587,7 @@ def test_13_work_restarts_itself_when_its_cronjobs_change(world_dir):
     try:
         work.wait_for("before [0 0 1 1 *] next")
         pid = work.process.pid
-        config.write_text(config.read_text().replace('"before"', '"after"'))
-        os.utime(config, ns=(time.time_ns(), time.time_ns() + 10**9))  # a change the mtime shows
+        _edit(config, '"before"', '"after"')
         work.wait_for("settings changed")
         # Before: it kept firing "before", whose runs failed with "no job named 'before'".
         work.wait_for("after [0 0 1 1 *] next")
@@ -499,7 +596,7 @@ def test_13_work_restarts_itself_when_its_cronjobs_change(world_dir):
         work.stop()
 
 
-# --- missed: a slot that started past its grace is an alarm, not a skip --------------------------------
+# --- Missed minutes are alarms ------------------------------------------------------------------------
 @pytest.mark.django_db
 def test_missed_slot_is_recorded_missed_and_makes_the_job_failing(settings, client):
     settings.CRONJOBS = [("* * * * *", f"{JOBS}.succeed", {"grace": 30})]
@@ -531,7 +628,12 @@ def test_every_alarm_outcome_is_announced_exactly_once(settings):
         gone = subprocess.Popen(["true"])
         gone.wait()
         JobRunFactory(job_name="boom", status="running", trigger="work", host=runner.HOST, pid=gone.pid)
-        runner.reap_dead_runs()
+        reaper.reap()
     finally:
         signals.run_finished.disconnect(on_finished)
-    assert seen == [("boom", "failed"), ("loop_forever", "timed_out"), ("succeed", "missed"), ("boom", "failed")]
+    assert seen == [
+        ("boom", "failed"),
+        ("loop_forever", "timed_out"),
+        ("succeed", "missed"),
+        ("boom", "interrupted"),
+    ]

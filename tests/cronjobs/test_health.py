@@ -3,10 +3,10 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import time_machine
 from django.db import DatabaseError
 from django.test.utils import CaptureQueriesContext
 
+from tests.clock import travel
 from tests.factories import JobRunFactory
 
 pytestmark = pytest.mark.django_db
@@ -15,7 +15,7 @@ NOW = datetime(2026, 3, 2, 12, 48, 30, tzinfo=UTC)  # a Monday
 
 @pytest.fixture(autouse=True)
 def frozen():
-    with time_machine.travel(NOW, tick=False):
+    with travel(NOW, tick=False):
         yield
 
 

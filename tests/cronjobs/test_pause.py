@@ -4,13 +4,13 @@ import io
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import time_machine
 from django.core.management import CommandError, call_command
 from django.db import IntegrityError, transaction
 
 from cronjobs import pausing, runner
 from cronjobs.beat import run_cronjob
 from cronjobs.models import JobPause, JobRun
+from tests.clock import travel
 from tests.crm.gql_helpers import error_codes, logged_in, ok, post, staff
 from tests.factories import JobRunFactory
 
@@ -31,7 +31,7 @@ def jobs(settings):
 
 @pytest.fixture
 def frozen():
-    with time_machine.travel(NOW, tick=False):
+    with travel(NOW, tick=False):
         yield
 
 

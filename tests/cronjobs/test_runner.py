@@ -1,10 +1,11 @@
-"""The runner in-process: outcomes recorded, slots claimed once, overlap refused, timeouts, dead runs closed."""
+"""The runner in-process: where a job runs, outcomes recorded, slots claimed once, overlap refused,
+timeouts enforced from outside, dead runs closed by their lease."""
 
 import os
 import signal
-import subprocess
-import threading
-from datetime import datetime, timedelta
+import time
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -15,7 +16,6 @@ from cronjobs import runner
 from cronjobs.models import JobRun
 from cronjobs.registry import JobConfigError, UnknownJob, get_job
 from cronjobs.retention import prune_job_runs
-from tests.cronjobs.jobs import loop_forever
 from tests.factories import JobRunFactory
 
 JOBS = "tests.cronjobs.jobs"
@@ -23,7 +23,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def jobs(settings):
+def jobs(settings, tmp_path):
+    settings.CRONJOBS_STOP_WAIT = 0.5
     settings.CRONJOBS = [
         ("* * * * *", f"{JOBS}.succeed"),
         ("* * * * *", f"{JOBS}.add", [2], {"b": 3}),
@@ -36,11 +37,18 @@ def jobs(settings):
         ("* * * * *", f"{JOBS}.succeed", {"name": "strict", "grace": 60}),
         ("* * * * *", f"{JOBS}.succeed", {"name": "timed", "timeout": 600}),
         ("61 * * * *", f"{JOBS}.succeed", {"name": "broken"}),
+        ("* * * * *", f"{JOBS}.own_process"),
+        ("* * * * *", f"{JOBS}.swallow_everything", [str(tmp_path / "marker")], {}, {"timeout": 0.3}),
+        ("* * * * *", f"{JOBS}.catch_stop_and_succeed", {"timeout": 0.2}),
+        ("* * * * *", f"{JOBS}.start_sleeper", [str(tmp_path / "sleeper.pid")], {}, {"timeout": 0.5}),
+        ("* * * * *", f"{JOBS}.write_everywhere"),
+        ("0 * * * *", f"{JOBS}.succeed", {"name": "hourly"}),
     ]
 
 
-def slot(minute=0):
-    return datetime(2026, 3, 1, 8, minute, tzinfo=timezone.get_fixed_timezone(0))
+def slot(minutes=0):
+    """The current minute (+ minutes): a scheduled minute the runner will still start."""
+    return timezone.now().replace(second=0, microsecond=0) + timedelta(minutes=minutes)
 
 
 def test_success_records_everything():
@@ -50,6 +58,13 @@ def test_success_records_everything():
     assert record.host == runner.HOST and record.pid == os.getpid()
     assert record.finished_at >= record.started_at and record.duration == record.finished_at - record.started_at
     assert record.traceback == ""
+    assert record.lease_expires_at > record.started_at and record.clock_offset is not None
+
+
+def test_the_job_runs_in_a_child_process_of_its_own_never_in_the_runner():
+    pid, parent, group = runner.run("own_process").result.split()
+    assert int(pid) != os.getpid() and int(parent) == os.getpid()
+    assert int(group) == int(pid) != os.getpgrp()  # its own process group: a timeout stops all of it
 
 
 def test_failure_records_the_traceback():
@@ -64,35 +79,59 @@ def test_system_exit_inside_a_job_is_a_recorded_failure():
     assert runner.run("exit_hard").status == "failed"
 
 
-def test_timeout_in_the_main_thread_stops_the_job():
+def test_a_timeout_stops_the_job_from_outside():
     record = runner.run("loop_forever")
     record.refresh_from_db()
-    assert record.status == "timed_out" and "timed out after 0.2s" in record.result
-    assert "JobTimeout" in record.traceback
+    assert record.status == "timed_out" and record.result.startswith("timed out after 0.2s; ")
+    assert "Stopped: stopped by SIGTERM" in record.traceback
 
 
-def test_timeout_outside_the_main_thread_stops_the_job():
-    # The runner may be called from a worker thread (a `crontab work` pool, say), where SIGALRM is
-    # unusable; the deadline then injects JobTimeout into that thread. (The database is left out:
-    # the in-memory test database belongs to the test's own thread.)
-    outcome = {}
-
-    def target():
-        try:
-            with runner._deadline(0.2):
-                loop_forever()
-        except runner.JobTimeout:
-            outcome["timed_out"] = True
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join(60)
-    assert not thread.is_alive() and outcome == {"timed_out": True}
+def test_a_job_that_swallows_every_exception_is_killed_at_its_timeout_plus_stop_wait(tmp_path):
+    started = time.monotonic()
+    record = runner.run("swallow_everything")
+    took = time.monotonic() - started
+    assert record.status == "timed_out"
+    assert "it did not stop within 0.5s of SIGTERM and was killed (SIGKILL)" in record.result
+    assert took < 0.3 + 0.5 + 2  # timeout + CRONJOBS_STOP_WAIT (+ a loaded machine's slack)
+    marker = tmp_path / "marker"
+    size = marker.stat().st_size
+    time.sleep(0.3)
+    assert marker.stat().st_size == size  # nothing of it runs afterwards
 
 
-def test_timeout_leaves_no_alarm_behind():
-    record = runner.run("timed")
+def test_a_job_that_catches_the_stop_and_returns_is_still_timed_out():
+    record = runner.run("catch_stop_and_succeed")
+    assert record.status == "timed_out"
+    assert "the job caught the stop signal, ran on" in record.result and "then succeeded" in record.result
+
+
+def test_a_timeout_ends_the_job_s_own_subprocesses_too(tmp_path):
+    assert runner.run("start_sleeper").status == "timed_out"
+    sleeper = int((tmp_path / "sleeper.pid").read_text())
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{sleeper}").exists() and _state(sleeper) != "Z" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{sleeper}").exists() or _state(sleeper) == "Z"
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
+def test_output_of_print_logging_and_subprocesses_is_kept():
+    record = runner.run("write_everywhere")
     assert record.status == "succeeded"
+    assert "printed\n" in record.output and "from a subprocess\n" in record.output
+    assert "WARNING tests.cronjobs.jobs: logged" in record.output
+
+
+def test_the_runner_s_own_signal_handlers_are_untouched_by_a_timeout():
+    before = signal.getsignal(signal.SIGTERM)
+    runner.run("loop_forever")
+    assert signal.getsignal(signal.SIGTERM) is before
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
 
 
@@ -102,9 +141,9 @@ def test_job_arguments_are_not_shared_between_runs():
 
 
 def test_scheduled_minute_is_claimed_once():
-    first = runner.run("succeed", scheduled_for=slot(0) + timedelta(seconds=42), trigger="crontab")
-    second = runner.run("succeed", scheduled_for=slot(0), trigger="celery")
-    assert first.scheduled_for == slot(0) and not first.duplicate
+    first = runner.run("succeed", scheduled_for=slot() + timedelta(seconds=42), trigger="crontab")
+    second = runner.run("succeed", scheduled_for=slot(), trigger="celery")
+    assert first.scheduled_for == slot() and not first.duplicate
     assert second.duplicate and second.pk == first.pk
     assert JobRun.objects.filter(job_name="succeed").count() == 1
     assert runner.run("succeed", scheduled_for=slot(1), trigger="work").status == "succeeded"
@@ -130,7 +169,7 @@ def test_allow_overlap_runs_alongside_a_running_one():
 def test_a_scheduled_run_costs_three_queries():
     # Claim (the database checks the slot, the overlap and a pause), outcome, and the alerts' streak read
     # (cronjobs/alerts.py); dead runs are looked for only when a claim is refused. Savepoints not counted.
-    runner.run("succeed", scheduled_for=slot(0), trigger="work")  # imports, the registry, the connection
+    runner.run("succeed", scheduled_for=slot(0), trigger="work")  # imports, the registry, the clock reading
     with CaptureQueriesContext(connection) as captured:
         record = runner.run("succeed", scheduled_for=slot(1), trigger="work")
     assert record.status == "succeeded"
@@ -157,13 +196,16 @@ def test_a_claim_refused_by_a_run_that_ended_meanwhile_is_made_again(monkeypatch
     assert JobRun.objects.filter(job_name="succeed").count() == 1
 
 
-def test_dead_process_on_this_host_is_closed_and_does_not_block():
+def test_a_run_whose_supervisor_is_gone_on_this_host_is_closed_at_once_and_does_not_block():
+    import subprocess
+
     finished = subprocess.Popen(["true"])
     finished.wait()
     dead = JobRunFactory(status="running", host=runner.HOST, pid=finished.pid)
     assert runner.run("succeed").status == "succeeded"
     dead.refresh_from_db()
-    assert dead.status == "failed" and "ended without recording an outcome" in dead.result
+    assert dead.status == "interrupted"
+    assert f"its supervising process {finished.pid} on {runner.HOST} ended while the job ran" in dead.result
 
 
 def test_reused_pid_is_not_mistaken_for_the_run():
@@ -173,36 +215,30 @@ def test_reused_pid_is_not_mistaken_for_the_run():
     )
     assert runner.run("succeed").status == "succeeded"
     dead.refresh_from_db()
-    assert dead.status == "failed"
+    assert dead.status == "interrupted"
 
 
-def test_run_on_another_host_past_its_timeout_is_closed():
-    other = JobRunFactory(
-        job_name="timed",
-        status="running",
-        trigger="celery",
-        host="elsewhere",
-        pid=1,
-        started_at=timezone.now() - timedelta(seconds=600 + 61),
+def test_a_run_on_another_host_with_a_current_lease_blocks_whatever_its_age_or_timeout():
+    JobRunFactory(
+        job_name="timed", status="running", host="elsewhere", pid=1, started_at=timezone.now() - timedelta(days=3)
     )
-    assert runner.run("timed").status == "succeeded"
-    other.refresh_from_db()
-    assert other.status == "timed_out"
-
-
-def test_run_on_another_host_within_its_time_still_blocks():
-    JobRunFactory(job_name="timed", status="running", trigger="celery", host="elsewhere", pid=1)
     assert runner.run("timed").status == "skipped"
 
 
-def test_run_without_timeout_on_another_host_is_closed_after_stale_after(settings):
-    settings.CRONJOBS_STALE_AFTER = 3600
-    old = JobRunFactory(
-        status="running", trigger="celery", host="elsewhere", pid=1, started_at=timezone.now() - timedelta(hours=2)
+def test_a_run_whose_lease_expired_is_closed_by_any_host_naming_the_host_and_last_renewal():
+    renewed = timezone.now() - timedelta(seconds=40)
+    other = JobRunFactory(
+        job_name="timed",
+        status="running",
+        host="elsewhere",
+        pid=4242,
+        renewed_at=renewed,
+        lease_expires_at=renewed + timedelta(seconds=15),
     )
-    assert runner.run("succeed").status == "succeeded"
-    old.refresh_from_db()
-    assert old.status == "failed" and "CRONJOBS_STALE_AFTER" in old.result
+    assert runner.run("timed").status == "succeeded"
+    other.refresh_from_db()
+    assert other.status == "interrupted"
+    assert "its lease expired at" in other.result and "no renewal from elsewhere pid 4242 since" in other.result
 
 
 def test_disabled_job_skips_scheduled_runs_but_runs_by_hand():
@@ -212,14 +248,24 @@ def test_disabled_job_skips_scheduled_runs_but_runs_by_hand():
 
 def test_grace_records_a_run_that_starts_too_late_as_missed():
     late = runner.run("strict", scheduled_for=timezone.now() - timedelta(minutes=5), trigger="work")
-    assert late.status == "missed" and late.result.startswith("missed")
+    assert late.status == "missed" and late.result.startswith("missed") and "grace is 60s" in late.result
     assert runner.run("strict", scheduled_for=timezone.now(), trigger="work").status == "succeeded"
+
+
+def test_without_grace_a_run_may_start_half_its_interval_late():
+    hour = timezone.now().replace(minute=0, second=0, microsecond=0)
+    assert runner.run("hourly", scheduled_for=hour - timedelta(hours=2), trigger="work").status == "missed"
+    on_time = runner.run("hourly", scheduled_for=hour + timedelta(hours=1), trigger="work")
+    assert on_time.status == "succeeded"
+    late = runner.run("hourly", scheduled_for=hour - timedelta(hours=1), trigger="work")
+    assert late.status == "missed" and "its start limit is 1800s (no grace set)" in late.result
 
 
 def test_naive_scheduled_for_is_read_in_settings_time_zone(settings):
     settings.TIME_ZONE = "Asia/Tokyo"
-    record = runner.run("succeed", scheduled_for=datetime(2026, 3, 1, 17, 5, 30), trigger="work")
-    assert record.scheduled_for == datetime(2026, 3, 1, 8, 5, tzinfo=timezone.get_fixed_timezone(0))
+    tokyo = timezone.localtime(timezone.now(), timezone.get_fixed_timezone(9 * 60)).replace(tzinfo=None)
+    record = runner.run("succeed", scheduled_for=tokyo, trigger="work")
+    assert record.scheduled_for == slot()
 
 
 def test_config_errors_raise_and_record_nothing():

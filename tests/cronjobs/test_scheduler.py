@@ -1,4 +1,5 @@
-"""`crontab work`: due-minute logic and catch-up with an injected clock, shutdown, and bad configuration refused."""
+"""`crontab work`: due minutes and catch-up with an injected clock, claims, bounded concurrency and
+its queue, jitter, shutdown, configuration; real processes in the slow tier."""
 
 import io
 import os
@@ -8,16 +9,18 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from cronjobs.models import JobRun
 from cronjobs.registry import parse_cronjobs
-from cronjobs.scheduler import Scheduler, due_slots, work_settings
+from cronjobs.scheduler import Scheduler, due_slots
+from tests.clock import travel
 from tests.cronjobs.conftest import SUBPROCESS_SETTINGS, clean_env, write_config
 from tests.cronjobs.procs import WAIT, Proc, start_work
+from tests.factories import JobRunFactory
 
 JOBS = "tests.cronjobs.jobs"
 
@@ -39,38 +42,40 @@ class Clock:
         self.now += timedelta(**delta)
 
 
-class FakeProcess:
-    """Stands in for a run process: finishes when told to, records the signals it gets."""
+class Runners:
+    """Stands in for the forked runner processes (the real ones are in the slow tier): records what was
+    launched; each run is recorded succeeded at once, and its process ends when the test says so."""
 
     _pids = iter(range(90000, 99999))
 
-    def __init__(self, argv):
-        self.argv = argv
-        self.pid = next(self._pids)
-        self.returncode = None
-        self.stdout = None
-        self.signals = []
+    def __init__(self):
+        self.launched: list[tuple[str, JobRun, int]] = []
+        self.ended: list[tuple[int, int]] = []
 
-    def poll(self):
-        return self.returncode
+    def launch(self, job, record):
+        pid = next(self._pids)
+        self.launched.append((job.name, record, pid))
+        JobRun.objects.filter(pk=record.pk).update(status="succeeded", finished_at=record.started_at)
+        return pid
 
-    def send_signal(self, signum):
-        self.signals.append(signum)
-        self.returncode = -signum
+    def collect(self, pids):
+        ended, self.ended = [(pid, code) for pid, code in self.ended if pid in pids], []
+        return ended
+
+    def finish(self, index: int, code: int = 0):
+        self.ended.append((self.launched[index][2], code))
+
+    @property
+    def names(self):
+        return [(name, record.scheduled_for.astimezone(UTC).strftime("%H:%M")) for name, record, _ in self.launched]
 
 
 def scheduler(entries, start, **kwargs):
-    clock = Clock(start)
-    spawned = []
-
-    def spawn(argv):
-        spawned.append(FakeProcess(argv))
-        return spawned[-1]
-
+    clock, runners = Clock(start), Runners()
     sched = Scheduler(
-        jobs=jobs(*entries), manage_py=Path("/srv/app/manage.py"), out=io.StringIO(), clock=clock, spawn=spawn, **kwargs
+        jobs=jobs(*entries), out=io.StringIO(), clock=clock, launch=runners.launch, collect=runners.collect, **kwargs
     )
-    return sched, clock, spawned
+    return sched, clock, runners
 
 
 def fired(pairs):
@@ -79,37 +84,53 @@ def fired(pairs):
 
 EVERY_MINUTE = ("* * * * *", f"{JOBS}.succeed")
 EVERY_FIVE = ("*/5 * * * *", f"{JOBS}.add", [1, 2])
+pytestmark = pytest.mark.django_db
 
 
-def test_the_minute_it_starts_in_is_not_fired_the_next_one_is():
-    sched, clock, spawned = scheduler([EVERY_MINUTE, EVERY_FIVE], datetime(2025, 5, 5, 12, 3, 40, tzinfo=UTC))
-    assert sched.tick() == []
-    clock.advance(seconds=15)
-    assert sched.tick() == []
-    clock.advance(seconds=5, microseconds=10_000)  # 12:04:00.01
+@pytest.fixture(autouse=True)
+def now_is_the_fake_clock():
+    # The claims compare with "now" too: the fake clock's moment stands for the database's.
+    with travel(datetime(2025, 5, 5, 12, 0, tzinfo=UTC), tick=False) as traveller:
+        yield traveller
+
+
+def test_starting_fires_each_job_s_latest_minute_within_catch_up_then_each_next_minute(now_is_the_fake_clock):
+    start = datetime(2025, 5, 5, 12, 3, 40, tzinfo=UTC)
+    now_is_the_fake_clock.move_to(start)
+    sched, clock, runners = scheduler([EVERY_MINUTE, EVERY_FIVE], start)
+    # A start is a wake-up: 12:03 (this minute) and 12:00 (the five-minute job's, 220 s ago) are fired;
+    # the claim records 12:00 missed: later than its start limit (2.5 minutes, half its interval).
+    assert fired(sched.tick()) == [("succeed", "12:03"), ("add", "12:00")]
+    assert runners.names == [("succeed", "12:03")]
+    assert JobRun.objects.get(job_name="add").status == "missed"
+    clock.advance(seconds=20, microseconds=10_000)  # 12:04:00.01
+    now_is_the_fake_clock.move_to(clock.now)
     assert fired(sched.tick()) == [("succeed", "12:04")]
     assert sched.tick() == []  # same minute: once
     clock.advance(minutes=1)  # 12:05
+    now_is_the_fake_clock.move_to(clock.now)
     assert fired(sched.tick()) == [("succeed", "12:05"), ("add", "12:05")]
-    assert spawned[-1].argv == [
-        spawned[-1].argv[0],
-        "/srv/app/manage.py",
-        "crontab",
-        "run",
-        "add",
-        "--scheduled-for",
-        "2025-05-05T12:05:00+00:00",
-        "--trigger",
-        "work",
-        "--verbosity",
-        "2",
-    ]
+    assert runners.names[-2:] == [("succeed", "12:05"), ("add", "12:05")]
+    record = runners.launched[-1][1]
+    assert (record.status, record.trigger, record.pid) == ("running", "work", os.getpid())
 
 
-def test_a_late_wake_up_fires_each_missed_job_once_with_its_latest_minute():
-    sched, clock, _ = scheduler([EVERY_MINUTE, EVERY_FIVE], datetime(2025, 5, 5, 12, 3, 59, tzinfo=UTC))
+def test_a_minute_another_process_claimed_is_not_launched(now_is_the_fake_clock):
+    start = datetime(2025, 5, 5, 12, 0, 10, tzinfo=UTC)
+    now_is_the_fake_clock.move_to(start)
+    JobRunFactory(job_name="succeed", scheduled_for=start.replace(second=0), trigger="crontab")
+    sched, clock, runners = scheduler([EVERY_MINUTE], start)
+    assert fired(sched.tick()) == [("succeed", "12:00")]
+    assert runners.launched == []
+    assert "fire succeed [2025-05-05 12:00]: already claimed by run #" in sched.out.getvalue()
+
+
+def test_a_late_wake_up_fires_each_missed_job_once_with_its_latest_minute(now_is_the_fake_clock):
+    start = datetime(2025, 5, 5, 12, 3, 59, tzinfo=UTC)
+    sched, clock, _ = scheduler([EVERY_MINUTE, EVERY_FIVE], start, catch_up=0)
     sched.tick()
     clock.advance(minutes=3, seconds=30)  # slept through 12:04, 12:05, 12:06; woke 12:07:29
+    sched.catch_up = 300
     assert fired(sched.tick()) == [("succeed", "12:07"), ("add", "12:05")]
     clock.advance(seconds=40)
     assert fired(sched.tick()) == [("succeed", "12:08")]
@@ -117,7 +138,7 @@ def test_a_late_wake_up_fires_each_missed_job_once_with_its_latest_minute():
 
 def test_catch_up_is_bounded():
     sched, clock, _ = scheduler([EVERY_FIVE], datetime(2025, 5, 5, 12, 0, 30, tzinfo=UTC), catch_up=120)
-    sched.tick()
+    assert fired(sched.tick()) == [("add", "12:00")]
     clock.advance(minutes=7)  # 12:07:30: 12:05 is 150 s old
     assert sched.tick() == []
     clock.advance(minutes=3)  # 12:10:30
@@ -153,118 +174,152 @@ def test_minutes_follow_the_schedule_time_zone(settings):
     assert "2025-05-05 06:00" in sched.out.getvalue()
 
 
-def test_finishes_are_logged_with_exit_code_and_duration():
-    sched, clock, spawned = scheduler([EVERY_MINUTE], datetime(2025, 5, 5, 12, 0, 30, tzinfo=UTC))
+def test_at_most_max_concurrent_runs_go_at_once_the_others_wait_in_due_order(now_is_the_fake_clock):
+    start = datetime(2025, 5, 5, 12, 0, 5, tzinfo=UTC)
+    now_is_the_fake_clock.move_to(start)
+    entries = [("* * * * *", f"{JOBS}.succeed", {"name": f"job{i}"}) for i in range(5)]
+    sched, clock, runners = scheduler(entries, start, max_concurrent=2)
     sched.tick()
-    clock.advance(minutes=1)
+    assert [name for name, _ in runners.names] == ["job0", "job1"]
+    assert len(sched.queue) == 3 and JobRun.objects.count() == 2  # the waiting ones are not even claimed
+    runners.finish(0)
     sched.tick()
-    spawned[0].returncode = 1
-    sched.reap()
-    log = sched.out.getvalue()
-    assert "fire succeed [2025-05-05 12:01]" in log
-    assert "finish succeed [2025-05-05 12:01] exit 1 (job failed) in " in log
-    assert sched.children == []
+    assert [name for name, _ in runners.names] == ["job0", "job1", "job2"]
+    assert "finish job0 [2025-05-05 12:00] run #" in sched.out.getvalue()
 
 
-def test_stop_waits_for_running_jobs_then_interrupts_what_is_left(monkeypatch):
-    sched, clock, spawned = scheduler([EVERY_MINUTE], datetime(2025, 5, 5, 12, 0, 30, tzinfo=UTC), grace=0)
-    monkeypatch.setattr("cronjobs.scheduler.KILL_AFTER", 0)
-    monkeypatch.setattr("cronjobs.scheduler.os.killpg", lambda pid, signum: (_ for _ in ()).throw(ProcessLookupError))
+def test_a_run_that_waits_past_its_start_limit_is_recorded_missed_not_silently_late(now_is_the_fake_clock):
+    start = datetime(2025, 5, 5, 12, 0, 5, tzinfo=UTC)
+    now_is_the_fake_clock.move_to(start)
+    entries = [("* * * * *", f"{JOBS}.succeed", {"name": "first"}), ("* * * * *", f"{JOBS}.succeed", {"name": "late"})]
+    sched, clock, runners = scheduler(entries, start, max_concurrent=1)
     sched.tick()
-    clock.advance(minutes=1)
+    clock.advance(seconds=70)  # 12:01:15: "late" waited 75 s for a place; its start limit is 60 s
+    now_is_the_fake_clock.move_to(clock.now)
+    runners.finish(0)
+    sched.tick()
+    late = JobRun.objects.get(job_name="late", scheduled_for=start.replace(second=0))
+    assert late.status == "missed" and "starting 75s after its minute" in late.result
+    assert ("late", "12:00") not in runners.names
+
+
+def test_jitter_starts_a_job_at_its_fixed_second_and_still_claims_the_minute(now_is_the_fake_clock):
+    start = datetime(2025, 5, 5, 12, 0, 0, 500_000, tzinfo=UTC)
+    now_is_the_fake_clock.move_to(start)
+    entry = ("* * * * *", f"{JOBS}.succeed", {"name": "spread", "jitter": 30})
+    offset = jobs(entry)[0].start_offset
+    assert 0 < offset <= 30  # "spread" hashes to a non-zero second (if not, pick another name)
+    sched, clock, runners = scheduler([entry], start)
+    sched.tick()
+    assert runners.launched == []  # not before its second
+    clock.advance(seconds=offset)
+    now_is_the_fake_clock.move_to(clock.now)
+    sched.tick()
+    assert runners.names == [("spread", "12:00")]
+    assert runners.launched[0][1].scheduled_for == start.replace(microsecond=0)
+
+
+def test_a_runner_that_cannot_start_is_recorded_failed_and_the_loop_goes_on(now_is_the_fake_clock):
+    start = datetime(2025, 5, 5, 12, 0, 5, tzinfo=UTC)
+    now_is_the_fake_clock.move_to(start)
+    sched, clock, _ = scheduler([EVERY_MINUTE], start)
+
+    def broken(job, record):
+        raise OSError("fork: Resource temporarily unavailable")
+
+    sched.launch = broken
+    sched.tick()
+    run = JobRun.objects.get(job_name="succeed")
+    assert run.status == "failed" and "its runner process could not be started: fork:" in run.result
+    assert "could not be started" in sched.out.getvalue()
+
+
+def test_stop_waits_for_running_runs_then_interrupts_what_is_left(now_is_the_fake_clock, monkeypatch, settings):
+    settings.CRONJOBS_STOP_WAIT = 0.01
+    start = datetime(2025, 5, 5, 12, 0, 5, tzinfo=UTC)
+    now_is_the_fake_clock.move_to(start)
+    sched, clock, runners = scheduler([EVERY_MINUTE], start, grace=0)
+    sent = []
+    monkeypatch.setattr("cronjobs.scheduler._signal", lambda pid, signum: sent.append((pid, signum)))
     sched.tick()
     sched.request_stop(signal.SIGTERM)
+
+    def ends_on_sigterm(pids):
+        return [(pid, 143) for pid, signum in sent if signum == signal.SIGTERM and pid in pids]
+
+    sched.collect = ends_on_sigterm
     sched.shutdown()
-    assert spawned[0].signals == [signal.SIGINT]  # the runner records an interrupted run
-    assert "grace period over: interrupting succeed" in sched.out.getvalue()
-    assert sched.out.getvalue().rstrip().endswith("stopped")
+    assert sent[0] == (runners.launched[0][2], signal.SIGTERM)  # the runner records an interrupted run
+    log = sched.out.getvalue()
+    assert "grace period over: interrupting succeed" in log and "exit 143 (interrupted by SIGTERM)" in log
+    assert log.rstrip().endswith("stopped")
 
 
-def test_a_run_process_that_cannot_start_is_logged_and_the_loop_goes_on():
-    sched, clock, _ = scheduler([EVERY_MINUTE], datetime(2025, 5, 5, 12, 0, 30, tzinfo=UTC))
-
-    def broken(argv):
-        raise OSError("no such interpreter")
-
-    sched.spawn = broken
-    sched.tick()
-    clock.advance(minutes=1)
-    assert fired(sched.tick()) == [("succeed", "12:01")]
-    assert "could not start the run process: no such interpreter" in sched.out.getvalue()
-
-
-@pytest.mark.parametrize("value", [-1, "30", True, float("nan")])
-def test_bad_work_settings_are_refused(settings, value):
-    settings.CRONJOBS_WORK_GRACE = value
-    with pytest.raises(ValueError, match="CRONJOBS_WORK_GRACE must be a number of seconds"):
-        work_settings()
-
-
-def crontab_work(monkeypatch, *args) -> tuple[int, str]:
-    """`manage.py crontab work` in this process: its exit code and stderr. It must refuse to start, so
-    the loop itself is replaced by a failure."""
+def crontab_work(monkeypatch, *args) -> tuple[int, str, object]:
+    """`manage.py crontab work` in this process, its loop replaced: (exit code, stderr, the scheduler)."""
+    seen = {}
 
     def started(scheduler):
-        raise AssertionError("crontab work started its loop")
+        seen["scheduler"] = scheduler
 
     monkeypatch.setattr("cronjobs.scheduler.run_forever", started)
     err = io.StringIO()
     try:
         call_command("crontab", "work", *args, stdout=io.StringIO(), stderr=err)
     except CommandError as error:
-        return error.returncode, err.getvalue() + str(error)
-    return 0, err.getvalue()
+        return error.returncode, err.getvalue() + str(error), None
+    return 0, err.getvalue(), seen.get("scheduler")
 
 
-def test_work_refuses_to_start_on_bad_cronjobs_with_exit_2(settings, monkeypatch):
+def test_work_starts_on_a_bad_cronjobs_firing_nothing_and_saying_why(settings, monkeypatch):
     settings.CRONJOBS = [("* * * * *", f"{JOBS}.succeed"), ("61 * * * *", f"{JOBS}.succeed", {"name": "bad"})]
-    code, stderr = crontab_work(monkeypatch)
-    assert code == 2, stderr
-    assert "cronjobs.E003" in stderr and "not starting" in stderr
+    code, stderr, scheduler = crontab_work(monkeypatch)
+    assert code == 0, stderr
+    assert scheduler.jobs == () and "cronjobs.E003" in scheduler.config_error
+
+
+@pytest.mark.parametrize("value", [-1, "30", True, float("nan")])
+def test_bad_work_settings_are_refused_with_exit_2(settings, monkeypatch, value):
+    settings.CRONJOBS = [("* * * * *", f"{JOBS}.succeed")]
+    settings.CRONJOBS_WORK_GRACE = value
+    code, stderr, _ = crontab_work(monkeypatch)
+    assert code == 2 and "settings.CRONJOBS_WORK_GRACE must be a number of seconds" in stderr, stderr
 
 
 def test_work_refuses_a_negative_grace_with_exit_2(settings, monkeypatch):
     settings.CRONJOBS = [("* * * * *", f"{JOBS}.succeed")]
-    code, stderr = crontab_work(monkeypatch, "--grace", "-3")
+    code, stderr, _ = crontab_work(monkeypatch, "--grace", "-3")
     assert code == 2 and "--grace must be >= 0" in stderr, stderr
 
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)  # creates the test database shared_db names on PostgreSQL
 def test_two_work_processes_fire_the_minute_once_and_stop_cleanly_on_sigterm(shared_db, world_dir):
-    """The acceptance run: a real `crontab work` (two of them, on one database) fires an every-minute job
-    at the next minute boundary; SIGTERM while the job runs waits for it, then exits 0."""
+    """The acceptance run: two real `crontab work` processes on one database fire an every-minute job;
+    one claims the minute and runs it, the other finds it claimed; SIGTERM while the job runs waits for
+    it, then exits 0."""
     started, release = world_dir / "started", world_dir / "release"
     config = write_config(
         world_dir, shared_db, CRONJOBS=[["* * * * *", f"{JOBS}.wait_for_release", [str(started), str(release)]]]
     )
-    for _attempt in range(3):
-        works = [start_work(config, "--grace", "150", name=f"crontab work {i}") for i in (1, 2)]
-        # Both must start within one minute to fire the same next one; a start straddling a
-        # boundary is retried (the minute each started in is never fired, so nothing ran yet).
-        if len({work.wait_for("crontab work:")[:16] for work in works}) == 1:
-            break
-        for work in works:
-            work.stop()
+    works = [start_work(config, "--grace", "150", name=f"crontab work {i}") for i in (1, 2)]
     try:
+        # Each fires the current minute on starting (a start fires each job's latest minute within catch-up).
         fires = [work.wait_for("fire wait_for_release [") for work in works]
-        minutes = {line.split("[", 1)[1][:16] for line in fires}
-        assert len(minutes) == 1, fires  # both fired the same minute
-        # One run process claims the minute and starts the job; the other's finds it claimed and
-        # finishes at once (quietly: a scheduled run prints nothing unless it fails).
         deadline = time.monotonic() + WAIT
-        while not (started.exists() and any(w.has("finish wait_for_release [") for w in works)):
+        while not started.exists():
             assert all(w.process.poll() is None for w in works), [w.output for w in works]
             assert time.monotonic() < deadline, [w.output for w in works]
             time.sleep(0.05)
-        other = next(w for w in works if w.has("finish wait_for_release ["))
-        holder = next(w for w in works if w is not other)
-        assert other.has(f"finish wait_for_release [{next(iter(minutes))}] exit 0 (ok)"), other.output
-
+        holder = next(w for w in works if w.has("] run #"))  # "fire wait_for_release [<minute>] run #1 pid 42"
+        minute = holder.wait_for("] run #").split("[", 1)[1][:16]
+        other = next(w for w in works if w is not holder)
+        # The other one fired the same minute, or the next: either way it found it claimed or running.
+        assert any(w.has("fire wait_for_release [") for w in works), fires
         for work in works:
             work.signal(signal.SIGTERM)
         # The holder waits for its running job, still alive, until the job is released.
-        holder.wait_for("stopping: no more fires; waiting up to 150s for 1 running job(s): wait_for_release")
+        holder.wait_for("stopping: no more fires; waiting up to 150s for 1 run(s): wait_for_release")
         assert holder.process.poll() is None
         release.touch()
         assert [work.wait() for work in works] == [0, 0], [w.output for w in works]
@@ -272,13 +327,40 @@ def test_two_work_processes_fire_the_minute_once_and_stop_cleanly_on_sigterm(sha
         release.touch()
         for work in works:
             work.stop()
-
-    minute = minutes.pop()
-    assert holder.has(f"finish wait_for_release [{minute}] exit 0 (ok)")
+    assert holder.has(f"finish wait_for_release [{minute}] run #")
     assert holder.output.rstrip().endswith("stopped")
-    runs = [r for r in shared_db.runs("wait_for_release") if str(r["scheduled_for"]).startswith(minute)]
-    assert len(runs) == 1, shared_db.runs("wait_for_release")
-    assert runs[0]["status"] == "succeeded" and runs[0]["trigger"] == "work" and runs[0]["result"] == "released"
+    assert not other.has(f"finish wait_for_release [{minute}]")
+    runs = [r for r in shared_db.runs("wait_for_release") if r["status"] == "succeeded"]
+    assert len(runs) == 1 and runs[0]["trigger"] == "work" and runs[0]["result"] == "released", runs
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_sigkill_of_crontab_work_mid_run_leaves_the_run_to_finish_and_record_itself(shared_db, world_dir):
+    """The runner process outlives the scheduler it was forked from: the run ends truthfully, never `running`."""
+    started, release = world_dir / "started", world_dir / "release"
+    config = write_config(
+        world_dir, shared_db, CRONJOBS=[["* * * * *", f"{JOBS}.wait_for_release", [str(started), str(release)]]]
+    )
+    work = start_work(config)
+    try:
+        work.wait_for("fire wait_for_release [")
+        deadline = time.monotonic() + WAIT
+        while not started.exists():
+            assert time.monotonic() < deadline, work.output
+            time.sleep(0.05)
+        work.process.kill()
+        work.wait()
+        release.touch()
+        deadline = time.monotonic() + WAIT
+        while not [r for r in shared_db.runs("wait_for_release") if r["status"] != "running"]:
+            assert time.monotonic() < deadline, shared_db.runs("wait_for_release")
+            time.sleep(0.1)
+    finally:
+        release.touch()
+        work.stop()
+    (run,) = [r for r in shared_db.runs("wait_for_release") if r["status"] != "skipped"]
+    assert run["status"] == "succeeded" and run["result"] == "released", run
 
 
 # slow: no clock to fake, but three Django processes (runserver, its autoreloader, crontab work):

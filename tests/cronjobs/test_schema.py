@@ -8,9 +8,11 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from graphql_relay import from_global_id
 
+from cronjobs import runner
 from cronjobs.models import JobRun
 from tests.crm.gql_helpers import error_codes, logged_in, ok, post, staff, user_with
 from tests.factories import JobRunFactory, UserFactory
+from tests.runs import finish_detached
 
 pytestmark = pytest.mark.django_db
 
@@ -184,7 +186,7 @@ class TestCronJobRuns:
             ),
             (
                 '{trigger: "cron"}',
-                "filter.trigger: 'cron' is not one of: crontab, manual, work, celery, admin, graphql.",
+                "filter.trigger: 'cron' is not one of: crontab, manual, work, celery, admin, graphql, http.",
             ),
         ],
     )
@@ -238,24 +240,55 @@ RUN_MUTATION = """mutation($name: String!) { runCronJob(name: $name) {
 
 
 class TestRunCronJob:
-    def test_runs_the_job_now_and_records_the_user(self, operator, scheduled_jobs):
+    def test_answers_at_once_with_the_run_running_in_a_process_of_its_own(
+        self, operator, scheduled_jobs, detached_supervisors
+    ):
         payload = ok(logged_in(operator), RUN_MUTATION, {"name": "fine"})["runCronJob"]
         assert payload["errors"] == [] and payload["fieldErrors"] == []
         run = payload["run"]
-        assert run["jobName"] == "fine" and run["status"] == "succeeded" and run["result"] == "all good"
+        assert run["jobName"] == "fine" and run["status"] == "running" and run["result"] == ""
         assert run["trigger"] == "graphql" and run["triggeredBy"] == "operator"
-        assert payload["message"].startswith(f"Run #{from_global_id(run['id'])[1]} of fine succeeded in ")
+        assert payload["message"] == f"Run #{from_global_id(run['id'])[1]} of fine is running"
         stored = JobRun.objects.get()
-        assert (stored.trigger, stored.status, stored.triggered_by) == ("graphql", "succeeded", operator)
+        assert (stored.trigger, stored.status, stored.triggered_by, stored.pid) == (
+            "graphql",
+            "running",
+            operator,
+            None,
+        )
         assert stored.scheduled_for is None  # a run by hand claims no scheduled minute
+        assert detached_supervisors == [stored]  # handed to `crontab run fine --claimed-run <id>`
+        finished = finish_detached(stored)
+        assert (finished.status, finished.result) == ("succeeded", "all good")
 
-    def test_a_failing_job_is_a_failed_run_not_an_error(self, operator, scheduled_jobs):
-        payload = ok(logged_in(operator), RUN_MUTATION, {"name": "broken"})["runCronJob"]
+    def test_wait_returns_the_outcome_when_it_comes_in_time(self, operator, scheduled_jobs, monkeypatch):
+        # The supervising process is this test, finishing the run while the request waits.
+        def finish_while_waiting(record, seconds, poll=0.25):
+            finish_detached(record)
+            return real_wait(record, seconds, poll)
+
+        real_wait = runner.wait_for
+        monkeypatch.setattr(runner, "wait_for", finish_while_waiting)
+        query = RUN_MUTATION.replace("runCronJob(name: $name)", "runCronJob(name: $name, wait: 5)")
+        payload = ok(logged_in(operator), query, {"name": "broken"})["runCronJob"]
         assert payload["errors"] == [] and payload["run"]["status"] == "failed"
         assert payload["run"]["result"] == "ValueError: boom from a test job"
         assert payload["run"]["traceback"] is None  # not a superuser
         assert "failed after" in payload["message"] and "boom from a test job" in payload["message"]
         assert "ValueError" in JobRun.objects.get().traceback
+
+    def test_wait_gives_up_at_its_seconds_and_the_run_goes_on(self, operator, scheduled_jobs):
+        query = RUN_MUTATION.replace("runCronJob(name: $name)", "runCronJob(name: $name, wait: 1)")
+        payload = ok(logged_in(operator), query, {"name": "fine"})["runCronJob"]
+        assert payload["run"]["status"] == "running" and payload["message"].endswith("is running")
+
+    @pytest.mark.parametrize("wait", [-1, 21])
+    def test_wait_outside_0_to_20_seconds_is_refused_and_nothing_runs(self, operator, scheduled_jobs, wait):
+        query = RUN_MUTATION.replace("runCronJob(name: $name)", f"runCronJob(name: $name, wait: {wait})")
+        payload = ok(logged_in(operator), query, {"name": "fine"})["runCronJob"]
+        assert payload["run"] is None
+        assert payload["errors"] == [f"wait: must be a number of seconds from 0 to 20, got {wait}"]
+        assert not JobRun.objects.exists()
 
     def test_unknown_job_is_a_payload_error(self, operator, scheduled_jobs):
         status, body = post(logged_in(operator), RUN_MUTATION, {"name": "nope"})

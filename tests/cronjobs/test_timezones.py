@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-import time_machine
 from celery.beat import ScheduleEntry
 from croniter import croniter
 from django.core.management import call_command
@@ -21,6 +20,7 @@ from cronjobs.beat import CronJobScheduler, celery_schedule, scheduled_minute
 from cronjobs.models import JobRun
 from cronjobs.registry import get_job, get_registry, parse_cronjobs
 from cronjobs.system_crontab import cron_schedule, get_config, render_line
+from tests.clock import travel
 from tests.cronjobs.test_scheduler import scheduler
 
 JOBS = "tests.cronjobs.jobs"
@@ -69,14 +69,15 @@ def fires_by_crontab(name, day):
     assert schedule == cron_schedule(get_job(name), 2026)
     for minute in window(name, day):
         if croniter.match(schedule, minute):
-            with time_machine.travel(minute + timedelta(seconds=2), tick=False):
+            with travel(minute + timedelta(seconds=2), tick=False):
                 call_command("crontab", "run", name, "--scheduled", stdout=io.StringIO())
     return [run.scheduled_for for run in JobRun.objects.filter(job_name=name)]
 
 
 def fires_by_work(name, day):
     minutes = window(name, day)
-    sched, clock, _ = scheduler([entry for entry in ENTRIES if entry[2]["name"] == name], minutes[0])
+    # max_concurrent=0: the minutes are queued, none claimed (what they would run is the runner's business).
+    sched, clock, _ = scheduler([entry for entry in ENTRIES if entry[2]["name"] == name], minutes[0], max_concurrent=0)
     sched.tick()
     slots = []
     for _ in minutes:
@@ -137,7 +138,7 @@ def test_a_weekday_job_in_a_zone_without_dst_keeps_its_days(settings):
 
 @pytest.mark.django_db
 def test_a_start_at_a_minute_not_due_in_the_jobs_zone_is_quiet_and_records_nothing():
-    with time_machine.travel(datetime(2026, 7, 1, 1, 30, 2, tzinfo=UTC), tick=False):  # 03:30 in Berlin
+    with travel(datetime(2026, 7, 1, 1, 30, 2, tzinfo=UTC), tick=False):  # 03:30 in Berlin
         out, err = io.StringIO(), io.StringIO()
         call_command("crontab", "run", "berlin_0230", "--scheduled", stdout=out, stderr=err)
     assert (out.getvalue(), err.getvalue()) == ("", "")
@@ -166,7 +167,7 @@ def test_show_health_graphql_and_admin_show_the_zone(client, settings):
     from tests.crm.gql_helpers import ok, user_with
 
     settings.CRONJOBS = [("0 9 * * *", f"{JOBS}.succeed", {"name": "tokyo", "timezone": "Asia/Tokyo"})]
-    with time_machine.travel(datetime(2026, 7, 1, 12, 0, tzinfo=UTC), tick=False):
+    with travel(datetime(2026, 7, 1, 12, 0, tzinfo=UTC), tick=False):
         out = io.StringIO()
         call_command("crontab", "show", stdout=out)
         assert "time zone: Asia/Tokyo" in out.getvalue() and "next run:  2026-07-02 09:00 JST" in out.getvalue()

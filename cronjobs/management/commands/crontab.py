@@ -4,9 +4,13 @@ Exit codes of `run`: 0 the job succeeded or its skip was recorded (or another pr
 slot; a missed slot is also 0, with a line on stderr), 1 the job failed or timed out (report on
 stderr), 2 unknown job or bad configuration, 3 the run history's database is unreachable (nothing
 recorded; nothing ran unless the job has run_without_history), 4 the job ran but its outcome could
-not be recorded, 128 + N stopped by signal N (TERM 143, HUP 129, INT 130, QUIT 131; the run is
-recorded `interrupted`). A scheduled run (--scheduled, --scheduled-for) prints nothing when it
-succeeds or is skipped, so cron mails nothing (unless --verbosity 2, which `crontab work` uses).
+not be recorded (or another host had closed the run after its lease expired: the outcome is kept
+beside it), 5 this host's clock is further from the database's than CRONJOBS_CLOCK_SKEW_MAX (nothing
+claimed), 128 + N stopped by signal N (TERM 143, HUP 129, INT 130, QUIT 131; the run is recorded
+`interrupted`). `run <job> --claimed-run ID` supervises a run the admin, GraphQL or the fire endpoint
+claimed (exit codes as above; 2 when the run is not waiting for a supervisor). A scheduled run
+(--scheduled, --scheduled-for) prints nothing when it succeeds or is skipped, so cron mails nothing
+(unless --verbosity 2, which `crontab work` uses).
 `add`/`remove`: 0 done, 1 the crontab could not be read or written, or the preflight failed
 (nothing changed), 2 bad configuration (nothing changed). `run --preflight` checks that the job
 could run (settings, database, job importable) and runs nothing: 0 it could, 2 bad configuration,
@@ -28,18 +32,30 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django_crontab.management.commands.crontab import Command as DjangoCrontabCommand
 
-from cronjobs import pausing, preflight
+from cronjobs import dbclock, pausing, preflight
 from cronjobs import system_crontab as backend
 from cronjobs.checks import problem_to_error
+from cronjobs.dbclock import ClockSkewError
 from cronjobs.describe import human_schedule
 from cronjobs.models import JobRun
 from cronjobs.registry import LEGACY_HASH_RE, Job, JobConfigError, UnknownJob, get_registry, schedule_timezone
-from cronjobs.runner import TRIGGERS, HistoryUnavailable, Interrupted, OutcomeNotRecorded, run, stop_signals_interrupt
+from cronjobs.runner import (
+    TRIGGERS,
+    HistoryUnavailable,
+    Interrupted,
+    NotAdoptable,
+    OutcomeNotRecorded,
+    adopt,
+    run,
+    stop_signals_flagged,
+    supervise,
+)
 
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_NO_DATABASE = 3  # the run history's database is unreachable: nothing recorded
-EXIT_NOT_RECORDED = 4  # the job ran; its outcome could not be saved
+EXIT_NOT_RECORDED = 4  # the job ran; its outcome could not be saved (or another host had closed the run)
+EXIT_CLOCK = 5  # this host's clock is too far from the database's: nothing claimed
 EXIT_SIGNAL_BASE = 128  # + the signal number, the shell's convention (SIGTERM: 143)
 
 
@@ -67,6 +83,12 @@ class Command(DjangoCrontabCommand):
         )
         parser.add_argument("--scheduled-for", help="run: claim this minute (ISO 8601) instead")
         parser.add_argument("--trigger", choices=TRIGGERS, help="run: trigger to record (default crontab or manual)")
+        parser.add_argument(
+            "--claimed-run",
+            type=int,
+            metavar="ID",
+            help="run: supervise run ID, claimed for this process by the admin, GraphQL or the fire endpoint",
+        )
         parser.add_argument("--dry-run", action="store_true", help="add/remove: print the plan, change nothing")
         self._add_preflight_arguments(parser)
         parser.add_argument(
@@ -309,38 +331,45 @@ class Command(DjangoCrontabCommand):
 
     # --- work --------------------------------------------------------------------------------------
     def handle_work(self, options):
-        import sys
+        """`work`: the foreground scheduler (cronjobs/scheduler.py). A broken CRONJOBS does not stop it:
+        it fires nothing, says why, and picks up the fix; only bad command-line values exit 2."""
+        from django.core.exceptions import ImproperlyConfigured
 
-        from cronjobs.scheduler import Scheduler, run_forever, watched_files, work_settings
+        from cronjobs import conf, liveness
+        from cronjobs.models import SchedulerBeat
+        from cronjobs.scheduler import Scheduler, run_forever, watched_files
 
-        problems = get_registry().all_problems()
-        if problems:
-            self._fail_config(problems, " in CRONJOBS; not starting")
         try:
-            grace, catch_up = work_settings()
-        except ValueError as exc:
+            grace = conf.get("CRONJOBS_WORK_GRACE") if options.get("grace") is None else options["grace"]
+            catch_up = conf.get("CRONJOBS_WORK_CATCH_UP") if options.get("catch_up") is None else options["catch_up"]
+            max_concurrent = conf.get("CRONJOBS_MAX_CONCURRENT")
+            watched = watched_files()
+        except ImproperlyConfigured as exc:
             raise CommandError(str(exc), returncode=EXIT_CONFIG) from exc
-        for flag in ("grace", "catch_up"):
-            value = options.get(flag)
-            if value is not None and not value >= 0:
-                raise CommandError(
-                    f"--{flag.replace('_', '-')} must be >= 0 seconds, got {value}", returncode=EXIT_CONFIG
-                )
-        manage_py = backend.get_config().manage_path
-        if manage_py is None:
-            raise CommandError("cannot find manage.py; set CRONTAB_DJANGO_MANAGE_PATH", returncode=EXIT_CONFIG)
+        for flag, value in (("grace", grace), ("catch-up", catch_up)):
+            if not value >= 0:
+                raise CommandError(f"--{flag} must be >= 0 seconds, got {value}", returncode=EXIT_CONFIG)
+        registry = get_registry()
+        problems = registry.all_problems() + conf.problems()
+        config_error = " | ".join(f"{problem_to_error(p).id}: {p.msg}" for p in problems)
+        jobs = () if problems else registry.jobs
+        beat = liveness.Heartbeat(SchedulerBeat.Route.WORK, len(jobs))
         scheduler = Scheduler(
-            jobs=get_registry().jobs,
-            manage_py=manage_py,
+            jobs=jobs,
             out=sys.stdout,
-            grace=grace if options.get("grace") is None else options["grace"],
-            catch_up=catch_up if options.get("catch_up") is None else options["catch_up"],
-            watched=dict.fromkeys(watched_files()),
+            grace=float(grace),
+            catch_up=float(catch_up),
+            max_concurrent=max_concurrent,
+            config_error=config_error,
+            watched=dict.fromkeys(watched),
+            beat=beat,
         )
         run_forever(scheduler)
 
     # --- run ------------------------------------------------------------------------------------
     def handle_run(self, options):
+        if options["claimed_run"] is not None:
+            return self.handle_claimed_run(options)
         job = self._job_to_run(options["jobhash"])
         if options.get("preflight"):
             return self.handle_preflight(job)
@@ -356,25 +385,61 @@ class Command(DjangoCrontabCommand):
                     f"--scheduled-for {options['scheduled_for']!r} is not an ISO datetime", returncode=EXIT_CONFIG
                 )
         elif scheduled:
-            scheduled_for = backend.scheduled_slot(job, timezone.now())
+            try:
+                now = dbclock.now()
+            except DatabaseError as exc:
+                raise CommandError(
+                    history_unavailable_text(HistoryUnavailable(job, exc)), returncode=EXIT_NO_DATABASE
+                ) from None
+            scheduled_for = backend.scheduled_slot(job, now)
             if scheduled_for is None:
                 return  # a zoned job's line fires at every minute that can be due; this one is not
         trigger = options["trigger"] or ("crontab" if scheduled else "manual")
+        # cron mails whatever a line prints: a crontab-fired run only records its output.
+        tee = None if trigger == "crontab" else self.stdout
+        record = self._supervised(job, lambda: run(job, scheduled_for=scheduled_for, trigger=trigger, tee=tee))
+        # Quiet: cron mails whatever a line prints. --verbosity 2 (crontab work's log) reports successes
+        # too; a scheduled failure stays one line whatever the verbosity (its traceback is in the history).
+        self._report_run(job, record, quiet=scheduled and options["verbosity"] < 2, short_failure=scheduled)
+
+    def handle_claimed_run(self, options):
+        """`run <job> --claimed-run ID`: supervise a run the admin, GraphQL or the fire endpoint claimed."""
         try:
-            with stop_signals_interrupt():
-                record = run(job, scheduled_for=scheduled_for, trigger=trigger)
+            job, record = adopt(options["claimed_run"])
+        except (NotAdoptable, UnknownJob, JobConfigError) as exc:
+            raise CommandError(str(exc), returncode=EXIT_CONFIG) from exc
+        except DatabaseError as exc:
+            raise CommandError(f"run history unreachable: {exc}", returncode=EXIT_NO_DATABASE) from exc
+        if options["jobhash"] and options["jobhash"] != job.name:
+            raise CommandError(
+                f"run #{record.pk} is a run of {job.name}, not {options['jobhash']}", returncode=EXIT_CONFIG
+            )
+        record = self._supervised(job, lambda: supervise(job, record))
+        self._report_run(job, record, quiet=True, short_failure=True)
+
+    def _supervised(self, job: Job, go) -> JobRun:
+        """Call `go` (which runs the job under the runner) with stop signals flagged; exit codes for its errors."""
+        try:
+            with stop_signals_flagged():
+                record = go()
         except HistoryUnavailable as exc:
             raise CommandError(history_unavailable_text(exc), returncode=EXIT_NO_DATABASE) from None
+        except ClockSkewError as exc:
+            raise CommandError(f"{job.name}: {exc}; nothing claimed", returncode=EXIT_CLOCK) from None
         except OutcomeNotRecorded as exc:
             raise CommandError(
-                f"{exc} (after retries); the run stays `running` until it is closed as ended without an outcome",
+                f"{exc} (after retries); the run stays `running` until its lease expires and it is closed",
                 returncode=EXIT_NOT_RECORDED,
             ) from None
         except Interrupted as exc:
             raise CommandError(interrupted_text(job, exc), returncode=EXIT_SIGNAL_BASE + exc.signum) from None
-        # Quiet: cron mails whatever a line prints. --verbosity 2 (crontab work's log) reports successes
-        # too; a scheduled failure stays one line whatever the verbosity (its traceback is in the history).
-        self._report_run(job, record, quiet=scheduled and options["verbosity"] < 2, short_failure=scheduled)
+        if getattr(record, "late", False):
+            raise CommandError(
+                f"{job.name} run #{record.pk} {record.late_status}, but another process had already closed the run "
+                f"as {record.status} (its lease had expired); the real outcome is kept beside it",
+                returncode=EXIT_NOT_RECORDED,
+            )
+        return record
 
     @staticmethod
     def _job_to_run(name: str | None) -> Job:
@@ -431,10 +496,9 @@ def history_unavailable_text(exc: HistoryUnavailable) -> str:
 
 
 def interrupted_text(job: Job, exc: Interrupted) -> str:
-    record = getattr(exc, "record", None)
-    if record is None:
+    if exc.record is None:
         return f"{job.name}: {exc} outside the job; any outcome already recorded stands"
-    return f"{job.name} run #{record.pk} {exc}; recorded as {record.status}"
+    return f"{job.name} run #{exc.record.pk} {exc}; recorded as {exc.record.status}"
 
 
 def next_run_text(job: Job, now, tz) -> str:
