@@ -347,7 +347,9 @@ def outage_window(text: str) -> tuple[datetime, datetime]:
     """--outage FROM..TO as [start, end)."""
     parts = text.split("..")
     if len(parts) != 2 or not all(part.strip() for part in parts):
-        raise PlanError(f"--outage {text!r}: expected FROM..TO, two ISO 8601 times (2026-03-29T02:00..04:00 is not)")
+        raise PlanError(
+            f"--outage {text!r}: expected FROM..TO, two ISO 8601 times (e.g. 2026-03-29T02:00..2026-03-29T04:00)"
+        )
     start, end = moment(parts[0], "--outage FROM"), moment(parts[1], "--outage TO")
     return checked(start, end, "--outage FROM", "TO")
 

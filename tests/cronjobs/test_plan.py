@@ -491,6 +491,7 @@ def test_against_the_same_cronjobs_has_no_changes(tmp_path):
         (["--outage", "2026-03-01T00:00Z"], "--outage '2026-03-01T00:00Z': expected FROM..TO"),
         (["--outage", "2026-03-01T00:00Z.."], "expected FROM..TO"),
         (["--outage", "x..2026-03-01T00:00Z"], "--outage FROM 'x' is not an ISO 8601 time"),
+        (["--outage", "2026-03-01T00:00Z..04:00"], "--outage TO '04:00' is not an ISO 8601 time"),
         (
             ["--outage", "2026-03-02T00:00Z..2026-03-01T00:00Z"],
             "--outage FROM 2026-03-02 00:00 UTC (00:00 UTC) is after TO",
