@@ -180,3 +180,53 @@ def test_settings_table_lists_exactly_the_variables_settings_reads():
     if "dj_database_url.config(" in source:
         read.add("DATABASE_URL")  # dj-database-url's own variable
     assert documented == read, {"documented, not read": documented - read, "read, not documented": read - documented}
+
+
+def planning_section() -> str:
+    text = (ROOT / "docs" / "scheduling.md").read_text(encoding="utf-8")
+    return text.split("## Planning: `crontab plan`\n", 1)[1].split("\n## ", 1)[0]
+
+
+def console_blocks(text: str) -> list[tuple[str, str]]:
+    """Each ```console block as (command line without its `$ `, the output shown under it)."""
+    blocks = [m.group(0) for m in FENCE_RE.finditer(text) if m.group(2) == "console"]
+    result = []
+    for block in blocks:
+        command, _, output = dedent(block.split("\n", 1)[1].rsplit("```", 1)[0]).partition("\n")
+        assert command.startswith("$ "), command
+        result.append((command[2:], output.rstrip("\n")))
+    return result
+
+
+@pytest.mark.parametrize("example", range(4))
+def test_the_plan_examples_print_what_the_docs_show(example, settings):
+    """docs/scheduling.md's `crontab plan` examples are real: the project's CRONJOBS, the command, its output."""
+    import io
+    import shlex
+
+    from django.core.management import call_command
+
+    from alx_backend_graphql_crm import settings as project_settings
+
+    blocks = console_blocks(planning_section())
+    assert len(blocks) == 4
+    command, shown = blocks[example]
+    words = shlex.split(command)
+    environment = dict(word.split("=", 1) for word in words[: words.index(".venv/bin/python")])
+    assert set(environment) <= {"DJANGO_TIME_ZONE"} and words[words.index("manage.py") + 1 :][:2] == ["crontab", "plan"]
+    settings.TIME_ZONE = environment.get("DJANGO_TIME_ZONE", "UTC")
+    settings.CRONJOBS = project_settings.CRONJOBS
+    out = io.StringIO()
+    call_command(*words[words.index("manage.py") + 1 :], stdout=out)
+    assert out.getvalue().rstrip("\n") == shown
+
+
+def test_the_planned_runs_example_passes(settings):
+    from alx_backend_graphql_crm import settings as project_settings
+
+    settings.CRONJOBS = project_settings.CRONJOBS
+    [block] = [b for b in (m.group(0) for m in FENCE_RE.finditer(planning_section())) if b.startswith("```python")]
+    namespace: dict = {}
+    exec(dedent(block.split("\n", 1)[1].rsplit("```", 1)[0]), namespace)  # noqa: S102 - our own docs
+    [test] = [value for name, value in namespace.items() if name.startswith("test_")]
+    test(settings)

@@ -71,7 +71,7 @@ class Command(DjangoCrontabCommand):
     requires_system_checks = []
 
     def add_arguments(self, parser):
-        parser.add_argument("subcommand", choices=["add", "show", "remove", "run", "work", "pause", "resume"])
+        parser.add_argument("subcommand", choices=["add", "show", "remove", "run", "work", "pause", "resume", "plan"])
         parser.add_argument(
             "jobhash", nargs="?", metavar="job", help="run, pause, resume: a job name or django-crontab hash"
         )
@@ -91,6 +91,7 @@ class Command(DjangoCrontabCommand):
         )
         parser.add_argument("--dry-run", action="store_true", help="add/remove: print the plan, change nothing")
         self._add_preflight_arguments(parser)
+        self._add_plan_arguments(parser)
         parser.add_argument(
             "--grace",
             type=float,
@@ -99,7 +100,7 @@ class Command(DjangoCrontabCommand):
         parser.add_argument(
             "--catch-up",
             type=float,
-            help="work: oldest missed minute a late wake-up fires (default CRONJOBS_WORK_CATCH_UP, 300)",
+            help="work, plan --outage: oldest missed minute a late wake-up fires (default CRONJOBS_WORK_CATCH_UP, 300)",
         )
 
     def handle(self, *args, **options):
@@ -365,6 +366,62 @@ class Command(DjangoCrontabCommand):
             beat=beat,
         )
         run_forever(scheduler)
+
+    # --- plan -----------------------------------------------------------------------------------
+    @staticmethod
+    def _add_plan_arguments(parser) -> None:
+        parser.add_argument(
+            "--from", dest="plan_from", metavar="T", help="plan: from this time (ISO 8601; default now)"
+        )
+        parser.add_argument("--to", dest="plan_to", metavar="T", help="plan: up to this time (default from + 24 h)")
+        parser.add_argument(
+            "--job", dest="plan_jobs", nargs="+", action="extend", metavar="NAME", help="plan: only these jobs"
+        )
+        parser.add_argument("--format", dest="plan_format", choices=["text", "json"], default="text", help="plan")
+        parser.add_argument(
+            "--outage",
+            metavar="FROM..TO",
+            help="plan: what a scheduler down in [FROM, TO) fires at TO, records missed and never runs",
+        )
+        parser.add_argument(
+            "--against",
+            metavar="OTHER",
+            help="plan: runs added, removed and moved from OTHER's CRONJOBS (settings module or .py file) to these",
+        )
+
+    def handle_plan(self, options):
+        import json
+
+        from cronjobs import plan
+        from cronjobs.scheduler import work_settings
+
+        registry = get_registry()
+        problems = registry.all_problems()
+        if problems:
+            self._fail_config(problems, " in CRONJOBS; nothing planned")
+        catch_up = options.get("catch_up")
+        if catch_up is not None and not catch_up >= 0:
+            raise CommandError(f"--catch-up must be >= 0 seconds, got {catch_up}", returncode=EXIT_CONFIG)
+        if catch_up is None and options["outage"] is not None:
+            try:
+                catch_up = work_settings()[1]
+            except ValueError as exc:
+                raise CommandError(str(exc), returncode=EXIT_CONFIG) from exc
+        request = plan.Request(
+            now=timezone.now(),
+            start=options["plan_from"],
+            end=options["plan_to"],
+            names=options["plan_jobs"],
+            fmt=options["plan_format"],
+            outage=options["outage"],
+            against=options["against"],
+            catch_up=plan.DEFAULT_CATCH_UP if catch_up is None else catch_up,
+        )
+        try:
+            data, lines = plan.report(registry, request)
+        except plan.PlanError as exc:
+            raise CommandError(str(exc), returncode=EXIT_CONFIG) from None
+        self.stdout.write(json.dumps(data, indent=2) if request.fmt == "json" else "\n".join(lines))
 
     # --- run ------------------------------------------------------------------------------------
     def handle_run(self, options):
