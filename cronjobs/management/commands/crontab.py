@@ -55,7 +55,7 @@ class Command(DjangoCrontabCommand):
     requires_system_checks = []
 
     def add_arguments(self, parser):
-        parser.add_argument("subcommand", choices=["add", "show", "remove", "run", "work", "pause", "resume"])
+        parser.add_argument("subcommand", choices=["add", "show", "remove", "run", "work", "pause", "resume", "export"])
         parser.add_argument(
             "jobhash", nargs="?", metavar="job", help="run, pause, resume: a job name or django-crontab hash"
         )
@@ -69,6 +69,7 @@ class Command(DjangoCrontabCommand):
         parser.add_argument("--trigger", choices=TRIGGERS, help="run: trigger to record (default crontab or manual)")
         parser.add_argument("--dry-run", action="store_true", help="add/remove: print the plan, change nothing")
         self._add_preflight_arguments(parser)
+        self._add_export_arguments(parser)
         parser.add_argument(
             "--grace",
             type=float,
@@ -338,6 +339,70 @@ class Command(DjangoCrontabCommand):
             watched=dict.fromkeys(watched_files()),
         )
         run_forever(scheduler)
+
+    # --- export -----------------------------------------------------------------------------------
+    @staticmethod
+    def _add_export_arguments(parser) -> None:
+        # --format has no argparse choices: another subcommand may take --format with its own values.
+        parser.add_argument("--format", help="export: k8s, cloud-scheduler or github-actions")
+        parser.add_argument(
+            "--check",
+            metavar="FILE",
+            help="export: compare FILE (a previous export) with CRONJOBS and list added / changed / removed jobs; "
+            "exit 0 when they match, 1 when they differ (writes nothing)",
+        )
+        parser.add_argument("--output", metavar="FILE", help="export: write here (whole or not at all), not stdout")
+        parser.add_argument(
+            "--base-url", help="export: where the scheduler reaches the site (default CRONJOBS_BASE_URL)"
+        )
+        parser.add_argument(
+            "--image", help="export k8s: the project's image (default CRONJOBS_EXPORT_IMAGE, crm:latest)"
+        )
+        parser.add_argument("--namespace", help="export k8s: namespace (default CRONJOBS_EXPORT_NAMESPACE, default)")
+        parser.add_argument(
+            "--env-secret",
+            help="export k8s: the Secret holding the .env variables, '' for none "
+            "(default CRONJOBS_EXPORT_ENV_SECRET, crm-env)",
+        )
+        parser.add_argument("--project", help="export cloud-scheduler: Google Cloud project id")
+        parser.add_argument("--location", help="export cloud-scheduler: Cloud Scheduler region, e.g. europe-west1")
+
+    def handle_export(self, options):
+        """Exit 0 written (or --check: the file matches), 1 --check: the file differs, 2 nothing written:
+        bad option, a job that cannot be exported, CRONJOBS errors, an unreadable --check file."""
+        from cronjobs import export
+
+        if options["check"] and options["output"]:
+            raise CommandError("--check compares and writes nothing; leave out --output", returncode=EXIT_CONFIG)
+        try:
+            target, notes = export.target_from(options)
+            registry = get_registry()
+            if registry.all_problems():
+                self._fail_config(registry.all_problems(), "; nothing exported")
+            result = export.export(registry.jobs, target)
+            comparison = export.check(options["check"], result, target.format) if options["check"] else None
+            if options["output"]:
+                export.write(options["output"], result.text)
+        except export.ExportError as exc:
+            for line in exc.lines[:-1]:
+                self.stderr.write(line)
+            quiet = options["check"] or "nothing" in exc.lines[-1]
+            raise CommandError(exc.lines[-1] + ("" if quiet else "; nothing written"), returncode=EXIT_CONFIG) from None
+        for note in notes + result.notes:
+            self.stderr.write(note)
+        if comparison is not None:
+            self._report_check(options["check"], comparison)
+        elif options["output"]:
+            self.stdout.write(f"wrote {len(result.jobs)} job(s) to {options['output']} ({target.format})")
+        else:
+            self.stdout.write(result.text, ending="")
+
+    def _report_check(self, path: str, comparison) -> None:
+        for line in comparison.report():
+            self.stdout.write(f"  {line}")
+        if not comparison.equal:
+            raise CommandError(f"{path} differs from CRONJOBS: {comparison.summary()}", returncode=EXIT_FAILED)
+        self.stdout.write(f"{path} matches CRONJOBS")
 
     # --- run ------------------------------------------------------------------------------------
     def handle_run(self, options):
