@@ -326,7 +326,12 @@ def test_check_names_a_changed_schedule_an_added_and_a_removed_job(fmt, settings
     code, out, err = crontab_export(*args, "--check", str(previous))
     assert code == 1 and f"{previous} differs from CRONJOBS: 1 added, 1 changed, 1 removed" in err
     lines = [line.strip() for line in out.splitlines()]
-    assert "added    newcomer" in lines and "removed  Kolkata_Report" in lines
+    removed = {
+        "k8s": f" (CronJob {export.k8s_name('Kolkata_Report')})",
+        "cloud-scheduler": " (Cloud Scheduler job Kolkata_Report)",
+        "github-actions": "",
+    }[fmt]
+    assert "added    newcomer" in lines and f"removed  Kolkata_Report{removed}" in lines
     (changed,) = [line for line in lines if line.startswith("changed  fine: ")]
     assert "'*/5 * * * *' -> '*/10 * * * *'" in changed
 
@@ -340,6 +345,12 @@ def test_check_of_an_unreadable_or_foreign_file_is_one_line_and_exit_2(tmp_path)
     (tmp_path / "other.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
     code, _, err = crontab_export("--format", "k8s", "--check", str(tmp_path / "other.yaml"))
     assert code == 2 and "not a k8s export written by `crontab export`: document 1 is not a CronJob" in err
+    (tmp_path / "odd.yaml").write_text("kind: CronJob\nmetadata: [1, 2]\n")
+    code, _, err = crontab_export("--format", "k8s", "--check", str(tmp_path / "odd.yaml"))
+    assert code == 2 and "document 1 is not a CronJob with a cronjobs/job-name annotation" in err
+    (tmp_path / "odd.json").write_text('{"jobs": [{"httpTarget": "https://crm.example.com/cron/fire/x"}]}')
+    code, _, err = crontab_export("--format", "cloud-scheduler", *GCP, "--check", str(tmp_path / "odd.json"))
+    assert code == 2 and "job 1 does not POST to /cron/fire/<name>" in err
     (tmp_path / "broken.yaml").write_text("a: [b\n")
     code, _, err = crontab_export("--format", "k8s", "--check", str(tmp_path / "broken.yaml"))
     assert code == 2 and "not a k8s export" in err and len(err.splitlines()) == 1
@@ -411,3 +422,12 @@ def test_check_notices_a_hand_edited_workflow_trigger(settings, tmp_path):
     code, out, err = crontab_export("--format", "github-actions", "--check", str(previous))
     assert code == 1 and "0 added, 0 changed, 0 removed; workflow triggers differ" in err
     assert "changed  (workflow triggers): schedule: " in out
+
+
+def test_a_crontab_suffix_is_named_as_left_behind(settings):
+    settings.CRONJOBS = [("0 2 * * 0", f"{JOBS}.succeed", "> /dev/null")]
+    code, out, err = crontab_export("--format", "k8s")
+    assert code == 0 and "/dev/null" not in out
+    assert (
+        err == "note: succeed: its shell suffix '> /dev/null' belongs to crontab lines; k8s runs the job without it\n"
+    )
