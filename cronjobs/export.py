@@ -131,7 +131,8 @@ def target_from(options: Mapping[str, Any]) -> tuple[Target, list[str]]:
 
     def pick(option: str, name: str) -> str:
         value = options.get(option)
-        return str(setting(name) if value is None else value).strip()
+        value = setting(name) if value is None else value
+        return "" if value is None else str(value).strip()
 
     target = Target(
         format=fmt,

@@ -199,7 +199,8 @@ def test_cloud_scheduler_jobs_post_to_the_fire_endpoint_in_the_jobs_zone():
         ((*GCP, "--base-url", "crm.example.com"), "is not an http(s) URL"),
     ],
 )
-def test_cloud_scheduler_refuses_what_it_cannot_target_and_writes_nothing(args, message, tmp_path):
+def test_cloud_scheduler_refuses_what_it_cannot_target_and_writes_nothing(args, message, tmp_path, settings):
+    settings.CRONJOBS_EXPORT_GCP_PROJECT = None  # unset, as a settings file may say
     code, _, err = crontab_export("--format", "cloud-scheduler", *args, "--output", str(tmp_path / "jobs.json"))
     assert code == 2 and message in err and "nothing written" in err
     assert not (tmp_path / "jobs.json").exists()
@@ -228,6 +229,18 @@ def test_github_actions_workflow_fires_each_job_at_its_utc_crons(settings):
     (step,) = report["steps"]
     assert step["env"] == {"CRONJOBS_FIRE_TOKEN": "${{ secrets.CRONJOBS_FIRE_TOKEN }}"}
     assert f'-X POST -H "Authorization: Bearer $CRONJOBS_FIRE_TOKEN" {BASE}/cron/fire/Kolkata_Report' in step["run"]
+
+
+def test_the_workflow_is_valid_for_github(settings, tmp_path):
+    """Against GitHub's published workflow schema, as check-jsonschema vendors it (no network)."""
+    without_berlin(settings)
+    workflow = tmp_path / "cronjobs.yml"
+    assert crontab_export("--format", "github-actions", "--output", str(workflow))[0] == 0
+    argv = [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows", str(workflow)]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    workflow.write_text(workflow.read_text().replace("runs-on: ubuntu-latest", "runs-on: [[]]", 1))
+    assert subprocess.run(argv, capture_output=True, timeout=120).returncode == 1  # the check can fail
 
 
 def test_a_job_in_a_zone_with_daylight_saving_is_refused_naming_it(tmp_path):
