@@ -276,7 +276,8 @@ CRONJOBS_STALE_AFTER = env_int("CRONJOBS_STALE_AFTER", 86400)
 CRONJOBS_NOTIFY_AFTER = env_int("CRONJOBS_NOTIFY_AFTER", 1)
 # Who gets failure and recovery mails; empty: the addresses in ADMINS.
 CRONJOBS_NOTIFY_EMAILS = env_list("CRONJOBS_NOTIFY_EMAILS", "")
-# Base of the admin links in mails (the address people open the admin at).
+# Base of the admin links in mails (the address people open the admin at), and of the fire
+# endpoint's URL in `crontab export --format cloud-scheduler|github-actions`.
 CRONJOBS_BASE_URL = os.environ.get("CRONJOBS_BASE_URL", "http://127.0.0.1:8000")
 # healthchecks.io-style ping URL for every job, "{name}" replaced by the job name (a job's `ping_url` wins).
 CRONJOBS_PING_URL_TEMPLATE = os.environ.get("CRONJOBS_PING_URL_TEMPLATE") or None

@@ -89,8 +89,10 @@ def _covered(latest: dict[str, tuple[Job, datetime]]) -> set[str]:
 
 def _sweep_job(job: Job, cutoff: datetime, now: datetime, trigger: str) -> JobRun | None:
     """One job whose latest judged minute has no row of its own: find and record the gap before it."""
+    # The last row at or before the judged minute (a later one, a minute fired after the gap, does not
+    # close the gap before it).
     last = (
-        JobRun.objects.filter(job_name=job.name, attempt=1, scheduled_for__isnull=False)
+        JobRun.objects.filter(job_name=job.name, attempt=1, scheduled_for__lte=cutoff)
         .order_by("-scheduled_for")
         .only("id", "scheduled_for", "gap_last", "gap_count", "status")
         .first()

@@ -23,8 +23,18 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from cronjobs.registry import Job, Registry, UnknownJob, parse_cronjobs, schedule_timezone, timezone_error
-from cronjobs.scheduler import DEFAULT_CATCH_UP
+from cronjobs.conf import SETTINGS
+from cronjobs.registry import (
+    Job,
+    Registry,
+    UnknownJob,
+    parse_cronjobs,
+    schedule_timezone,
+    start_limit,
+    timezone_error,
+)
+
+DEFAULT_CATCH_UP = SETTINGS["CRONJOBS_WORK_CATCH_UP"].default  # seconds: `crontab work`'s default catch-up
 
 MAX_RUNS = 10_000  # runs one plan may list: a week of an every-minute job
 MAX_WINDOW = timedelta(days=366)
@@ -180,9 +190,9 @@ class OutageEffect:
 
 
 def late_missed(job: Job, minute: datetime, starting: datetime) -> bool:
-    """The runner's grace rule: a scheduled run starting more than `grace` seconds after its minute is
-    recorded `missed` (cronjobs.runner, first attempt)."""
-    return job.grace is not None and (starting - minute).total_seconds() > job.grace
+    """The runner's rule: a scheduled run starting later than its start limit (the job's `grace`, else
+    half its interval, 1 minute to 1 hour) is recorded `missed` (cronjobs.runner, first attempt)."""
+    return starting - minute > start_limit(job, minute)
 
 
 def outage(
@@ -287,7 +297,7 @@ def other_registry(other: str) -> Registry:
     if zone is None or zone == schedule_timezone().key:
         return registry
     jobs = tuple(job if job.timezone else replace(job, timezone=zone) for job in registry.jobs)
-    return Registry(jobs, registry.problems)
+    return Registry.of(jobs, registry.problems)
 
 
 def _load(other: str) -> dict[str, Any]:
@@ -434,7 +444,8 @@ def _effect_lines(effect: OutageEffect, end: datetime) -> list[str]:
         age = (end - effect.gap.last).total_seconds()
         lines.append(f"    fires on start:   nothing (its latest due minute is {age:g} s old)")
     else:
-        outcome = f"recorded missed (grace {job.grace:g} s)" if effect.late_missed else "runs"
+        limit = start_limit(job, effect.fired).total_seconds()
+        outcome = f"recorded missed (later than its start limit, {limit:g} s)" if effect.late_missed else "runs"
         late = effect.late.total_seconds()
         lines.append(f"    fires on start:   {when(effect.fired, zone)}, {late:g} s after its minute: {outcome}")
     gap = effect.gap

@@ -357,6 +357,13 @@ class Registry:
         self._names: dict[str, int] | None = None  # first entry of each name
         self._parsed: dict[int, Job] = {}
 
+    @classmethod
+    def of(cls, jobs, problems=()) -> Registry:
+        """A registry of jobs already parsed (and adjusted)."""
+        registry = cls(None)
+        registry._full = (tuple(jobs), tuple(problems))
+        return registry
+
     @property
     def jobs(self) -> tuple[Job, ...]:
         return self._parse_all()[0]

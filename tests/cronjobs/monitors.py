@@ -34,6 +34,7 @@ def bound_socket(listen: bool = True) -> socket.socket:
 class Ping:
     path: str
     body: str
+    authorization: str | None = None
 
 
 @dataclass
@@ -51,7 +52,7 @@ class Monitor:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802 - http.server's name
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
-                monitor.pings.append(Ping(self.path, body))
+                monitor.pings.append(Ping(self.path, body, self.headers.get("Authorization")))
                 if monitor.hang:
                     monitor.released.wait(120)
                     return

@@ -26,6 +26,7 @@ import shlex
 import sys
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError
 from django.db import DatabaseError
 from django.utils import timezone
@@ -71,7 +72,9 @@ class Command(DjangoCrontabCommand):
     requires_system_checks = []
 
     def add_arguments(self, parser):
-        parser.add_argument("subcommand", choices=["add", "show", "remove", "run", "work", "pause", "resume", "plan"])
+        parser.add_argument(
+            "subcommand", choices=["add", "show", "remove", "run", "work", "pause", "resume", "plan", "export"]
+        )
         parser.add_argument(
             "jobhash", nargs="?", metavar="job", help="run, pause, resume: a job name or django-crontab hash"
         )
@@ -92,6 +95,7 @@ class Command(DjangoCrontabCommand):
         parser.add_argument("--dry-run", action="store_true", help="add/remove: print the plan, change nothing")
         self._add_preflight_arguments(parser)
         self._add_plan_arguments(parser)
+        self._add_export_arguments(parser)
         parser.add_argument(
             "--grace",
             type=float,
@@ -334,7 +338,6 @@ class Command(DjangoCrontabCommand):
     def handle_work(self, options):
         """`work`: the foreground scheduler (cronjobs/scheduler.py). A broken CRONJOBS does not stop it:
         it fires nothing, says why, and picks up the fix; only bad command-line values exit 2."""
-        from django.core.exceptions import ImproperlyConfigured
 
         from cronjobs import conf, liveness
         from cronjobs.models import SchedulerBeat
@@ -377,7 +380,6 @@ class Command(DjangoCrontabCommand):
         parser.add_argument(
             "--job", dest="plan_jobs", nargs="+", action="extend", metavar="NAME", help="plan: only these jobs"
         )
-        parser.add_argument("--format", dest="plan_format", choices=["text", "json"], default="text", help="plan")
         parser.add_argument(
             "--outage",
             metavar="FROM..TO",
@@ -392,9 +394,12 @@ class Command(DjangoCrontabCommand):
     def handle_plan(self, options):
         import json
 
-        from cronjobs import plan
-        from cronjobs.scheduler import work_settings
+        from cronjobs import conf, plan
 
+        if options["format"] not in (None, "text", "json"):
+            raise CommandError(
+                f"plan: --format must be text or json, got {options['format']!r}", returncode=EXIT_CONFIG
+            )
         registry = get_registry()
         problems = registry.all_problems()
         if problems:
@@ -404,15 +409,15 @@ class Command(DjangoCrontabCommand):
             raise CommandError(f"--catch-up must be >= 0 seconds, got {catch_up}", returncode=EXIT_CONFIG)
         if catch_up is None and options["outage"] is not None:
             try:
-                catch_up = work_settings()[1]
-            except ValueError as exc:
+                catch_up = conf.get("CRONJOBS_WORK_CATCH_UP")
+            except ImproperlyConfigured as exc:
                 raise CommandError(str(exc), returncode=EXIT_CONFIG) from exc
         request = plan.Request(
             now=timezone.now(),
             start=options["plan_from"],
             end=options["plan_to"],
             names=options["plan_jobs"],
-            fmt=options["plan_format"],
+            fmt=options["format"] or "text",
             outage=options["outage"],
             against=options["against"],
             catch_up=plan.DEFAULT_CATCH_UP if catch_up is None else catch_up,
@@ -422,6 +427,72 @@ class Command(DjangoCrontabCommand):
         except plan.PlanError as exc:
             raise CommandError(str(exc), returncode=EXIT_CONFIG) from None
         self.stdout.write(json.dumps(data, indent=2) if request.fmt == "json" else "\n".join(lines))
+
+    # --- export -----------------------------------------------------------------------------------
+    @staticmethod
+    def _add_export_arguments(parser) -> None:
+        # --format has no argparse choices: each subcommand checks its own values.
+        parser.add_argument(
+            "--format", help="plan: text (default) or json; export: k8s, cloud-scheduler or github-actions"
+        )
+        parser.add_argument(
+            "--check",
+            metavar="FILE",
+            help="export: compare FILE (a previous export) with CRONJOBS and list added / changed / removed jobs; "
+            "exit 0 when they match, 1 when they differ (writes nothing)",
+        )
+        parser.add_argument("--output", metavar="FILE", help="export: write here (whole or not at all), not stdout")
+        parser.add_argument(
+            "--base-url", help="export: where the scheduler reaches the site (default CRONJOBS_BASE_URL)"
+        )
+        parser.add_argument(
+            "--image", help="export k8s: the project's image (default CRONJOBS_EXPORT_IMAGE, crm:latest)"
+        )
+        parser.add_argument("--namespace", help="export k8s: namespace (default CRONJOBS_EXPORT_NAMESPACE, default)")
+        parser.add_argument(
+            "--env-secret",
+            help="export k8s: the Secret holding the .env variables, '' for none "
+            "(default CRONJOBS_EXPORT_ENV_SECRET, crm-env)",
+        )
+        parser.add_argument("--project", help="export cloud-scheduler: Google Cloud project id")
+        parser.add_argument("--location", help="export cloud-scheduler: Cloud Scheduler region, e.g. europe-west1")
+
+    def handle_export(self, options):
+        """Exit 0 written (or --check: the file matches), 1 --check: the file differs, 2 nothing written:
+        bad option, a job that cannot be exported, CRONJOBS errors, an unreadable --check file."""
+        from cronjobs import export
+
+        if options["check"] and options["output"]:
+            raise CommandError("--check compares and writes nothing; leave out --output", returncode=EXIT_CONFIG)
+        try:
+            target, notes = export.target_from(options)
+            registry = get_registry()
+            if registry.all_problems():
+                self._fail_config(registry.all_problems(), "; nothing exported")
+            result = export.export(registry.jobs, target)
+            comparison = export.check(options["check"], result, target.format) if options["check"] else None
+            if options["output"]:
+                export.write(options["output"], result.text)
+        except export.ExportError as exc:
+            for line in exc.lines[:-1]:
+                self.stderr.write(line)
+            quiet = options["check"] or "nothing" in exc.lines[-1]
+            raise CommandError(exc.lines[-1] + ("" if quiet else "; nothing written"), returncode=EXIT_CONFIG) from None
+        for note in notes + result.notes:
+            self.stderr.write(note)
+        if comparison is not None:
+            self._report_check(options["check"], comparison)
+        elif options["output"]:
+            self.stdout.write(f"wrote {len(result.jobs)} job(s) to {options['output']} ({target.format})")
+        else:
+            self.stdout.write(result.text, ending="")
+
+    def _report_check(self, path: str, comparison) -> None:
+        for line in comparison.report():
+            self.stdout.write(f"  {line}")
+        if not comparison.equal:
+            raise CommandError(f"{path} differs from CRONJOBS: {comparison.summary()}", returncode=EXIT_FAILED)
+        self.stdout.write(f"{path} matches CRONJOBS")
 
     # --- run ------------------------------------------------------------------------------------
     def handle_run(self, options):
