@@ -5,6 +5,7 @@ API, and the API toolkit imports it without depending on any app (the cronjobs e
 both build on the toolkit, which must stay ignorant of them).
 """
 
+import datetime
 import decimal
 import re
 import unicodedata
@@ -105,6 +106,15 @@ def to_exact_decimal(value) -> decimal.Decimal:
         # Far beyond any amount; databases overflow on such numbers in comparisons.
         raise ValidationError(f"Decimal {value!r} is out of range.", "invalid")
     return result
+
+
+def validate_utc_range(value: datetime.datetime) -> None:
+    """Refuse a date-time that cannot be converted to UTC (year 1 or 9999 with an offset): the
+    database adapters fail on it with an OverflowError."""
+    try:
+        value.astimezone(datetime.UTC)
+    except OverflowError:
+        raise ValidationError("Date-time out of range: it must fall within years 1-9999 in UTC.", "invalid") from None
 
 
 def validate_text(value) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -14,7 +14,13 @@ from django.db.models import Count, Exists, OuterRef, Sum
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from alx_backend_graphql_crm.validation import FieldErrors, InputError, errors_from_validation, to_exact_decimal
+from alx_backend_graphql_crm.validation import (
+    FieldErrors,
+    InputError,
+    errors_from_validation,
+    to_exact_decimal,
+    validate_utc_range,
+)
 from crm.models import Customer, Order, OrderLine, Product, email_key
 
 MAX_BULK_CUSTOMERS = 1000
@@ -300,10 +306,9 @@ def _order_date(order_date, errors: FieldErrors) -> datetime | None:
         return None
     if timezone.is_naive(order_date):
         order_date = timezone.make_aware(order_date)
-    try:
-        order_date.astimezone(UTC)
-    except OverflowError:  # year 1 or 9999 with an offset: the databases would fail on it
-        errors.add("order_date", "Date-time out of range.", "invalid")
+    with errors.collect("order_date"):
+        validate_utc_range(order_date)
+    if "order_date" in errors:
         return None
     if order_date > now + ORDER_DATE_MAX_AHEAD:
         minutes = int(ORDER_DATE_MAX_AHEAD.total_seconds() // 60)
