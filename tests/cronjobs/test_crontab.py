@@ -258,6 +258,22 @@ def test_read_failure_other_than_no_crontab_never_writes(settings, tmp_path):
     assert not log.exists()
 
 
+@pytest.mark.django_db
+def test_show_without_a_crontab_binary_lists_every_job_then_exits_1(settings, tmp_path):
+    """`make run` needs no crontab; on such a machine `show` still says all it knows, then exits 1
+    (crontab unreadable, CONTRACT section 4)."""
+    from io import StringIO
+
+    settings.CRONJOBS = CRONJOBS
+    settings.CRONTAB_EXECUTABLE = str(tmp_path / "no-crontab-here")
+    out = StringIO()
+    with pytest.raises(CommandError) as error:
+        call_command("crontab", "show", stdout=out)
+    assert error.value.returncode == 1 and "cannot run" in str(error.value)
+    assert all(f"{name}  [" in out.getvalue() for name in ("succeed", "add", "nightly"))
+    assert out.getvalue().count("last run:  never") == 3
+
+
 @pytest.mark.crontab
 @pytest.mark.django_db
 def test_show_lists_jobs_and_flags_stale_and_foreign_lines(user_settings, crontab_user):
