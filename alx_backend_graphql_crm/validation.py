@@ -1,4 +1,4 @@
-"""Value rules shared by the domain and the GraphQL toolkit: one error record, exact decimals, safe text.
+"""Value rules shared by the domain and the GraphQL toolkit: errors (one refusal for all), decimals, dates, text.
 
 It imports Django only, never an app nor graphene: services import it without depending on the
 API, and the API toolkit imports it without depending on any app (the cronjobs engine and crm

@@ -298,6 +298,8 @@ def _order_products(product_ids: list, errors: FieldErrors) -> tuple[dict[int, P
 
 
 def _order_date(order_date, errors: FieldErrors) -> datetime | None:
+    """The order's date, aware (default now); refuses (into ``errors``) what is not a date-time, cannot
+    be stored, or is more than ORDER_DATE_MAX_AHEAD ahead of the server's clock."""
     now = timezone.now()
     if order_date is None:
         return now
