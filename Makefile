@@ -33,7 +33,8 @@ run: $(VENV)/.runtime
 serve: $(VENV)/.runtime
 	PYTHON=$(BIN)/python bin/serve
 
-# The fast tier on SQLite (about a minute): tests marked `slow` are left to `make test-all` and CI.
+# The fast tier on SQLite (about a minute on an idle two-CPU machine; README.md says what it depends on):
+# tests marked `slow` are left to `make test-all` and CI.
 # Tests needing PostgreSQL, Redis, crontab, a cron daemon or Chromium skip saying why where those are
 # missing (docs/testing.md). PYTEST_ARGS="-k runner -x" passes options through.
 test: $(VENV)/.dev

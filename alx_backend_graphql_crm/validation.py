@@ -1,16 +1,18 @@
-"""Value rules shared by the domain and the GraphQL toolkit: one error record, exact decimals, safe text.
+"""Value rules shared by the domain and the GraphQL toolkit: errors (one refusal for all), decimals, dates, text.
 
 It imports Django only, never an app nor graphene: services import it without depending on the
 API, and the API toolkit imports it without depending on any app (the cronjobs engine and crm
 both build on the toolkit, which must stay ignorant of them).
 """
 
+import datetime
 import decimal
 import re
 import unicodedata
+from contextlib import contextmanager
 from dataclasses import dataclass
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 
 MAX_DECIMAL_EXPONENT = 50
 
@@ -28,6 +30,46 @@ class InputError:
     def __str__(self) -> str:
         text = f"{self.field}: {self.message}" if self.field else self.message
         return f"row {self.index}: {text}" if self.index is not None else text
+
+
+class FieldErrors:
+    """Every mistake found in one input, by field, refused together as one ValidationError.
+
+    A service checks every field before it refuses, so its caller learns all its mistakes in one
+    answer. ``order`` names the input's fields in the order they are reported (the first is what a
+    payload's ``message`` states); mistakes on other fields come after them.
+    """
+
+    def __init__(self, *order: str):
+        self.order = order
+        self._errors: dict[str, list[ValidationError]] = {}
+
+    def add(self, field: str, message: str, code: str) -> None:
+        self._errors.setdefault(field, []).append(ValidationError(message, code=code))
+
+    @contextmanager
+    def collect(self, field: str = NON_FIELD_ERRORS):
+        """Record a ValidationError raised in the block instead of raising it: by the fields it names,
+        else under ``field``."""
+        try:
+            yield
+        except ValidationError as exc:
+            named = exc.error_dict.items() if hasattr(exc, "error_dict") else [(field, exc.error_list)]
+            for name, errors in named:
+                self._errors.setdefault(name, []).extend(errors)
+
+    @property
+    def fields(self) -> list[str]:
+        """The fields found wrong so far (e.g. to leave out of a later ``full_clean``)."""
+        return list(self._errors)
+
+    def __contains__(self, field: str) -> bool:
+        return field in self._errors
+
+    def raise_if_any(self) -> None:
+        if self._errors:
+            rank = {name: position for position, name in enumerate(self.order)}
+            raise ValidationError(dict(sorted(self._errors.items(), key=lambda item: rank.get(item[0], len(rank)))))
 
 
 def errors_from_validation(exc: ValidationError, *, index: int | None = None) -> list[InputError]:
@@ -64,6 +106,15 @@ def to_exact_decimal(value) -> decimal.Decimal:
         # Far beyond any amount; databases overflow on such numbers in comparisons.
         raise ValidationError(f"Decimal {value!r} is out of range.", "invalid")
     return result
+
+
+def validate_utc_range(value: datetime.datetime) -> None:
+    """Refuse a date-time that cannot be converted to UTC (year 1 or 9999 with an offset): the
+    database adapters fail on it with an OverflowError."""
+    try:
+        value.astimezone(datetime.UTC)
+    except OverflowError:
+        raise ValidationError("Date-time out of range: it must fall within years 1-9999 in UTC.", "invalid") from None
 
 
 def validate_text(value) -> None:

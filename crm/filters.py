@@ -29,7 +29,10 @@ class _NodeIDField(forms.CharField):
             return None
         pk = decode_id(value, self.type_name)
         if pk is None:
-            raise forms.ValidationError(f"Invalid {self.type_name} ID: {value}", code="invalid")
+            raise forms.ValidationError(
+                f"Invalid {self.type_name} ID: {value}; send a {self.type_name}'s global ID or its integer key",
+                code="invalid",
+            )
         return pk
 
 

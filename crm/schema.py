@@ -9,7 +9,7 @@ from graphql_relay import to_global_id
 from alx_backend_graphql_crm.api.connections import CountableConnection, FilteredConnectionField
 from alx_backend_graphql_crm.api.mutations import ServiceMutation
 from alx_backend_graphql_crm.api.permissions import permission_required
-from alx_backend_graphql_crm.api.scalars import Decimal, decode_id, require_ids
+from alx_backend_graphql_crm.api.scalars import Decimal, decode_id, decode_ids
 from crm import services
 from crm.filters import CustomerFilter, OrderFilter, ProductFilter
 from crm.models import Customer, Order, OrderLine, Product
@@ -252,6 +252,12 @@ class CreateOrderInput(graphene.InputObjectType):
         required=True,
         description="Global IDs or integers; a product listed twice is ordered twice. At most CRM_MAX_ORDER_ITEMS.",
     )
+    order_date = graphene.DateTime(
+        description=(
+            "When the order was placed (ISO 8601; without an offset, in DJANGO_TIME_ZONE). Default: now. "
+            f"At most {int(services.ORDER_DATE_MAX_AHEAD.total_seconds() // 60)} minutes in the future (clock skew)."
+        )
+    )
 
 
 class CreateOrder(ServiceMutation):
@@ -266,9 +272,9 @@ class CreateOrder(ServiceMutation):
 
     @classmethod
     def perform(cls, info, input):
-        [customer_id] = require_ids([input.customer_id], "Customer", field="customer_id")
-        product_ids = require_ids(input.product_ids, "Product", field="product_ids")
-        order = services.create_order(customer_id=customer_id, product_ids=product_ids)
+        [customer_id] = decode_ids([input.customer_id], "Customer")
+        product_ids = decode_ids(input.product_ids, "Product")
+        order = services.create_order(customer_id=customer_id, product_ids=product_ids, order_date=input.order_date)
         return {"order": orders_queryset().get(pk=order.pk), "message": f"Order {order.pk} created."}
 
 

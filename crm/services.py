@@ -14,7 +14,13 @@ from django.db.models import Count, Exists, OuterRef, Sum
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from alx_backend_graphql_crm.validation import InputError, errors_from_validation, to_exact_decimal
+from alx_backend_graphql_crm.validation import (
+    FieldErrors,
+    InputError,
+    errors_from_validation,
+    to_exact_decimal,
+    validate_utc_range,
+)
 from crm.models import Customer, Order, OrderLine, Product, email_key
 
 MAX_BULK_CUSTOMERS = 1000
@@ -30,6 +36,8 @@ class BulkCreateResult:
 
 # --- customers ---------------------------------------------------------------------------------
 
+CUSTOMER_FIELDS = ("name", "email", "phone")  # the input's order: the order its mistakes are reported in
+
 
 def _normalise_customer(name, email, phone) -> Customer:
     return Customer(
@@ -41,7 +49,10 @@ def _normalise_customer(name, email, phone) -> Customer:
 
 def create_customer(*, name: str, email: str, phone: str | None = None) -> Customer:
     customer = _normalise_customer(name, email, phone)
-    customer.full_clean()
+    errors = FieldErrors(*CUSTOMER_FIELDS)
+    with errors.collect():
+        customer.full_clean()  # every field, and the email's uniqueness when the email itself is valid
+    errors.raise_if_any()
     try:
         with transaction.atomic():
             customer.save()
@@ -81,20 +92,30 @@ def bulk_create_customers(*, rows: list[dict]) -> BulkCreateResult:
         )
         return result
 
-    candidates = _valid_rows(rows, result.errors)
-    new = _new_emails(candidates, result.errors)
+    candidates, refused = _valid_rows(rows, result.errors)
+    new = _new_emails(candidates, result.errors, refused=refused)
     if new:
         result.customers = _insert_customers(new, result.errors)
-    result.errors.sort(key=lambda error: error.index if error.index is not None else -1)
+    result.errors.sort(key=_row_order)
     return result
 
 
 _NOT_INPUT = ("id", "email_key", "created_at", "archived_at")
 
 
-def _valid_rows(rows: list[dict], errors: list[InputError]) -> list[tuple[int, Customer]]:
-    """(index, customer) of the rows that pass validation; the others' mistakes go to ``errors``."""
-    candidates = []
+def _row_order(error: InputError) -> tuple[int, int]:
+    """Errors by row, then in the order of the row's fields."""
+    field = CUSTOMER_FIELDS.index(error.field) if error.field in CUSTOMER_FIELDS else -1
+    return (-1 if error.index is None else error.index, field)
+
+
+Row = tuple[int, Customer]  # (index in the input, the customer it describes)
+
+
+def _valid_rows(rows: list[dict], errors: list[InputError]) -> tuple[list[Row], list[Row]]:
+    """The rows that pass validation, and the refused rows whose email passed (their mistakes go to
+    ``errors``; whether their email is taken is still worth saying)."""
+    candidates, refused = [], []
     for index, row in enumerate(rows):
         customer = _normalise_customer(row.get("name"), row.get("email"), row.get("phone"))
         try:
@@ -102,15 +123,23 @@ def _valid_rows(rows: list[dict], errors: list[InputError]) -> list[tuple[int, C
             customer.full_clean(exclude=_NOT_INPUT, validate_unique=False, validate_constraints=False)
         except ValidationError as exc:
             errors.extend(errors_from_validation(exc, index=index))
+            if "email" not in exc.error_dict:
+                refused.append((index, customer))
             continue
         candidates.append((index, customer))
-    return candidates
+    return candidates, refused
 
 
-def _new_emails(candidates: list[tuple[int, Customer]], errors: list[InputError]) -> list[tuple[int, Customer]]:
-    """The candidates whose email is neither taken nor earlier in the batch (one query)."""
-    wanted = {email_key(customer.email) for _, customer in candidates}
+def _new_emails(candidates: list[Row], errors: list[InputError], *, refused: list[Row] = ()) -> list[Row]:
+    """The candidates whose email is neither taken nor earlier in the batch (one query); the ``refused``
+    rows (never created, so clashing with no row of the batch) are only told when their email is taken."""
+    wanted = {email_key(customer.email) for _, customer in [*candidates, *refused]}
     existing = _existing_email_keys(wanted) if wanted else set()
+    errors.extend(
+        InputError("email", "Email already exists", "unique", index)
+        for index, customer in refused
+        if email_key(customer.email) in existing
+    )
     seen: set[str] = set()
     new = []
     for index, customer in candidates:
@@ -125,7 +154,7 @@ def _new_emails(candidates: list[tuple[int, Customer]], errors: list[InputError]
     return new
 
 
-def _insert_customers(new: list[tuple[int, Customer]], errors: list[InputError]) -> list[Customer]:
+def _insert_customers(new: list[Row], errors: list[InputError]) -> list[Customer]:
     """INSERT the new rows; if another request took some of their emails meanwhile, report those
     rows as taken and insert the rest (the unique index is never left to decide alone)."""
     try:
@@ -143,10 +172,9 @@ def _insert_customers(new: list[tuple[int, Customer]], errors: list[InputError])
 
 
 def create_product(*, name: str, price, stock: int | None = 0) -> Product:
-    try:
+    errors = FieldErrors("name", "price", "stock")
+    with errors.collect("price"):
         price = to_exact_decimal(price)
-    except ValidationError as exc:
-        raise ValidationError({"price": exc}) from None
     product = Product(
         name=(name or "").strip(),
         price=price,
@@ -154,8 +182,10 @@ def create_product(*, name: str, price, stock: int | None = 0) -> Product:
     )
     if isinstance(product.stock, int) and product.stock < 0:
         # PositiveIntegerField's own message is generic; say the rule.
-        raise ValidationError({"stock": ValidationError("Stock cannot be negative.", code="min_value")})
-    product.full_clean()
+        errors.add("stock", "Stock cannot be negative.", "min_value")
+    with errors.collect():
+        product.full_clean(exclude=errors.fields)  # the other fields; each field's mistake is said once
+    errors.raise_if_any()
     product.save()
     return product
 
@@ -191,49 +221,28 @@ def restock_low_stock(*, threshold: int | None = None, amount: int | None = None
 # --- orders ------------------------------------------------------------------------------------
 
 
+ORDER_DATE_MAX_AHEAD = timedelta(minutes=5)  # how far a client's clock may run ahead of the server's
+MAX_KEY = 2**63 - 1  # the largest primary key the databases hold
+
+
 def create_order(*, customer_id: int, product_ids: list[int], order_date: datetime | None = None) -> Order:
     """Create an order all-or-nothing: check, lock and take stock, write lines at current prices.
 
-    A product listed twice is ordered twice. The product rows are locked (in id order, so two
-    orders cannot deadlock) and stock is taken with a guarded UPDATE, so concurrent orders can
-    never oversell.
+    Every mistake is reported at once: the customer, each product (an ID that is not an integer is
+    refused as given, so a caller may pass on what it could not read), the total, short stock, the
+    date. A product listed twice is ordered twice. The product rows are locked (in id order, so two
+    orders cannot deadlock) and stock is taken with a guarded UPDATE, so concurrent orders can never
+    oversell. ``order_date`` defaults to now; a naive one is in the current time zone; it may not be
+    more than ORDER_DATE_MAX_AHEAD in the future.
     """
-    if not product_ids:
-        raise ValidationError({"product_ids": ValidationError("Select at least one product.", code="required")})
-    if len(product_ids) > settings.CRM_MAX_ORDER_ITEMS:
-        # Bounds the time the product rows stay locked, and every order's `products` list.
-        raise ValidationError(
-            {
-                "product_ids": ValidationError(
-                    f"At most {settings.CRM_MAX_ORDER_ITEMS} products per order; got {len(product_ids)}.",
-                    code="too_many",
-                )
-            }
-        )
-    customer = Customer.objects.active().filter(pk=customer_id).first()
-    if customer is None:
-        raise ValidationError({"customer_id": ValidationError(f"Invalid customer ID: {customer_id}", code="invalid")})
-    quantities = Counter(product_ids)
-
+    errors = FieldErrors("customer_id", "product_ids", "order_date")
+    customer = _order_customer(customer_id, errors)
+    order_date = _order_date(order_date, errors)
     with transaction.atomic():
-        products = {p.pk: p for p in Product.objects.select_for_update().filter(pk__in=quantities).order_by("pk")}
-        for product_id in product_ids:
-            if product_id not in products:
-                raise ValidationError(
-                    {"product_ids": ValidationError(f"Invalid product ID: {product_id}", code="invalid")}
-                )
-        total = sum((products[pid].price * qty for pid, qty in quantities.items()), Decimal("0"))
-        if total >= ORDER_TOTAL_LIMIT:
-            raise ValidationError(
-                {
-                    "product_ids": ValidationError(
-                        f"Order total {total} exceeds the maximum of {ORDER_TOTAL_LIMIT - Decimal('0.01')}.",
-                        code="max_value",
-                    )
-                }
-            )
+        products, quantities = _order_products(product_ids, errors)
+        errors.raise_if_any()
         _take_stock(products, quantities)
-        order = Order.objects.create(customer=customer, order_date=order_date or timezone.now())
+        order = Order.objects.create(customer=customer, order_date=order_date)
         OrderLine.objects.bulk_create(
             [
                 OrderLine(order=order, product_id=pid, quantity=qty, unit_price=products[pid].price)
@@ -245,17 +254,83 @@ def create_order(*, customer_id: int, product_ids: list[int], order_date: dateti
     return order
 
 
-def _take_stock(products: dict[int, Product], quantities: Counter) -> None:
-    """Take every ordered quantity in one guarded UPDATE, or refuse naming the first short product.
+def _is_key(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_KEY
 
-    ``products`` were read locked in this transaction (SQLite: in its snapshot, which a concurrent
-    write would make this UPDATE fail on), so their stock is current; the UPDATE's ``stock >= quantity``
-    guard (and the CHECK constraint) still refuse to oversell. One statement whatever the number of
-    products: an order of 100 products cost 100 UPDATEs before.
-    """
+
+def _order_customer(customer_id, errors: FieldErrors) -> Customer | None:
+    customer = Customer.objects.active().filter(pk=customer_id).first() if _is_key(customer_id) else None
+    if customer is None:
+        errors.add("customer_id", f"Invalid customer ID: {customer_id}", "invalid")
+    return customer
+
+
+def _order_products(product_ids: list, errors: FieldErrors) -> tuple[dict[int, Product], Counter]:
+    """The ordered products, locked, and how many of each; refuses (into ``errors``) an empty or too
+    long list, each ID that names no product, a total the database cannot hold and short stock."""
+    if not product_ids:
+        errors.add("product_ids", "Select at least one product.", "required")
+        return {}, Counter()
+    if len(product_ids) > settings.CRM_MAX_ORDER_ITEMS:
+        # Bounds the time the product rows stay locked, and every order's `products` list.
+        errors.add(
+            "product_ids",
+            f"At most {settings.CRM_MAX_ORDER_ITEMS} products per order; got {len(product_ids)}.",
+            "too_many",
+        )
+        return {}, Counter()
+    quantities = Counter(pid for pid in product_ids if _is_key(pid))
+    products = {p.pk: p for p in Product.objects.select_for_update().filter(pk__in=quantities).order_by("pk")}
+    unknown = [value for value in dict.fromkeys(product_ids) if not (_is_key(value) and value in products)]
+    for value in unknown:
+        errors.add("product_ids", f"Invalid product ID: {value}", "invalid")
+    if unknown:
+        return products, quantities
+    total = sum((products[pid].price * qty for pid, qty in quantities.items()), Decimal("0"))
+    if total >= ORDER_TOTAL_LIMIT:
+        limit = ORDER_TOTAL_LIMIT - Decimal("0.01")
+        errors.add("product_ids", f"Order total {total} exceeds the maximum of {limit}.", "max_value")
     for product_id, quantity in sorted(quantities.items()):
         if products[product_id].stock < quantity:
-            raise _insufficient_stock(products[product_id], quantity, products[product_id].stock)
+            message = _insufficient_stock(products[product_id], quantity, products[product_id].stock)
+            errors.add("product_ids", message, "insufficient_stock")
+    return products, quantities
+
+
+def _order_date(order_date, errors: FieldErrors) -> datetime | None:
+    """The order's date, aware (default now); refuses (into ``errors``) what is not a date-time, cannot
+    be stored, or is more than ORDER_DATE_MAX_AHEAD ahead of the server's clock."""
+    now = timezone.now()
+    if order_date is None:
+        return now
+    if not isinstance(order_date, datetime):
+        errors.add("order_date", f"Enter a date-time, not {order_date!r}.", "invalid")
+        return None
+    if timezone.is_naive(order_date):
+        order_date = timezone.make_aware(order_date)
+    with errors.collect("order_date"):
+        validate_utc_range(order_date)
+    if "order_date" in errors:
+        return None
+    if order_date > now + ORDER_DATE_MAX_AHEAD:
+        minutes = int(ORDER_DATE_MAX_AHEAD.total_seconds() // 60)
+        errors.add(
+            "order_date",
+            f"{order_date.isoformat()} is in the future; an order date may be at most {minutes} minutes "
+            "ahead of the server's clock.",
+            "max_value",
+        )
+    return order_date
+
+
+def _take_stock(products: dict[int, Product], quantities: Counter) -> None:
+    """Take every ordered quantity in one guarded UPDATE, or refuse naming a short product.
+
+    ``products`` were read locked in this transaction (SQLite: in its snapshot, which a concurrent
+    write would make this UPDATE fail on), and _order_products found enough of each; the UPDATE's
+    ``stock >= quantity`` guard (and the CHECK constraint) still refuse to oversell. One statement
+    whatever the number of products: an order of 100 products cost 100 UPDATEs before.
+    """
     # Written out: Django's Case(When(...)) for 100 products cost more to compile than the UPDATE took.
     table, case = Product._meta.db_table, 'CASE "id"' + " WHEN %s THEN %s" * len(quantities) + " END"
     pairs = [value for item in quantities.items() for value in item]
@@ -269,18 +344,12 @@ def _take_stock(products: dict[int, Product], quantities: Counter) -> None:
     if taken != len(quantities):  # only if the rows changed after the read despite the lock: say which
         current = dict(Product.objects.filter(pk__in=quantities).values_list("pk", "stock"))
         short = min(pid for pid, qty in quantities.items() if current.get(pid, 0) < qty)
-        raise _insufficient_stock(products[short], quantities[short], current.get(short, 0))
+        message = _insufficient_stock(products[short], quantities[short], current.get(short, 0))
+        raise ValidationError({"product_ids": ValidationError(message, code="insufficient_stock")})
 
 
-def _insufficient_stock(product: Product, quantity: int, stock: int) -> ValidationError:
-    return ValidationError(
-        {
-            "product_ids": ValidationError(
-                f"Insufficient stock for {product.name} (ID {product.pk}): {quantity} ordered, {stock} in stock",
-                code="insufficient_stock",
-            )
-        }
-    )
+def _insufficient_stock(product: Product, quantity: int, stock: int) -> str:
+    return f"Insufficient stock for {product.name} (ID {product.pk}): {quantity} ordered, {stock} in stock"
 
 
 # --- cleanup and reporting ---------------------------------------------------------------------

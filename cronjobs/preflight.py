@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pwd
 import re
@@ -97,13 +98,65 @@ def preflight_fix(error: str, config: CrontabConfig, user: str | None) -> str:
             f"user {who} may not read or run what the line needs ({config.python}, {config.project_dir}): "
             "give that user access to the project and its virtualenv, or install the lines for a user who has it"
         )
-    if "No module named" in error:
-        return "cron's Python lacks the project's packages: set CRONTAB_PYTHON_EXECUTABLE to the virtualenv's python"
+    module = re.search(r"No module named '([^']+)'", error)
+    if module:
+        return missing_module_fix(module[1], config)
     if re.search(r"not found|No such file", error):
         return f"something the line runs is not found under cron (PATH={CRON_PATH}): use absolute paths"
     if re.search(r"database|connection|could not connect|no such table|does not exist", error, re.IGNORECASE):
         return f"the database is not reachable or not migrated under cron: set DATABASE_URL ({where.split(' ', 1)[1]})"
     return "run the command below by hand to see the whole error"
+
+
+def missing_module_fix(module: str, config: CrontabConfig) -> str:
+    """Why cron's Python cannot import `module`: it is found here only through PYTHONPATH, which cron
+    does not pass on (the line's prefix must set it), or the lines run an interpreter without it."""
+    entry = pythonpath_entry(module, config.project_dir)
+    if entry is None:
+        return (
+            f"cron's Python ({config.python}) cannot import '{module}': set CRONTAB_PYTHON_EXECUTABLE to the "
+            "python that has the project's packages (e.g. the virtualenv's)"
+        )
+    prefix = f"{config.prefix} PYTHONPATH={shlex.quote(os.environ['PYTHONPATH'])}".lstrip()
+    reason = (
+        f"'{module}' is importable here only through PYTHONPATH (from {entry}), which cron does not pass on "
+        "(and an env file is read too late for it, once Python runs): set it in the lines' prefix, "
+    )
+    if os.environ.get("CRONTAB_COMMAND_PREFIX") is not None:  # the environment wins over the env file
+        return reason + f"export CRONTAB_COMMAND_PREFIX={shlex.quote(prefix)} where you run `crontab add`"
+    env_file = getattr(settings, "CRONJOBS_ENV_FILE", None)
+    in_settings = f"CRONTAB_COMMAND_PREFIX = {prefix!r} in the settings"
+    if not env_file:
+        return reason + in_settings
+    return reason + f"put the line {dotenv_line('CRONTAB_COMMAND_PREFIX', prefix)} in {env_file} (or {in_settings})"
+
+
+def pythonpath_entry(module: str, project_dir: Path | None) -> str | None:
+    """The PYTHONPATH entry this process finds top-level `module` in, when that entry is not the project
+    directory (which the lines `cd` into and manage.py puts on sys.path); None otherwise."""
+    entries = [entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]
+    try:
+        spec = importlib.util.find_spec(module.split(".")[0]) if entries else None
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:
+        return None
+    locations = [spec.origin] if spec.has_location else list(spec.submodule_search_locations or ())
+    for entry in entries:
+        root = Path(entry).resolve()
+        if root != (project_dir and project_dir.resolve()) and any(
+            Path(location).resolve().is_relative_to(root) for location in locations
+        ):
+            return entry
+    return None
+
+
+def dotenv_line(name: str, value: str) -> str:
+    """`name=value` as an env file (python-dotenv) reads it back as `value`."""
+    if not re.search(r"[\s'\"#\\]", value):
+        return f"{name}={value}"
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'{name}="{escaped}"'
 
 
 def preflight(job: Job, config: CrontabConfig, timeout: float = 120) -> PreflightFailure | None:

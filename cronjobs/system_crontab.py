@@ -13,6 +13,7 @@ path) are recognised as legacy and replaced on `add`.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import importlib.util
 import os
@@ -227,17 +228,25 @@ def _change_instant(zone, before: datetime, after: datetime) -> datetime:
     return high
 
 
+# The first line `add` writes into a crontab it creates (the user had none): how `remove` knows it may
+# delete the crontab again once nothing else is left. A user who deletes the line keeps the crontab.
+CREATED_LINE = "# crontab created by `manage.py crontab add`; `crontab remove` deletes it when nothing else is left\n"
+
+
 @dataclass(frozen=True)
 class LineInfo:
     """What a crontab line is, as far as this checkout is concerned."""
 
-    # "ours", "legacy" (plain django-crontab, this checkout), "foreign" (another install), "other"
+    # "ours", "legacy" (plain django-crontab, this checkout), "foreign" (another install), "created"
+    # (CREATED_LINE, whichever checkout wrote it), "other"
     kind: str
     name: str = ""  # job name for "ours", hash for "legacy"
 
 
 def classify(line: str, config: CrontabConfig) -> LineInfo:
     """Say whose line this is; never raises, whatever the line holds."""
+    if line.rstrip() == CREATED_LINE.rstrip():
+        return LineInfo("created")
     if line.lstrip().startswith("#"):
         return LineInfo("other")
     marker = MARKER_RE.search(line)
@@ -259,16 +268,17 @@ def classify(line: str, config: CrontabConfig) -> LineInfo:
 
 @dataclass
 class Plan:
-    """A new crontab text and what changed, by job name."""
+    """The crontab before and after (None: the user has none) and what changed, by job name."""
 
-    text: str
+    before: str | None
+    text: str | None = None
     added: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
 
     def report(self) -> list[str]:
-        return [
+        lines = [
             f"{label}: {', '.join(names) if names else '-'}"
             for label, names in (
                 ("added", self.added),
@@ -277,18 +287,50 @@ class Plan:
                 ("kept", self.kept),
             )
         ]
+        if self.before is None and self.text is not None:
+            lines.append("the crontab itself: created (there was none; `crontab remove` deletes it again)")
+        elif self.before is not None and self.text is None:
+            lines.append("the crontab itself: deleted (`crontab add` had created it and nothing else is left)")
+        return lines
+
+    def diff(self) -> list[str]:
+        """The exact lines added, changed and removed, as a unified diff without context lines (the
+        user's other lines are neither shown nor changed)."""
+        if self.text == self.before:
+            return []
+        lines = difflib.unified_diff(
+            (self.before or "").splitlines(keepends=True),
+            (self.text or "").splitlines(keepends=True),
+            fromfile="crontab now" if self.before is not None else "no crontab now",
+            tofile="crontab after" if self.text is not None else "no crontab after (deleted: `crontab -r`)",
+            n=0,
+        )
+        return [line.rstrip("\n") for line in lines]
 
 
-def plan_add(current: str, jobs: list[Job], config: CrontabConfig) -> Plan:
+def _settle(plan: Plan, lines: list[str]) -> Plan:
+    """Set the plan's new text: None (no crontab) if only CREATED_LINE and blank lines would be left, or
+    if nothing would be written where there was no crontab; CREATED_LINE first in a crontab created now."""
+    text = "".join(lines)
+    if plan.before is None and text:
+        text = CREATED_LINE + text
+    leftover = [line for line in text.splitlines(keepends=True) if line.strip()]
+    created_only = leftover and all(line.rstrip() == CREATED_LINE.rstrip() for line in leftover)
+    plan.text = None if created_only or (plan.before is None and not text) else text
+    return plan
+
+
+def plan_add(current: str | None, jobs: list[Job], config: CrontabConfig) -> Plan:
     """Replace this checkout's lines by one line per enabled job; every other line stays byte for byte.
 
-    Lines are updated in place; new ones go after the last of ours (or at the end).
+    Lines are updated in place; new ones go after the last of ours (or at the end). ``current`` None:
+    the user has no crontab (see CREATED_LINE).
     """
     desired = {job.name: render_line(job, config) for job in jobs if job.enabled}
-    lines = current.splitlines(keepends=True)
+    lines = (current or "").splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):
         lines[-1] += "\n"  # crontab refuses a file without a final newline anyway
-    plan = Plan(text="")
+    plan = Plan(before=current)
     out: list[str] = []
     insert_at: int | None = None
     for line in lines:
@@ -307,22 +349,21 @@ def plan_add(current: str, jobs: list[Job], config: CrontabConfig) -> Plan:
     position = len(out) if insert_at is None else insert_at
     out[position:position] = [desired[name] for name in missing]
     plan.added.extend(missing)
-    plan.text = "".join(out)
-    return plan
+    return _settle(plan, out)
 
 
-def plan_remove(current: str, config: CrontabConfig) -> Plan:
-    """Drop this checkout's lines (and its plain django-crontab lines); keep everything else."""
-    plan = Plan(text="")
+def plan_remove(current: str | None, config: CrontabConfig) -> Plan:
+    """Drop this checkout's lines (and its plain django-crontab lines); keep everything else, or no
+    crontab at all if `add` created it and nothing else is left."""
+    plan = Plan(before=current)
     out = []
-    for line in current.splitlines(keepends=True):
+    for line in (current or "").splitlines(keepends=True):
         info = classify(line, config)
         if info.kind in ("ours", "legacy"):
             plan.removed.append(info.name if info.kind == "ours" else f"legacy {info.name}")
         else:
             out.append(line)
-    plan.text = "".join(out)
-    return plan
+    return _settle(plan, out)
 
 
 def _crontab(config: CrontabConfig, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
@@ -340,25 +381,36 @@ def _crontab(config: CrontabConfig, *args: str, stdin: bytes | None = None) -> s
         raise CrontabError(f"cannot run {shlex.join(config.executable)}: {exc}") from exc
 
 
-def read_crontab(config: CrontabConfig) -> str:
-    """The current crontab text; '' when the user has none. Any other failure raises CrontabError."""
+def read_existing_crontab(config: CrontabConfig) -> str | None:
+    """The current crontab text; None when the user has none. Any other failure raises CrontabError."""
     result = _crontab(config, "-l")
     stderr = result.stderr.decode("utf-8", "replace").strip()
     if result.returncode == 0:
         return result.stdout.decode("utf-8", "surrogateescape")
     if re.search(r"^(crontab: )?no crontab for ", stderr, re.MULTILINE) and not result.stdout.strip():
-        return ""
+        return None
     raise CrontabError(
         f"`{shlex.join([*config.executable, '-l'])}` failed (exit {result.returncode}): {stderr or 'no message'}"
     )
 
 
-def write_crontab(config: CrontabConfig, text: str) -> None:
-    """Install `text` through `crontab -`, then read it back to make sure cron holds exactly that."""
-    result = _crontab(config, "-", stdin=text.encode("utf-8", "surrogateescape"))
+def read_crontab(config: CrontabConfig) -> str:
+    """The current crontab text; '' when the user has none. Any other failure raises CrontabError."""
+    return read_existing_crontab(config) or ""
+
+
+def write_crontab(config: CrontabConfig, text: str | None) -> None:
+    """Install `text` through `crontab -` (None: delete the crontab, `crontab -r`), then read it back
+    to make sure cron holds exactly that."""
+    if text is None:
+        result = _crontab(config, "-r", stdin=b"")
+    else:
+        result = _crontab(config, "-", stdin=text.encode("utf-8", "surrogateescape"))
     if result.returncode != 0:
         stderr = result.stderr.decode("utf-8", "replace").strip()
-        raise CrontabError(f"crontab refused the new file (exit {result.returncode}), nothing changed: {stderr}")
-    installed = read_crontab(config)
+        refused = "refused the new file" if text is not None else "could not delete the crontab"
+        raise CrontabError(f"crontab {refused} (exit {result.returncode}), nothing changed: {stderr}")
+    installed = read_existing_crontab(config)
     if installed != text:
-        raise CrontabError("the crontab read back differs from what was written; check it with `crontab -l`")
+        wanted = "what was written" if text is not None else "no crontab"
+        raise CrontabError(f"the crontab read back differs from {wanted}; check it with `crontab -l`")

@@ -81,6 +81,25 @@ def test_demo_user_refused_when_debug_off(settings):
 
 
 @pytest.mark.django_db
+def test_demo_user_says_the_password_that_works(settings, capsys):
+    """The second `make run` must not speak of a password the user set when nobody changed it."""
+    from django.contrib.auth import get_user_model
+
+    settings.DEBUG = True
+    url = "http://127.0.0.1:8000"
+    login = f"Log in at {url}/admin/ as 'admin' with"
+    call_command("ensure_demo_user")
+    assert capsys.readouterr().out.startswith(f"{login} password 'admin'; GraphiQL is at {url}/graphql")
+    call_command("ensure_demo_user")  # the next `make run`, nothing changed
+    assert capsys.readouterr().out.startswith(f"{login} password 'admin' (the demo default, unchanged);")
+    user = get_user_model().objects.get(username="admin")
+    user.set_password("changed-it-1234")
+    user.save()
+    call_command("ensure_demo_user")
+    assert capsys.readouterr().out.startswith(f"{login} the password you set (no longer the demo default);")
+
+
+@pytest.mark.django_db
 def test_admin_pages_render(admin_client):
     call_command("seed_db")
     order = Order.objects.first()

@@ -59,8 +59,29 @@ def filter_input_type(filterset_class, name: str) -> type[InputObjectType]:
     return type(name, (InputObjectType,), attrs)
 
 
+class _WhitelistField(forms.Field):
+    """The ordering field's own check, saying every unknown name and listing the valid ones."""
+
+    def clean(self, value):
+        known = {choice for choice, _label in self.choices}
+        unknown = [name for name in value or () if name not in known]
+        if unknown:
+            names = ", ".join(repr(name) for name in unknown)
+            verb = "is not one of" if len(unknown) == 1 else "are not among"
+            valid = ", ".join(sorted(choice for choice, _label in self.choices if choice and choice[0] != "-"))
+            raise forms.ValidationError(
+                f"{names} {verb}: {valid} ('-' in front for descending).", code="invalid_choice"
+            )
+        return super().clean(value)
+
+
 class StableOrderingFilter(OrderingFilter):
-    """An OrderingFilter that ends every ordering with the primary key, so pages never overlap."""
+    """An OrderingFilter that ends every ordering with the primary key, so pages never overlap, and
+    whose refusal lists the valid names."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.field_class = type(self.field_class.__name__, (_WhitelistField, self.field_class), {})
 
     def filter(self, qs, value):
         qs = super().filter(qs, value)

@@ -1,7 +1,5 @@
 """Filter building blocks shared by every app's FilterSets."""
 
-import datetime
-
 import django_filters
 from django import forms
 from django.core.validators import ProhibitNullCharactersValidator
@@ -9,7 +7,7 @@ from django_filters.fields import IsoDateTimeField
 from graphene.utils.str_converters import to_camel_case
 
 from alx_backend_graphql_crm.api.permissions import check_permissions, permission_text
-from alx_backend_graphql_crm.validation import validate_text
+from alx_backend_graphql_crm.validation import validate_text, validate_utc_range
 
 
 class BoundedIsoDateTimeField(IsoDateTimeField):
@@ -22,10 +20,7 @@ class BoundedIsoDateTimeField(IsoDateTimeField):
     def to_python(self, value):
         result = super().to_python(value)
         if result is not None:
-            try:
-                result.astimezone(datetime.UTC)
-            except OverflowError:
-                raise forms.ValidationError("Date-time out of range.", code="invalid") from None
+            validate_utc_range(result)
         return result
 
 

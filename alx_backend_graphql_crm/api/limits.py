@@ -21,9 +21,10 @@ from graphql import (
 )
 from graphql.language import TokenKind
 from graphql.language.parser import Parser
-from graphql.validation import NoSchemaIntrospectionCustomRule, specified_rules
+from graphql.validation import NoSchemaIntrospectionCustomRule, ValuesOfCorrectTypeRule, specified_rules
 
 from alx_backend_graphql_crm.api.errors import QueryRejected
+from alx_backend_graphql_crm.api.input_values import NamedValuesOfCorrectTypeRule
 
 
 class _Measure:
@@ -333,7 +334,11 @@ def validation_rules(*, introspection: bool) -> list:
 
     ``validate()`` replaces its standard rules with the list it is given, so they are included.
 
+    Refusals of values written in the document name where the value is and what is accepted
+    (``NamedValuesOfCorrectTypeRule`` in place of graphql-core's ``ValuesOfCorrectTypeRule``).
+
     ``NoSchemaIntrospectionCustomRule`` refuses ``__schema``/``__type`` but keeps ``__typename``,
     which Relay and Apollo clients need (graphene's ``DisableIntrospection`` blocks it too).
     """
-    return [*specified_rules, NoSchemaIntrospectionCustomRule] if not introspection else list(specified_rules)
+    rules = [NamedValuesOfCorrectTypeRule if rule is ValuesOfCorrectTypeRule else rule for rule in specified_rules]
+    return [*rules, NoSchemaIntrospectionCustomRule] if not introspection else rules

@@ -60,16 +60,8 @@ def decode_id(value, type_name: str) -> int | None:
     return int(decoded_id)
 
 
-def require_ids(values, type_name: str, *, field: str) -> list[int]:
-    """The primary keys of ``values`` (each a global ID of ``type_name`` or an integer), in order.
-
-    The first value that is neither is reported as a ValidationError on ``field``
-    ("Invalid product ID: abc"), the way a service reports an ID it cannot find.
-    """
-    ids = []
-    for value in values:
-        pk = decode_id(value, type_name)
-        if pk is None:
-            raise ValidationError({field: ValidationError(f"Invalid {type_name.lower()} ID: {value}", code="invalid")})
-        ids.append(pk)
-    return ids
+def decode_ids(values, type_name: str) -> list:
+    """The primary key of each value (a global ID of ``type_name`` or an integer), in order; a value
+    that is neither is passed on as it came, for the service to refuse naming it ("Invalid product
+    ID: abc") with every other mistake of the input."""
+    return [value if (pk := decode_id(value, type_name)) is None else pk for value in values]

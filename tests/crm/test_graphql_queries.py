@@ -53,11 +53,49 @@ class TestCustomerFilters:
         assert emails("-email") == ["c@example.com", "b@example.com", "a@example.com"]
         assert emails(["name", "-email"]) == ["c@example.com", "b@example.com", "a@example.com"]
         assert emails(["name", "email"]) == ["b@example.com", "c@example.com", "a@example.com"]
-        status, body = post(client, query, {"o": ["phone"]})  # not in the whitelist
-        assert (
-            "orderBy: Select a valid choice. phone is not one of the available choices." in body["errors"][0]["message"]
+        status, body = post(client, query, {"o": ["phone"]})  # not in the whitelist: the refusal lists it
+        assert body["errors"][0]["message"] == (
+            "Invalid filter or ordering: orderBy: 'phone' is not one of: createdAt, email, id, name "
+            "('-' in front for descending)."
         )
         assert body["data"] == {"allCustomers": None}
+
+
+def test_every_unknown_ordering_and_filter_value_named_at_once(client):
+    status, body = post(
+        client, '{ allOrders(filter: {productId: "zzz"}, orderBy: ["cost", "-orderDate", "-bogus"]) { totalCount } }'
+    )
+    assert status == 200 and body["errors"][0]["extensions"]["code"] == "bad_user_input"
+    assert body["errors"][0]["message"] == (
+        "Invalid filter or ordering: filter.productId: Invalid Product ID: zzz; send a Product's global ID or its "
+        "integer key; orderBy: 'cost', '-bogus' are not among: id, orderDate, totalAmount ('-' in front for "
+        "descending)."
+    )
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        (
+            '{ allCustomers(filter: {nameIcontains: "A", createdAtGte: "last week"}) { totalCount } }',
+            "filter.createdAtGte: DateTime cannot represent value: 'last week'; accepted: an ISO 8601 date-time "
+            "such as 2025-01-01T00:00:00Z, or a date such as 2025-01-01",
+        ),
+        (
+            '{ allProducts(filter: {priceGte: "cheap"}) { totalCount } }',
+            "filter.priceGte: Expected value of type 'Decimal', found \"cheap\"; accepted: a number or a numeric "
+            'string such as "999.99"',
+        ),
+        (
+            "{ allProducts(filter: {lowStock: 1}) { totalCount } }",
+            "filter.lowStock: Boolean cannot represent a non boolean value: 1; accepted: true or false",
+        ),
+    ],
+)
+def test_a_value_graphql_refuses_is_named_with_the_accepted_form(client, document, message):
+    """Refused by GraphQL's validation, before anything runs (HTTP 400): the refusal says which entry."""
+    status, body = post(client, document)
+    assert status == 400 and [error["message"] for error in body["errors"]] == [message]
 
 
 class TestProductFilters:
@@ -126,7 +164,10 @@ class TestOrderFilters:
 
     def test_out_of_range_date_is_a_user_error(self, client):
         status, body = post(client, '{ allOrders(filter: {orderDateLte: "9999-12-31T23:00:00-05:00"}) { totalCount } }')
-        assert "filter.orderDateLte: Date-time out of range." in body["errors"][0]["message"]
+        assert (
+            "filter.orderDateLte: Date-time out of range: it must fall within years 1-9999 in UTC."
+            in body["errors"][0]["message"]
+        )
 
 
 class TestSingleObjectsAndIds:

@@ -76,6 +76,17 @@ def crontab_user(crontab_user_session):
     crontab_user_session.clear()
 
 
+@pytest.fixture
+def empty_crontab(settings, tmp_path):
+    """CRONTAB_EXECUTABLE: a stand-in crontab holding no line, for what `crontab show` says of each job
+    (pause, zone, retries) on every machine, with or without a `crontab` binary, reading nobody's
+    crontab. `show` against the real binary: test_crontab.py's tests marked `crontab`."""
+    fake = tmp_path / "crontab"
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(0o755)
+    settings.CRONTAB_EXECUTABLE = str(fake)
+
+
 @dataclass
 class SharedDb:
     """A database that this test and the processes it starts both see."""

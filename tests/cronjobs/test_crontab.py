@@ -2,6 +2,7 @@
 
 import shlex
 import stat
+import subprocess
 import sys
 
 import pytest
@@ -45,8 +46,13 @@ def ours(text: str) -> list[str]:
 
 
 def without_ours(text: str) -> str:
+    """The text without this checkout's job lines and the comment of a crontab `add` created."""
     config = backend.get_config()
-    return "".join(line for line in text.splitlines(keepends=True) if backend.classify(line, config).kind != "ours")
+    kept = [line for line in text.splitlines(keepends=True) if backend.classify(line, config).kind not in OURS]
+    return "".join(kept)
+
+
+OURS = ("ours", "created")
 
 
 def run_command(*args) -> tuple[str, str]:
@@ -148,6 +154,24 @@ def test_plan_keeps_foreign_lines_and_converges_in_one_add(settings, lines, orde
     assert backend.plan_remove(after_edit.text, config).text == foreign
 
 
+def test_plan_diff_has_the_exact_lines_and_says_when_the_crontab_is_created_or_deleted(settings):
+    settings.CRONJOBS = CRONJOBS
+    config, jobs = backend.get_config(), list(get_registry().jobs)
+    rendered = [backend.render_line(job, config).rstrip("\n") for job in jobs]
+    created = backend.plan_add(None, jobs, config)  # the user has no crontab
+    diff = created.diff()
+    assert diff[:3] == ["--- no crontab now", "+++ crontab after", "@@ -0,0 +1,4 @@"]
+    assert diff[3:] == [f"+{backend.CREATED_LINE.rstrip()}", *(f"+{line}" for line in rendered)]
+    assert backend.plan_add(created.text, jobs, config).diff() == []
+    removal = backend.plan_remove(created.text, config)
+    assert removal.text is None and removal.removed == ["succeed", "add", "nightly"]
+    assert removal.diff()[:2] == ["--- crontab now", "+++ no crontab after (deleted: `crontab -r`)"]
+    assert removal.report()[-1] == (
+        "the crontab itself: deleted (`crontab add` had created it and nothing else is left)"
+    )
+    assert backend.plan_remove(None, config).text is None and backend.plan_add(None, [], config).diff() == []
+
+
 # --- the real crontab binary, for a throw-away user -------------------------------------------------
 
 
@@ -199,11 +223,63 @@ def test_add_add_edit_remove_keep_every_other_line_byte_for_byte(user_settings, 
 
 @pytest.mark.crontab
 @pytest.mark.django_db
-def test_add_for_a_user_without_crontab_then_remove(user_settings, crontab_user):
+def test_add_for_a_user_without_crontab_then_remove_leaves_none(user_settings, crontab_user):
+    out, _ = run_command("add")
+    installed = crontab_user.read()
+    assert installed.startswith(backend.CREATED_LINE) and len(ours(installed)) == 3
+    assert "the crontab itself: created" in out
+    out, _ = run_command("remove")
+    assert crontab_user.read() is None  # `crontab -l`: "no crontab for <user>", as before `add`
+    assert "the crontab itself: deleted" in out and "crontab deleted" in out
+
+
+@pytest.mark.crontab
+@pytest.mark.django_db
+def test_remove_keeps_a_created_crontab_while_the_user_has_lines_in_it(user_settings, crontab_user):
     run_command("add")
-    assert len(ours(crontab_user.read())) == 3
+    own = "0 1 * * * /usr/local/bin/mine\n"
+    crontab_user.install(crontab_user.read() + own)  # the user adds a line of their own
+    run_command("remove")
+    assert crontab_user.read() == backend.CREATED_LINE + own
+    crontab_user.install(backend.CREATED_LINE)  # ... and later takes it out again
+    run_command("remove")
+    assert crontab_user.read() is None
+
+
+@pytest.mark.crontab
+@pytest.mark.django_db
+def test_an_empty_crontab_that_existed_before_add_stays_after_remove(user_settings, crontab_user):
+    subprocess.run(["crontab", "-u", crontab_user.name, "-"], input=b"", check=True)
+    run_command("add")
+    assert not crontab_user.read().startswith(backend.CREATED_LINE)
     run_command("remove")
     assert crontab_user.read() == ""
+
+
+def changed_lines(out: str, sign: str) -> list[str]:
+    """The lines a dry run's diff shows added ("+") or removed ("-"), without their sign."""
+    return [line[3:] for line in out.splitlines() if line.startswith(f"  {sign}") and line[3:4] != sign]
+
+
+@pytest.mark.crontab
+@pytest.mark.django_db
+def test_dry_run_prints_the_exact_lines_it_would_add_change_and_remove(user_settings, crontab_user):
+    crontab_user.install(FOREIGN)
+    config = backend.get_config()
+    before = [backend.render_line(job, config).rstrip("\n") for job in get_registry().jobs]
+    out, _ = run_command("add", "--dry-run")
+    assert "  --- crontab now" in out.splitlines() and "  +++ crontab after" in out.splitlines()
+    assert changed_lines(out, "+") == before and changed_lines(out, "-") == []
+    assert not any(line.strip() and line in out for line in FOREIGN.splitlines())  # other lines: not shown
+    assert "dry run; nothing written" in out and crontab_user.read() == FOREIGN
+
+    run_command("add")
+    user_settings.CRONJOBS = [CRONJOBS[0], ("*/2 * * * *", f"{JOBS}.add", [1], {"b": 2})]
+    out, _ = run_command("add", "--dry-run")
+    assert "changed: add" in out and "removed: nightly" in out
+    assert changed_lines(out, "-") == before[1:]  # add's old line and nightly's
+    assert changed_lines(out, "+") == [backend.render_line(get_registry().get("add"), config).rstrip("\n")]
+    assert without_ours(crontab_user.read()) == FOREIGN and ours(crontab_user.read()) == [f"{b}\n" for b in before]
 
 
 @pytest.mark.crontab
@@ -258,6 +334,22 @@ def test_read_failure_other_than_no_crontab_never_writes(settings, tmp_path):
     assert not log.exists()
 
 
+@pytest.mark.django_db
+def test_show_without_a_crontab_binary_lists_every_job_then_exits_1(settings, tmp_path):
+    """`make run` needs no crontab; on such a machine `show` still says all it knows, then exits 1
+    (crontab unreadable, CONTRACT section 4)."""
+    from io import StringIO
+
+    settings.CRONJOBS = CRONJOBS
+    settings.CRONTAB_EXECUTABLE = str(tmp_path / "no-crontab-here")
+    out = StringIO()
+    with pytest.raises(CommandError) as error:
+        call_command("crontab", "show", stdout=out)
+    assert error.value.returncode == 1 and "cannot run" in str(error.value)
+    assert all(f"{name}  [" in out.getvalue() for name in ("succeed", "add", "nightly"))
+    assert out.getvalue().count("last run:  never") == 3
+
+
 @pytest.mark.crontab
 @pytest.mark.django_db
 def test_show_lists_jobs_and_flags_stale_and_foreign_lines(user_settings, crontab_user):
@@ -291,7 +383,7 @@ def test_real_crontab_round_trip_property(crontab_user_session, lines):
         run_command("add")
         assert user.read() == first
         run_command("remove")
-        assert user.read() == (foreign if foreign else "")
+        assert user.read() == (foreign if foreign else None)  # no crontab before: none after
 
 
 def test_executable_with_arguments_is_split_not_shelled(settings, tmp_path):

@@ -2,21 +2,24 @@
 
 import os
 import re
+import secrets
 import shlex
 import stat
 import subprocess
 import sys
 from io import StringIO
+from types import SimpleNamespace
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from dotenv import dotenv_values
 
 from cronjobs import preflight as backend
 from cronjobs import system_crontab
 from cronjobs.models import JobRun
 from cronjobs.registry import get_registry
-from tests.cronjobs.conftest import ROOT, clean_env, manage, write_config
+from tests.cronjobs.conftest import ROOT, clean_env, config_prefix, manage, write_config
 from tests.cronjobs.test_cron_daemon import python_for
 from tests.reachable import unavailable
 
@@ -140,6 +143,78 @@ def test_add_refuses_a_wrong_environment_with_the_fix_then_installs_once_fixed(s
     out, _ = command("add")
     assert "preflight ok" in out and "crontab written and verified" in out
     assert "crontab run log_crm_heartbeat --scheduled" in store.read_text()
+
+
+@pytest.fixture
+def settings_only_on_pythonpath(settings, world_dir, monkeypatch):
+    """A settings module the shell running `add` finds only through PYTHONPATH (a folder with a space)."""
+    extra = world_dir / "extra path"
+    extra.mkdir()
+    module = f"cron_only_settings_{secrets.token_hex(4)}"
+    (extra / f"{module}.py").write_text("from tests.cronjobs.subprocess_settings import *  # noqa: F403\n")
+    monkeypatch.setenv("PYTHONPATH", str(extra))
+    monkeypatch.syspath_prepend(str(extra))
+    monkeypatch.delenv("CRONTAB_COMMAND_PREFIX", raising=False)
+    executable, store = fake_crontab(world_dir)
+    settings.CRONJOBS = [("* * * * *", "tests.cronjobs.jobs.succeed")]
+    settings.CRONTAB_EXECUTABLE = executable
+    settings.CRONTAB_DJANGO_SETTINGS_MODULE = module
+    settings.CRONTAB_COMMAND_PREFIX = ""
+    settings.CRONJOBS_ENV_FILE = str(world_dir / "crm.env")
+    settings.CRONJOBS_PREFLIGHT = True
+    return SimpleNamespace(folder=extra, module=module, store=store, env_file=world_dir / "crm.env")
+
+
+@pytest.mark.django_db
+def test_a_module_found_only_through_pythonpath_is_told_apart_from_a_wrong_interpreter(
+    settings, settings_only_on_pythonpath
+):
+    """Cron passes no PYTHONPATH on: the line run as cron would (env -i) cannot import the settings.
+    The fix names the variable and the exact line that sets it; another interpreter is another fix."""
+    case = settings_only_on_pythonpath
+    lines = refused_add()
+    assert lines[1] == f"  error: ModuleNotFoundError: No module named '{case.module}'"
+    prefix = f"PYTHONPATH='{case.folder}'"
+    assert lines[2] == (
+        f"  fix: '{case.module}' is importable here only through PYTHONPATH (from {case.folder}), which cron "
+        "does not pass on (and an env file is read too late for it, once Python runs): set it in the lines' "
+        f'prefix, put the line CRONTAB_COMMAND_PREFIX="{prefix}" in {case.env_file} (or '
+        f"CRONTAB_COMMAND_PREFIX = {prefix!r} in the settings)"
+    )
+    assert not case.store.exists()
+
+    settings.CRONTAB_PYTHON_EXECUTABLE = "/usr/bin/python3"
+    if subprocess.run(["/usr/bin/python3", "-c", "import django"], capture_output=True).returncode == 0:
+        pytest.skip("/usr/bin/python3 has Django here: no wrong interpreter to try")
+    lines = refused_add()
+    assert lines[1] == "  error: ModuleNotFoundError: No module named 'django'"
+    assert lines[2] == (
+        "  fix: cron's Python (/usr/bin/python3) cannot import 'django': set CRONTAB_PYTHON_EXECUTABLE to the "
+        "python that has the project's packages (e.g. the virtualenv's)"
+    )
+
+
+@pytest.mark.slow  # the full preflight of the fixed line: a Django process reaching the database
+@pytest.mark.django_db
+def test_the_pythonpath_fix_line_makes_add_pass(settings, settings_only_on_pythonpath, world_dir, shared_db):
+    case = settings_only_on_pythonpath
+    config = write_config(world_dir, shared_db, CRONJOBS=[["* * * * *", "tests.cronjobs.jobs.succeed"]])
+    settings.CRONTAB_COMMAND_PREFIX = config_prefix(config)
+    fix = refused_add()[2]
+    case.env_file.write_text(fix.split("put the line ", 1)[1].split(f" in {case.env_file}", 1)[0] + "\n")
+    settings.CRONTAB_COMMAND_PREFIX = dotenv_values(case.env_file)["CRONTAB_COMMAND_PREFIX"]  # what .env does
+    assert settings.CRONTAB_COMMAND_PREFIX == f"{config_prefix(config)} PYTHONPATH='{case.folder}'"
+    out, _ = command("add")
+    assert "preflight ok" in out and f"--settings={case.module}" in case.store.read_text()
+
+
+def refused_add() -> list[str]:
+    """The lines on stderr of an `add` the preflight refused."""
+    out, err = StringIO(), StringIO()
+    with pytest.raises(CommandError) as refused:
+        call_command("crontab", "add", stdout=out, stderr=err)
+    assert refused.value.returncode == 1, err.getvalue()
+    return err.getvalue().splitlines()
 
 
 @pytest.mark.django_db

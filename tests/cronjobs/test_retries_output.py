@@ -129,7 +129,7 @@ def test_a_pending_retry_is_not_yet_an_alarm():
         assert next(item for item in health.snapshot() if item.job.name == "flaky").state == "failing"
 
 
-def test_show_and_graphql_show_attempts():
+def test_show_and_graphql_show_attempts(empty_crontab):
     runner.run("flaky", SLOT, "crontab", sleep=lambda s: None)
     out = io.StringIO()
     call_command("crontab", "show", stdout=out)

@@ -199,7 +199,10 @@ class TestCronJobRuns:
         status, body = post(logged_in(viewer), '{ cronJobRuns(filter: {startedAtGte: "yesterday"}) { totalCount } }')
         # A literal the DateTime scalar refuses fails validation, before anything runs: graphene-django's 400.
         assert status == 400 and body.get("data") is None
-        assert body["errors"][0]["message"] == "DateTime cannot represent value: 'yesterday'"
+        assert body["errors"][0]["message"] == (
+            "filter.startedAtGte: DateTime cannot represent value: 'yesterday'; accepted: an ISO 8601 date-time "
+            "such as 2025-01-01T00:00:00Z, or a date such as 2025-01-01"
+        )
 
     def test_date_out_of_range_is_a_clear_error(self, viewer, runs):
         # Year 1 with a positive offset cannot be converted to UTC: refused before it reaches the database.
@@ -208,7 +211,8 @@ class TestCronJobRuns:
         )
         assert status == 200 and error_codes(body) == ["bad_user_input"]
         assert (
-            body["errors"][0]["message"] == "Invalid filter or ordering: filter.startedAtGte: Date-time out of range."
+            body["errors"][0]["message"] == "Invalid filter or ordering: filter.startedAtGte: Date-time out of range: "
+            "it must fall within years 1-9999 in UTC."
         )
 
     def test_tracebacks_for_superusers_only(self, viewer, runs):

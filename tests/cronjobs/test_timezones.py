@@ -163,7 +163,7 @@ def test_the_timezone_option_is_checked():
 
 
 @pytest.mark.django_db
-def test_show_health_graphql_and_admin_show_the_zone(client, settings):
+def test_show_health_graphql_and_admin_show_the_zone(client, settings, empty_crontab):
     from tests.crm.gql_helpers import ok, user_with
 
     settings.CRONJOBS = [("0 9 * * *", f"{JOBS}.succeed", {"name": "tokyo", "timezone": "Asia/Tokyo"})]

@@ -25,8 +25,10 @@ class Command(BaseCommand):
         if user is None:
             User.objects.create_superuser(DEMO_USERNAME, "admin@example.com", DEMO_PASSWORD)
             password_note = f"password {DEMO_PASSWORD!r}"
+        elif user.check_password(DEMO_PASSWORD):
+            password_note = f"password {DEMO_PASSWORD!r} (the demo default, unchanged)"
         else:
-            password_note = "the password you set (the demo default was 'admin')"
+            password_note = "the password you set (no longer the demo default)"
         self.stdout.write(
             f"Log in at {url}/admin/ as {DEMO_USERNAME!r} with {password_note}; GraphiQL is at {url}/graphql"
         )

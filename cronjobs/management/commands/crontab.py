@@ -132,13 +132,18 @@ class Command(DjangoCrontabCommand):
         raise CommandError(f"{len(problems)} configuration error(s){consequence}", returncode=EXIT_CONFIG)
 
     def _apply(self, config: backend.CrontabConfig, plan_for, options, before_write=None) -> None:
+        """Plan from the crontab as it is, report (a dry run or --verbosity 2: the exact lines, as a
+        diff), run ``before_write``, then write (or delete the crontab) and verify."""
         try:
-            current = backend.read_crontab(config)
+            current = backend.read_existing_crontab(config)
         except backend.CrontabError as exc:
             raise CommandError(f"{exc}; the crontab was not changed", returncode=EXIT_FAILED) from exc
         plan = plan_for(current)
         for line in plan.report():
             self.stdout.write(f"  {line}")
+        if options["dry_run"] or options["verbosity"] >= 2:
+            for line in plan.diff():
+                self.stdout.write(f"  {line}")
         if before_write is not None:
             before_write()
         if plan.text == current:
@@ -151,7 +156,8 @@ class Command(DjangoCrontabCommand):
             backend.write_crontab(config, plan.text)
         except backend.CrontabError as exc:
             raise CommandError(str(exc), returncode=EXIT_FAILED) from exc
-        self.stdout.write(f"crontab written and verified ({shlex.join(config.executable)})")
+        done = "written" if plan.text is not None else "deleted (none, as before `crontab add` created it)"
+        self.stdout.write(f"crontab {done} and verified ({shlex.join(config.executable)})")
 
     def handle_add(self, options):
         registry = get_registry()
