@@ -191,6 +191,14 @@ GRAPHENE = {
 }
 # Limits of /graphql (alx_backend_graphql_crm/api): refused documents get a clear error, never a 500.
 GRAPHQL_MAX_QUERY_CHARS = 10_000  # characters of the query text, checked before parsing
+# The body of a POST to /graphql, checked before it is read (413 beyond); a 1,000-row bulkCreateCustomers is ~90 KB.
+# multipart/form-data is refused (415): the schema takes no uploads.
+GRAPHQL_MAX_BODY_BYTES = env_int("GRAPHQL_MAX_BODY_BYTES", 256 * 1024)
+# The variables, counted on the decoded JSON before graphql-core coerces them (400 beyond): every list item
+# and object entry is a value (a 1,000-row bulkCreateCustomers holds ~4,000), nesting, the longest string.
+GRAPHQL_MAX_VARIABLE_VALUES = 10_000
+GRAPHQL_MAX_VARIABLE_DEPTH = 8
+GRAPHQL_MAX_VARIABLE_STRING = 10_000
 GRAPHQL_MAX_TOKENS = 250  # names, values and punctuation, counted while parsing (GraphiQL's introspection: 180)
 GRAPHQL_MAX_NESTING = 32  # brackets ({[( nested in the text, counted while parsing: bounds its recursion
 GRAPHQL_MAX_DEPTH = 10  # a connection adds two levels: allOrders{edges{node{customer{name}}}} is 5

@@ -9,12 +9,12 @@ from django.http import HttpResponseBadRequest, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware, get_token
 from graphene_django.settings import graphene_settings
 from graphene_django.views import GraphQLView, HttpError
-from graphql import DocumentNode, GraphQLError, validate
+from graphql import DocumentNode, ExecutionResult, GraphQLError, validate
 
 from alx_backend_graphql_crm.api.documents import execute_document
 from alx_backend_graphql_crm.api.errors import MASKED_MESSAGE, QueryRejected, format_error
 from alx_backend_graphql_crm.api.execution import ExecutionContext
-from alx_backend_graphql_crm.api.limits import limit_errors, parse_within_limits, validation_rules
+from alx_backend_graphql_crm.api.limits import limit_errors, parse_within_limits, validation_rules, variables_error
 
 logger = logging.getLogger("alx_backend_graphql_crm.api")
 
@@ -52,6 +52,9 @@ class ApiGraphQLView(GraphQLView):
     execution_context_class = ExecutionContext
 
     def dispatch(self, request, *args, **kwargs):
+        refusal = _body_refusal(request)  # before anything (the CSRF check too) reads the body
+        if refusal:
+            return refusal
         reason = self._csrf_failure(request)
         if reason:
             return _errors_response(403, f"CSRF check failed: {reason.rstrip('.')}.", "csrf_failed")
@@ -110,6 +113,15 @@ class ApiGraphQLView(GraphQLView):
         _check_params(query, variables, operation_name)
         if not query:  # GraphiQL's page, or "Must provide query string."
             return super().execute_graphql_request(request, data, query, variables, operation_name, show_graphiql)
+        too_large = variables_error(
+            variables,
+            max_values=settings.GRAPHQL_MAX_VARIABLE_VALUES,
+            max_depth=settings.GRAPHQL_MAX_VARIABLE_DEPTH,
+            max_string=settings.GRAPHQL_MAX_VARIABLE_STRING,
+        )
+        if too_large:
+            logger.warning("GraphQL variables refused: %s", too_large)  # one line: no traceback
+            return ExecutionResult(errors=[QueryRejected(too_large)])
         schema, introspection = self.schema.graphql_schema, introspection_enabled()
         # The cost limit reads the variables (page sizes), so they are part of what was checked.
         variables_key = json.dumps(variables, sort_keys=True, default=str) if variables else ""
@@ -124,6 +136,29 @@ class ApiGraphQLView(GraphQLView):
             settings_key=settings_key,
             prepare=lambda text: _prepare(text, schema, variables, introspection),
         )
+
+
+def _body_refusal(request) -> JsonResponse | None:
+    """415 for multipart/form-data (no uploads here), 413 for a body over GRAPHQL_MAX_BODY_BYTES; else None.
+
+    Decided on the headers alone: a multipart body is spooled to disk as Django parses it (a 3 GB file
+    part used 2 GB of disk), and nothing of ours needs more than a few hundred KB.
+    """
+    if request.method != "POST":
+        return None
+    content_type = request.META.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        message = "multipart/form-data is not accepted (no uploads here): send application/json."
+        return _errors_response(415, message, "unsupported_media_type")
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0  # Django reads no body then
+    limit = settings.GRAPHQL_MAX_BODY_BYTES
+    if length > limit:
+        logger.warning("GraphQL request refused: a body of %s bytes (GRAPHQL_MAX_BODY_BYTES: %s)", length, limit)
+        return _errors_response(413, f"The request body is {length} bytes; the limit is {limit}.", "body_too_large")
+    return None
 
 
 def _limits() -> tuple:
