@@ -290,7 +290,7 @@ CRONJOBS_BASE_URL = os.environ.get("CRONJOBS_BASE_URL", "http://127.0.0.1:8000")
 CRONJOBS_PING_URL_TEMPLATE = os.environ.get("CRONJOBS_PING_URL_TEMPLATE") or None
 # Seconds one ping attempt may take; a ping is tried at most twice, so it delays a run by at most 2x this.
 CRONJOBS_PING_TIMEOUT = env_int("CRONJOBS_PING_TIMEOUT", 3)
-# Bearer token for GET /metrics; unset: only staff sessions may read it.
+# Bearer token for GET /metrics and /health/cron/'s details; unset: only staff with cronjobs.view_jobrun may read them.
 CRONJOBS_METRICS_TOKEN = os.environ.get("CRONJOBS_METRICS_TOKEN") or None
 # Outgoing mail (Django's own settings, read from the environment). A bounded timeout, so an SMTP
 # server that hangs cannot hold a finished run's process forever.

@@ -9,6 +9,7 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 
 from cronjobs import health, pausing, runner
+from cronjobs.access import may_see_traceback
 from cronjobs.describe import format_duration, human_schedule, outcome_message
 from cronjobs.models import JobRun, ScheduledJob
 from cronjobs.registry import JobConfigError, UnknownJob, schedule_timezone
@@ -52,6 +53,11 @@ class JobRunAdmin(ReadOnlyAdmin):
     search_fields = ("job_name", "result")
     date_hierarchy = "started_at"
     readonly_fields = [field.name for field in JobRun._meta.fields if field.name != "output"] + ["captured_output"]
+
+    def get_fields(self, request, obj=None):
+        # The traceback for superusers only, as in GraphQL (cronjobs.access.may_see_traceback).
+        fields = super().get_fields(request, obj)
+        return fields if may_see_traceback(request.user) else [name for name in fields if name != "traceback"]
 
     @admin.display(description="output")
     def captured_output(self, run):

@@ -228,12 +228,12 @@ def test_3_crontab_work_names_what_each_exit_code_means():
 
 
 @pytest.mark.django_db
-def test_3_a_run_whose_process_vanished_is_stuck_in_health_not_running(client, settings):
+def test_3_a_run_whose_process_vanished_is_stuck_in_health_not_running(details_client, settings):
     settings.CRONJOBS = [("0 2 * * 0", f"{JOBS}.succeed", {"name": "weekly"})]
     gone = subprocess.Popen(["true"])
     gone.wait()
     run = JobRunFactory(job_name="weekly", status="running", host=runner.HOST, pid=gone.pid)
-    response = client.get("/health/cron/")
+    response = details_client.get("/health/cron/")
     body = response.json()
     # Before: 200, state "running" (for five days).
     assert response.status_code == 503 and body["stuck"] == ["weekly"]
@@ -501,11 +501,11 @@ def test_13_work_restarts_itself_when_its_cronjobs_change(world_dir):
 
 # --- missed: a slot that started past its grace is an alarm, not a skip --------------------------------
 @pytest.mark.django_db
-def test_missed_slot_is_recorded_missed_and_makes_the_job_failing(settings, client):
+def test_missed_slot_is_recorded_missed_and_makes_the_job_failing(settings, details_client):
     settings.CRONJOBS = [("* * * * *", f"{JOBS}.succeed", {"grace": 30})]
     late = runner.run("succeed", scheduled_for=timezone.now() - timedelta(minutes=5), trigger="crontab")
     assert late.status == "missed"
-    body = client.get("/health/cron/").json()
+    body = details_client.get("/health/cron/").json()
     assert body["failing"] == ["succeed"] and body["jobs"][0]["last_run"]["status"] == "missed"
 
 
