@@ -41,12 +41,17 @@ SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
         raise SettingsError(
-            f"DJANGO_SECRET_KEY is not set (required when DJANGO_DEBUG is off): put DJANGO_SECRET_KEY=<a long "
-            f"random string> in {env_file()} or the environment, or set DJANGO_DEBUG=1 for development"
+            f"DJANGO_SECRET_KEY is not set (required when DJANGO_DEBUG is off): put DJANGO_SECRET_KEY=<50+ random "
+            f"characters> in {env_file()}, e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(50))'"
         )
     SECRET_KEY = "django-insecure-development-only-key"  # DEBUG only, never in production
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1")
+if not ALLOWED_HOSTS and not DEBUG:  # set, but to nothing: every request would be a 400
+    raise SettingsError(
+        f"DJANGO_ALLOWED_HOSTS is empty: every request would be refused; put DJANGO_ALLOWED_HOSTS=<the host names "
+        f"clients use, comma separated> in {env_file()}, or remove the line for localhost,127.0.0.1"
+    )
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -56,6 +61,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_filters",
+    "csp",
     "graphene_django",
     "crm",
     # cronjobs extends django_crontab's `crontab` command, so it must come first.
@@ -64,7 +70,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Logs each plain-HTTP request SecurityMiddleware redirects to HTTPS (DJANGO_SECURE_SSL_REDIRECT).
+    "alx_backend_graphql_crm.middleware.log_https_redirects",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",  # Content-Security-Policy on every answer (below)
     # Static files from STATIC_ROOT (after `collectstatic`), compressed, with far-future cache headers.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -157,7 +166,10 @@ LOG_LEVEL = os.environ.get("DJANGO_LOG_LEVEL", "WARNING").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"require_debug_false": {"()": "django.utils.log.RequireDebugFalse"}},
+    "filters": {
+        "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
+        "disallowed_host": {"()": "alx_backend_graphql_crm.middleware.DisallowedHostLine"},
+    },
     # A failed run is one line on stderr (cron's mail, the journal); its traceback is in the run history.
     "formatters": {"console": {"()": "cronjobs.logformat.RunLineFormatter"}},
     "handlers": {
@@ -168,8 +180,29 @@ LOGGING = {
             "class": "django.utils.log.AdminEmailHandler",
         },
     },
-    "loggers": {"django": {"handlers": ["mail_admins"], "level": LOG_LEVEL, "propagate": True}},
+    "loggers": {
+        "django": {"handlers": ["mail_admins"], "level": LOG_LEVEL, "propagate": True},
+        # A request for a Host not in DJANGO_ALLOWED_HOSTS: one line naming the variable, no traceback.
+        "django.security.DisallowedHost": {"filters": ["disallowed_host"]},
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
+}
+
+# Content-Security-Policy (django-csp) on every answer: scripts, styles, images and requests from this
+# site only; inline styles allowed (the admin and GraphiQL set style attributes), inline scripts never.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    }
 }
 
 # --- CRM ---------------------------------------------------------------------------------------

@@ -23,9 +23,23 @@ logger = logging.getLogger("alx_backend_graphql_crm.api")
 _SUGGESTION = re.compile(r" ?Did you mean [^?]*\?")
 
 
-def introspection_enabled() -> bool:
-    """Read per request, so settings (and DEBUG, which enables introspection) take effect at once."""
-    return settings.DEBUG if settings.GRAPHQL_INTROSPECTION is None else settings.GRAPHQL_INTROSPECTION
+def introspection_enabled(request=None) -> bool:
+    """Read per request, so settings (and DEBUG, which enables introspection) take effect at once.
+
+    GRAPHQL_INTROSPECTION None (the default): on with DEBUG, and for a logged-in staff user always, so
+    GraphiQL's schema explorer works in production for operators and for nobody else (issue 25).
+    """
+    if settings.GRAPHQL_INTROSPECTION is not None:
+        return settings.GRAPHQL_INTROSPECTION
+    return settings.DEBUG or (request is not None and _staff(request))
+
+
+def _staff(request) -> bool:
+    # Without a session cookie or a token there is no user to load (and no session to touch).
+    if settings.SESSION_COOKIE_NAME not in request.COOKIES and not hasattr(request, "_cached_user"):
+        return False
+    user = request.user
+    return bool(user.is_active and user.is_staff)
 
 
 def _errors_response(status: int, message: str, code: str) -> JsonResponse:
@@ -122,10 +136,12 @@ class ApiGraphQLView(GraphQLView):
         if too_large:
             logger.warning("GraphQL variables refused: %s", too_large)  # one line: no traceback
             return ExecutionResult(errors=[QueryRejected(too_large)])
-        schema, introspection = self.schema.graphql_schema, introspection_enabled()
+        schema, introspection = self.schema.graphql_schema, introspection_enabled(request)
         # The cost limit reads the variables (page sizes), so they are part of what was checked.
         variables_key = json.dumps(variables, sort_keys=True, default=str) if variables else ""
-        settings_key = None if len(variables_key) > settings.GRAPHQL_MAX_QUERY_CHARS else (_limits(), variables_key)
+        settings_key = (
+            None if len(variables_key) > settings.GRAPHQL_MAX_QUERY_CHARS else (_limits(introspection), variables_key)
+        )
         return execute_document(
             self,
             request,
@@ -161,7 +177,7 @@ def _body_refusal(request) -> JsonResponse | None:
     return None
 
 
-def _limits() -> tuple:
+def _limits(introspection: bool) -> tuple:
     """Every setting a prepared document was checked against: read per request, so changes apply at once."""
     return (
         settings.GRAPHQL_MAX_TOKENS,
@@ -172,7 +188,7 @@ def _limits() -> tuple:
         settings.GRAPHQL_MAX_REPEATS,
         settings.GRAPHQL_MAX_COST,
         settings.GRAPHENE["RELAY_CONNECTION_MAX_LIMIT"],
-        introspection_enabled(),
+        introspection,
     )
 
 
