@@ -75,7 +75,11 @@ class ThreadedWSGI:
 
         def start_response(status, headers, exc_info=None):
             started["status"] = int(status.split(" ", 1)[0])
-            started["headers"] = [(name.lower().encode("latin1"), value.encode("latin1")) for name, value in headers]
+            # Django's WSGI handler writes Set-Cookie values with a leading space (cookie.output(header="")):
+            # gunicorn strips it, h11 refuses it.
+            started["headers"] = [
+                (name.lower().encode("latin1"), value.strip().encode("latin1")) for name, value in headers
+            ]
 
         result = self.wsgi_app(environ, start_response)
         try:
