@@ -1,10 +1,6 @@
-"""ASGI entry point."""
+"""ASGI entry point: what `make serve` runs (gunicorn.conf.py). The WSGI app behind an event loop: server.py."""
 
-from django.core.asgi import get_asgi_application
+from alx_backend_graphql_crm.server import ThreadedWSGI
+from alx_backend_graphql_crm.wsgi import application as wsgi_application
 
-from alx_backend_graphql_crm.env import bootstrap
-from alx_backend_graphql_crm.heap import freeze_startup_heap
-
-bootstrap()
-application = get_asgi_application()
-freeze_startup_heap()  # full garbage collections then skip what every worker loads once
+application = ThreadedWSGI(wsgi_application)

@@ -41,12 +41,17 @@ SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
         raise SettingsError(
-            f"DJANGO_SECRET_KEY is not set (required when DJANGO_DEBUG is off): put DJANGO_SECRET_KEY=<a long "
-            f"random string> in {env_file()} or the environment, or set DJANGO_DEBUG=1 for development"
+            f"DJANGO_SECRET_KEY is not set (required when DJANGO_DEBUG is off): put DJANGO_SECRET_KEY=<50+ random "
+            f"characters> in {env_file()}, e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(50))'"
         )
     SECRET_KEY = "django-insecure-development-only-key"  # DEBUG only, never in production
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1")
+if not ALLOWED_HOSTS and not DEBUG:  # set, but to nothing: every request would be a 400
+    raise SettingsError(
+        f"DJANGO_ALLOWED_HOSTS is empty: every request would be refused; put DJANGO_ALLOWED_HOSTS=<the host names "
+        f"clients use, comma separated> in {env_file()}, or remove the line for localhost,127.0.0.1"
+    )
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -56,6 +61,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_filters",
+    "csp",
     "graphene_django",
     "crm",
     # cronjobs extends django_crontab's `crontab` command, so it must come first.
@@ -64,7 +70,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Logs each plain-HTTP request SecurityMiddleware redirects to HTTPS (DJANGO_SECURE_SSL_REDIRECT).
+    "alx_backend_graphql_crm.middleware.log_https_redirects",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",  # Content-Security-Policy on every answer (below)
     # Static files from STATIC_ROOT (after `collectstatic`), compressed, with far-future cache headers.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -157,7 +166,10 @@ LOG_LEVEL = os.environ.get("DJANGO_LOG_LEVEL", "WARNING").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"require_debug_false": {"()": "django.utils.log.RequireDebugFalse"}},
+    "filters": {
+        "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
+        "disallowed_host": {"()": "alx_backend_graphql_crm.middleware.DisallowedHostLine"},
+    },
     # A failed run is one line on stderr (cron's mail, the journal); its traceback is in the run history.
     "formatters": {"console": {"()": "cronjobs.logformat.RunLineFormatter"}},
     "handlers": {
@@ -168,8 +180,29 @@ LOGGING = {
             "class": "django.utils.log.AdminEmailHandler",
         },
     },
-    "loggers": {"django": {"handlers": ["mail_admins"], "level": LOG_LEVEL, "propagate": True}},
+    "loggers": {
+        "django": {"handlers": ["mail_admins"], "level": LOG_LEVEL, "propagate": True},
+        # A request for a Host not in DJANGO_ALLOWED_HOSTS: one line naming the variable, no traceback.
+        "django.security.DisallowedHost": {"filters": ["disallowed_host"]},
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
+}
+
+# Content-Security-Policy (django-csp) on every answer: scripts, styles, images and requests from this
+# site only; inline styles allowed (the admin and GraphiQL set style attributes), inline scripts never.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    }
 }
 
 # --- CRM ---------------------------------------------------------------------------------------
@@ -191,6 +224,14 @@ GRAPHENE = {
 }
 # Limits of /graphql (alx_backend_graphql_crm/api): refused documents get a clear error, never a 500.
 GRAPHQL_MAX_QUERY_CHARS = 10_000  # characters of the query text, checked before parsing
+# The body of a POST to /graphql, checked before it is read (413 beyond); a 1,000-row bulkCreateCustomers is ~90 KB.
+# multipart/form-data is refused (415): the schema takes no uploads.
+GRAPHQL_MAX_BODY_BYTES = env_int("GRAPHQL_MAX_BODY_BYTES", 256 * 1024)
+# The variables, counted on the decoded JSON before graphql-core coerces them (400 beyond): every list item
+# and object entry is a value (a 1,000-row bulkCreateCustomers holds ~4,000), nesting, the longest string.
+GRAPHQL_MAX_VARIABLE_VALUES = 10_000
+GRAPHQL_MAX_VARIABLE_DEPTH = 8
+GRAPHQL_MAX_VARIABLE_STRING = 10_000
 GRAPHQL_MAX_TOKENS = 250  # names, values and punctuation, counted while parsing (GraphiQL's introspection: 180)
 GRAPHQL_MAX_NESTING = 32  # brackets ({[( nested in the text, counted while parsing: bounds its recursion
 GRAPHQL_MAX_DEPTH = 10  # a connection adds two levels: allOrders{edges{node{customer{name}}}} is 5
@@ -283,7 +324,7 @@ CRONJOBS_BASE_URL = os.environ.get("CRONJOBS_BASE_URL", "http://127.0.0.1:8000")
 CRONJOBS_PING_URL_TEMPLATE = os.environ.get("CRONJOBS_PING_URL_TEMPLATE") or None
 # Seconds one ping attempt may take; a ping is tried at most twice, so it delays a run by at most 2x this.
 CRONJOBS_PING_TIMEOUT = env_int("CRONJOBS_PING_TIMEOUT", 3)
-# Bearer token for GET /metrics; unset: only staff sessions may read it.
+# Bearer token for GET /metrics and /health/cron/'s details; unset: only staff with cronjobs.view_jobrun may read them.
 CRONJOBS_METRICS_TOKEN = os.environ.get("CRONJOBS_METRICS_TOKEN") or None
 # Outgoing mail (Django's own settings, read from the environment). A bounded timeout, so an SMTP
 # server that hangs cannot hold a finished run's process forever.

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 
 MAX_DECIMAL_EXPONENT = 50
+# Significant digits a decimal may carry: far beyond any amount (prices have 12). Python's Decimal
+# context refuses arithmetic past 16,384 fractional digits (InvalidOperation), a 500 before this bound.
+MAX_DECIMAL_DIGITS = 50
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,12 @@ def to_exact_decimal(value) -> decimal.Decimal:
         raise ValidationError(f"Decimal cannot represent {value!r}: it must be finite.", "invalid")
     if result and abs(result.adjusted()) > MAX_DECIMAL_EXPONENT:
         # Far beyond any amount; databases overflow on such numbers in comparisons.
-        raise ValidationError(f"Decimal {value!r} is out of range.", "invalid")
+        raise ValidationError(f"Decimal {_short(value)} is out of range.", "invalid")
+    if len(result.as_tuple().digits) > MAX_DECIMAL_DIGITS:
+        raise ValidationError(
+            f"Decimal {_short(value)} has {len(result.as_tuple().digits)} digits; at most {MAX_DECIMAL_DIGITS}.",
+            "invalid",
+        )
     return result
 
 
@@ -117,13 +125,22 @@ def validate_utc_range(value: datetime.datetime) -> None:
         raise ValidationError("Date-time out of range: it must fall within years 1-9999 in UTC.", "invalid") from None
 
 
+def _short(value) -> str:
+    """A value as an error message quotes it: its first 30 characters."""
+    text = repr(value)
+    return text if len(text) <= 32 else f"{text[:30]}...'"
+
+
 def validate_text(value) -> None:
     """Refuse text no field of ours may hold: control characters (NUL included) and lone surrogates.
 
     A lone surrogate (JSON's "\\ud800") is not a character: no database can encode it (the driver
     raises UnicodeEncodeError). PostgreSQL cannot store NUL at all; the other control characters
     (U+0001-U+001F, U+007F-U+009F) have no place in a name, an address or a search and are how
-    log and terminal injection starts. Names the first offending character by its code point.
+    log and terminal injection starts. U+2028/U+2029 (line and paragraph separators) end a line for
+    any reader that splits on Unicode line boundaries (Python's ``splitlines()``), so a name could forge
+    a log line; the bidi controls (U+202A-U+202E, U+2066-U+2069) reorder what is displayed after them.
+    Names the first offending character by its code point.
     """
     found = _UNSAFE_TEXT.search(value) if isinstance(value, str) else None
     if found is None:
@@ -133,8 +150,13 @@ def validate_text(value) -> None:
         raise ValidationError("Null characters are not allowed.", code="null_characters_not_allowed")
     if unicodedata.category(char) == "Cs":
         raise ValidationError(f"Unpaired surrogates are not allowed (U+{ord(char):04X}).", code="lone_surrogate")
+    if char in "\u2028\u2029":
+        raise ValidationError(f"Line separators are not allowed (U+{ord(char):04X}).", code="line_separator")
+    if unicodedata.category(char) == "Cf":
+        raise ValidationError(f"Bidirectional controls are not allowed (U+{ord(char):04X}).", code="bidi_control")
     raise ValidationError(f"Control characters are not allowed (U+{ord(char):04X}).", code="control_character")
 
 
-# Unicode category Cc (C0 controls, DEL, C1 controls) and Cs (surrogates, only ever unpaired in a str).
-_UNSAFE_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# Unicode category Cc (C0 controls, DEL, C1 controls), Cs (surrogates, only ever unpaired in a str),
+# Zl and Zp (U+2028, U+2029) and the bidi embedding, override and isolate controls.
+_UNSAFE_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029\u202a-\u202e\u2066-\u2069]")

@@ -77,14 +77,42 @@ def hostile_documents() -> dict[str, str]:
     return {name: document for name, document in documents.items() if len(document) <= chars}
 
 
-def _post(client, document: str):
+CREATE_ORDER = "mutation($ids: [ID!]!) { createOrder(input: {customerId: 1, productIds: $ids}) { errors } }"
+
+
+def hostile_variables() -> dict[str, tuple[str, dict]]:
+    """Name -> (document, variables): an anonymous createOrder whose variables sit at or just past their limits.
+
+    Issue 24, F5: graphql-core coerced every item of a list variable before any permission check.
+    """
+    values, depth = settings.GRAPHQL_MAX_VARIABLE_VALUES, settings.GRAPHQL_MAX_VARIABLE_DEPTH
+    longest, body = settings.GRAPHQL_MAX_VARIABLE_STRING, settings.GRAPHQL_MAX_BODY_BYTES
+    room = body - len(CREATE_ORDER) - 100  # the JSON around the variables
+    nested: list = [1]
+    for _ in range(depth - 2):  # the variables object and `ids` itself are two levels
+        nested = [nested]
+    return {
+        # Refused by the value count, after decoding a body just under the body limit.
+        "variables: integers to the body limit": (CREATE_ORDER, {"ids": list(range(room // 7))}),
+        # Within every limit: refused as anonymous before coercion.
+        "variables: the most values allowed": (CREATE_ORDER, {"ids": list(range(values - 1))}),
+        "variables: strings at the length limit to the body limit": (
+            CREATE_ORDER,
+            {"ids": ["1" * longest] * (room // (longest + 3))},
+        ),
+        "variables: lists nested to the depth limit": (CREATE_ORDER, {"ids": [nested] * min(values // depth, 500)}),
+    }
+
+
+def _post(client, document: str, variables: dict | None = None):
     # secure: as behind the TLS proxy production runs behind (DEBUG off redirects plain HTTP)
-    return client.post("/graphql", json.dumps({"query": document}), content_type="application/json", secure=True)
+    body = {"query": document, **({"variables": variables} if variables is not None else {})}
+    return client.post("/graphql", json.dumps(body), content_type="application/json", secure=True)
 
 
-def _answer(client, document: str) -> tuple[int, str]:
+def _answer(client, document: str, variables: dict | None = None) -> tuple[int, str]:
     """(status, "data" or "errors"): what the view answered, to be sure the figure times the view."""
-    response = _post(client, document)
+    response = _post(client, document, variables)
     body = response.json() if response["Content-Type"] == "application/json" else {}
     return response.status_code, "errors" if body.get("errors") else "data" if "data" in body else "not JSON"
 
@@ -97,8 +125,9 @@ def figure_8(ctx):
     fig = Figure("8", "Hostile documents just inside the limits, through the view", "slower", 20)
     fig.baseline_label = "{ hello } through the same view, each sent new"
     client = Client(SERVER_NAME="localhost")  # anonymous, as an attacker: no session, no token
-    documents = hostile_documents()
-    answers = {name: _answer(client, document) for name, document in {"hello": "{ hello }", **documents}.items()}
+    requests = {name: (document, None) for name, document in hostile_documents().items()} | hostile_variables()
+    documents = {name: document for name, (document, _) in requests.items()}
+    answers = {name: _answer(client, *request) for name, request in {"hello": ("{ hello }", None), **requests}.items()}
     if answers.pop("hello") != (200, "data") or any(answer[0] >= 500 for answer in answers.values()):
         fig.status, fig.note = "error", f"not the view's answers: {answers}"
         return fig
@@ -107,7 +136,8 @@ def figure_8(ctx):
     # validated each time) and, in the note, as a client repeats it (served from the cache).
     fresh = itertools.count()
     functions = [lambda: _post(client, "{ hello }"), lambda: _post(client, f"{{ hello }}\n#{next(fresh)}")] + [
-        (lambda document=document: _post(client, f"{document}\n#{next(fresh)}")) for document in documents.values()
+        (lambda document=document, variables=variables: _post(client, f"{document}\n#{next(fresh)}", variables))
+        for document, variables in requests.values()
     ]
     runs = max(5, ctx.runs)
     hello, hello_new, *times = median_times(functions, runs=runs)

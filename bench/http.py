@@ -1,6 +1,7 @@
 """HTTP throughput through gunicorn (`make bench`): /graphql against plain Django views serving the same JSON.
 
-gunicorn runs the project's WSGI app with 2 workers (bench/http_settings.py adds two bench-only views to the
+gunicorn runs the project as `make serve` does (gunicorn.conf.py: uvicorn workers, the WSGI app in threads)
+with 2 workers (bench/http_settings.py adds two bench-only views to the
 product's URLs); a keep-alive client on the same machine sends requests over CONNECTIONS connections for a
 fixed time, alternating ours and the baseline, and the figure is the ratio of requests per second. With one
 connection per worker, both connections were at times accepted by the same worker while the other idled: the
@@ -154,10 +155,10 @@ def free_port() -> int:
 
 
 def start_gunicorn(env: dict, port: int) -> subprocess.Popen:
-    # gthread with one thread a worker: gunicorn's sync worker closes every connection, gthread keeps it alive.
+    # What `make serve` runs (gunicorn.conf.py: uvicorn's event loop, the WSGI app in threads), with keep-alive
+    # connections kept between the client's requests.
     command = [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "--workers", str(WORKERS)]
-    command += ["--worker-class", "gthread", "--threads", "1", "--keep-alive", "30"]
-    command += ["--bind", f"127.0.0.1:{port}", "alx_backend_graphql_crm.wsgi"]
+    command += ["--keep-alive", "30", "--bind", f"127.0.0.1:{port}"]
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -254,7 +255,8 @@ def render(results: dict, *, database: str, seconds: float, rounds: int, load: t
     lines = [
         "## HTTP through gunicorn (bench/http.py)",
         "",
-        f"gunicorn, {WORKERS} workers (gthread, 1 thread each, keep-alive), on {database}; the client on the same "
+        f"gunicorn as `make serve` runs it, {WORKERS} workers (uvicorn, the WSGI app in threads; keep-alive), on "
+        f"{database}; the client on the same "
         f"machine: {CONNECTIONS} keep-alive connections; `DATABASE_CONN_MAX_AGE=60` as docs/deploy.md advises;"
         f" {rounds} pairs of {seconds:g} s slices, ours and the baseline back to back (the order alternating); "
         "the median requests/s of each. Ratio: the median of the pairs' baseline req/s / ours (a stretch in which "

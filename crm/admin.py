@@ -68,7 +68,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
         # A token's raw value is shown once, by `manage.py create_api_token`.
         return False
 
-    @admin.action(description="Revoke selected tokens")
+    @admin.action(description="Revoke selected tokens", permissions=["change"])  # view alone may not revoke
     def revoke(self, request, queryset):
         count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
         self.message_user(request, f"Revoked {count} token(s).", messages.SUCCESS)

@@ -10,6 +10,7 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 
 from cronjobs import health, pausing, runner
+from cronjobs.access import may_see_traceback
 from cronjobs.dbclock import ClockSkewError
 from cronjobs.describe import format_duration, human_schedule, outcome_message
 from cronjobs.models import JobRun, ScheduledJob
@@ -60,6 +61,11 @@ class JobRunAdmin(ReadOnlyAdmin):
         run = JobRun.objects.filter(pk=object_id).only("status").first() if object_id.isdigit() else None
         extra_context = {**(extra_context or {}), "run_in_progress": run is not None and run.status == "running"}
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def get_fields(self, request, obj=None):
+        # The traceback for superusers only, as in GraphQL (cronjobs.access.may_see_traceback).
+        fields = super().get_fields(request, obj)
+        return fields if may_see_traceback(request.user) else [name for name in fields if name != "traceback"]
 
     @admin.display(description="output")
     def captured_output(self, run):

@@ -5,8 +5,10 @@ from __future__ import annotations
 import getpass
 import socket
 
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from alx_backend_graphql_crm.validation import validate_text
 from cronjobs.models import JobPause
 from cronjobs.registry import get_registry
 
@@ -17,12 +19,17 @@ def pause_job(name: str, *, by: str, reason: str = "") -> tuple[JobPause, bool]:
     """Pause job `name` (a name or legacy hash in CRONJOBS). Returns (pause, created).
 
     Pausing a paused job keeps who paused it first and when, and returns created=False.
-    Raises UnknownJob for a job not in CRONJOBS and ValueError for a reason over REASON_LIMIT.
+    Raises UnknownJob for a job not in CRONJOBS and ValueError for a reason over REASON_LIMIT or one that
+    breaks the text rule (alx_backend_graphql_crm.validation.validate_text, shared with the CRM).
     """
     job = get_registry().get(name)
     reason = (reason or "").strip()
     if len(reason) > REASON_LIMIT:
         raise ValueError(f"the reason is {len(reason)} characters; at most {REASON_LIMIT}")
+    try:
+        validate_text(reason)  # the one text rule of every stored text (no NUL, controls, line breaks)
+    except ValidationError as exc:
+        raise ValueError(f"the reason: {exc.messages[0]}") from None
     return JobPause.objects.get_or_create(
         job_name=job.name, defaults={"paused_at": timezone.now(), "paused_by": by[:255], "reason": reason}
     )

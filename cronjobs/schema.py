@@ -10,6 +10,7 @@ from alx_backend_graphql_crm.api.connections import CountableConnection, Filtere
 from alx_backend_graphql_crm.api.mutations import ServiceMutation
 from alx_backend_graphql_crm.api.permissions import permission_required
 from cronjobs import health, pausing, runner
+from cronjobs.access import may_see_traceback
 from cronjobs.dbclock import ClockSkewError
 from cronjobs.describe import human_schedule, job_description, outcome_message
 from cronjobs.filters import JobRunFilter
@@ -65,8 +66,7 @@ class CronJobRunNode(DjangoObjectType):
 
     @staticmethod
     def resolve_traceback(run, info):
-        # Tracebacks show paths, settings and data; superusers only.
-        return run.traceback if info.context.user.is_superuser else None
+        return run.traceback if may_see_traceback(info.context.user) else None
 
     @staticmethod
     def resolve_triggered_by(run, info):

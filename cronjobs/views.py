@@ -1,17 +1,19 @@
 """Health endpoints: /health/ (database), /health/cron/ (every job on time) and /metrics (Prometheus)."""
 
-import hmac
 import logging
 
-from django.conf import settings
 from django.db import DatabaseError, connection
 from django.http import Http404, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from cronjobs import health
+from cronjobs.access import may_read_details
 
 logger = logging.getLogger(__name__)
+
+# The most job names an anonymous /health/cron/ body lists (late, failing and stuck together); "unhealthy" counts all.
+MAX_PUBLIC_NAMES = 50
 
 
 def _database_unavailable(exc: DatabaseError) -> JsonResponse:
@@ -33,34 +35,52 @@ def health_view(request):
     return JsonResponse({"status": "ok"})
 
 
+health_view.bearer_token_exempt = True  # needs no credentials: any Authorization header is ignored
+
+
 @never_cache
 @require_safe
 def cron_health_view(request):
-    """200 when every enabled job is on time and its last run did not fail; 503 naming the others."""
+    """200 when every enabled job is on time and its last run did not fail; 503 naming the others.
+
+    Anyone: the status and the names of the late, failing and stuck jobs (at most MAX_PUBLIC_NAMES,
+    with the count of all). Staff with cronjobs.view_jobrun, or the metrics token: each job's details
+    too (problem text, last run, pause reason and who paused), which may name hosts and internals.
+    """
     try:
         jobs = health.snapshot()
     except DatabaseError as exc:
         return _database_unavailable(exc)
     unhealthy = [item for item in jobs if not item.healthy]
-    body = {
-        "status": "ok" if not unhealthy else "error",
-        "late": [item.job.name for item in unhealthy if item.state == health.State.LATE],
-        "failing": [item.job.name for item in unhealthy if item.state == health.State.FAILING],
-        "stuck": [item.job.name for item in unhealthy if item.state == health.State.STUCK],
-        "jobs": [item.as_dict() for item in jobs],
-    }
+    body = {"status": "ok" if not unhealthy else "error", **_public_names(unhealthy), "unhealthy": len(unhealthy)}
+    if may_read_details(request):
+        body["jobs"] = [item.as_dict() for item in jobs]
     return JsonResponse(body, status=503 if unhealthy else 200)
+
+
+# A bearer token here is the metrics token, not an API token: the API-token middleware leaves it alone.
+cron_health_view.bearer_token_exempt = True
+
+
+def _public_names(unhealthy: list) -> dict[str, list[str]]:
+    """{"late": [...], "failing": [...], "stuck": [...]}, MAX_PUBLIC_NAMES names at most in all."""
+    lists, room = {}, MAX_PUBLIC_NAMES
+    for key, state in (("late", health.State.LATE), ("failing", health.State.FAILING), ("stuck", health.State.STUCK)):
+        names = [item.job.name for item in unhealthy if item.state == state][: max(room, 0)]
+        lists[key], room = names, room - len(names)
+    return lists
 
 
 @never_cache
 @require_safe
 def metrics_view(request):
-    """Prometheus text for every job; 404 unless the caller is staff or sends CRONJOBS_METRICS_TOKEN."""
+    """Prometheus text for every job; 404 unless the caller sends CRONJOBS_METRICS_TOKEN or is staff with
+    cronjobs.view_jobrun."""
     from prometheus_client import CONTENT_TYPE_LATEST
 
     from cronjobs.metrics import exposition
 
-    if not _may_read_metrics(request):
+    if not may_read_details(request):
         raise Http404  # off, as if it were not there, for everyone else
     try:
         body = exposition()
@@ -71,12 +91,3 @@ def metrics_view(request):
 
 # The view checks its own bearer token: the project's API-token middleware leaves it alone.
 metrics_view.bearer_token_exempt = True
-
-
-def _may_read_metrics(request) -> bool:
-    token = getattr(settings, "CRONJOBS_METRICS_TOKEN", None)
-    header = request.META.get("HTTP_AUTHORIZATION", "")
-    if header[:7].lower() == "bearer ":
-        return bool(token) and hmac.compare_digest(header[7:].strip().encode(), token.encode())
-    user = getattr(request, "user", None)
-    return bool(user is not None and user.is_active and user.is_staff)

@@ -17,7 +17,18 @@ from django.http import HttpResponseNotAllowed
 from graphene_django.constants import MUTATION_ERRORS_FLAG
 from graphene_django.settings import graphene_settings
 from graphene_django.views import HttpError
-from graphql import ExecutionResult, OperationType, execute, get_operation_ast, validate_schema
+from graphql import (
+    ExecutionResult,
+    FieldNode,
+    OperationType,
+    execute,
+    get_operation_ast,
+    is_non_null_type,
+    validate_schema,
+)
+
+from alx_backend_graphql_crm.api.errors import NotAuthenticated
+from alx_backend_graphql_crm.api.permissions import LOGIN_REQUIRED, needs_login
 
 SIZE = 256  # documents per worker process; queries are at most GRAPHQL_MAX_QUERY_CHARS long
 
@@ -81,6 +92,12 @@ def execute_document(
         )
     if errors:
         return ExecutionResult(data=None, errors=errors)
+    guarded = needs_login(schema, document, operation_ast) if operation_ast is not None else None
+    if guarded is not None and not _authenticated(request):
+        # Refused before graphql-core coerces the variables, as the field's resolver would refuse it.
+        path = [(guarded.alias or guarded.name).value]
+        error = NotAuthenticated(LOGIN_REQUIRED, nodes=[guarded], path=path)
+        return ExecutionResult(data=_all_null(schema, operation_ast), errors=[error])
     options = {
         "root_value": view.get_root_value(request),
         "context_value": view.get_context(request),
@@ -100,6 +117,23 @@ def execute_document(
         return execute(schema, document, **options)
     except Exception as exc:  # noqa: BLE001 - as graphene: reported in the result
         return ExecutionResult(errors=[exc])
+
+
+def _all_null(schema, operation) -> dict | None:
+    """The data of an operation none of whose root fields ran: each null, or null itself if one may not be."""
+    root = schema.get_root_type(operation.operation)
+    data = {}
+    for selection in operation.selection_set.selections:
+        if isinstance(selection, FieldNode) and selection.name.value in root.fields:
+            if is_non_null_type(root.fields[selection.name.value].type):
+                return None
+            data[(selection.alias or selection.name).value] = None
+    return data
+
+
+def _authenticated(request) -> bool:
+    user = getattr(request, "user", None)
+    return user is not None and user.is_authenticated
 
 
 def _atomic_mutations() -> bool:

@@ -4,9 +4,19 @@ import functools
 from collections.abc import Callable, Iterable
 
 from graphene.utils.str_converters import to_camel_case
-from graphql import GraphQLObjectType
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLObjectType,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+)
 
 from alx_backend_graphql_crm.api.errors import NotAuthenticated, PermissionDenied
+
+LOGIN_REQUIRED = "Authentication required: log in (session) or send 'Authorization: Bearer <token>'."
 
 
 def check_permissions(request, permissions: Iterable[str], *, staff: bool = False, subject: str = "this") -> None:
@@ -19,7 +29,7 @@ def check_permissions(request, permissions: Iterable[str], *, staff: bool = Fals
     """
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
-        raise NotAuthenticated("Authentication required: log in (session) or send 'Authorization: Bearer <token>'.")
+        raise NotAuthenticated(LOGIN_REQUIRED)
     permissions = tuple(permissions)
     if not user.has_perms(permissions):
         missing = ", ".join(p for p in permissions if not user.has_perm(p))
@@ -64,6 +74,30 @@ def _guard(graphene_type, name: str, field):
     return None
 
 
+def needs_login(schema, document: DocumentNode, operation: OperationDefinitionNode) -> FieldNode | None:
+    """The first root field of ``operation`` declared with permissions (every one but ``hello``), or None.
+
+    Asked before graphql-core coerces the variables, so an anonymous client is refused at once
+    instead of after coercing whatever list it sent. Fragments at the root are followed.
+    """
+    root = schema.get_root_type(operation.operation)
+    fragments = {node.name.value: node for node in document.definitions if isinstance(node, FragmentDefinitionNode)}
+    pending, seen = [operation.selection_set], set()
+    while pending:
+        for selection in pending.pop().selections:
+            if isinstance(selection, FieldNode):
+                field = root.fields.get(selection.name.value) if root is not None else None
+                if field is not None and "permissions" in (field.extensions or {}):
+                    return selection
+            elif isinstance(selection, InlineFragmentNode):
+                pending.append(selection.selection_set)
+            elif isinstance(selection, FragmentSpreadNode) and selection.name.value not in seen:
+                seen.add(selection.name.value)
+                if selection.name.value in fragments:
+                    pending.append(fragments[selection.name.value].selection_set)
+    return None
+
+
 def describe_permissions(schema) -> None:
     """Append to every guarded field's description the permissions it is declared with.
 
@@ -81,5 +115,7 @@ def describe_permissions(schema) -> None:
             if guard is None:
                 continue
             graphql_field = graphql_type.fields[getattr(field, "name", None) or to_camel_case(name)]
+            # Read before execution (needs_login), where no resolver has run yet.
+            graphql_field.extensions = {**(graphql_field.extensions or {}), "permissions": guard.required_permissions}
             text = permission_text(guard.required_permissions, staff=guard.required_staff)
             graphql_field.description = f"{graphql_field.description} {text}" if graphql_field.description else text

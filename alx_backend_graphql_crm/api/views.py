@@ -9,12 +9,12 @@ from django.http import HttpResponseBadRequest, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware, get_token
 from graphene_django.settings import graphene_settings
 from graphene_django.views import GraphQLView, HttpError
-from graphql import DocumentNode, GraphQLError, validate
+from graphql import DocumentNode, ExecutionResult, GraphQLError, validate
 
 from alx_backend_graphql_crm.api.documents import execute_document
 from alx_backend_graphql_crm.api.errors import MASKED_MESSAGE, QueryRejected, format_error
 from alx_backend_graphql_crm.api.execution import ExecutionContext
-from alx_backend_graphql_crm.api.limits import limit_errors, parse_within_limits, validation_rules
+from alx_backend_graphql_crm.api.limits import limit_errors, parse_within_limits, validation_rules, variables_error
 
 logger = logging.getLogger("alx_backend_graphql_crm.api")
 
@@ -23,9 +23,23 @@ logger = logging.getLogger("alx_backend_graphql_crm.api")
 _SUGGESTION = re.compile(r" ?Did you mean [^?]*\?")
 
 
-def introspection_enabled() -> bool:
-    """Read per request, so settings (and DEBUG, which enables introspection) take effect at once."""
-    return settings.DEBUG if settings.GRAPHQL_INTROSPECTION is None else settings.GRAPHQL_INTROSPECTION
+def introspection_enabled(request=None) -> bool:
+    """Read per request, so settings (and DEBUG, which enables introspection) take effect at once.
+
+    GRAPHQL_INTROSPECTION None (the default): on with DEBUG, and for a logged-in staff user always, so
+    GraphiQL's schema explorer works in production for operators and for nobody else (issue 25).
+    """
+    if settings.GRAPHQL_INTROSPECTION is not None:
+        return settings.GRAPHQL_INTROSPECTION
+    return settings.DEBUG or (request is not None and _staff(request))
+
+
+def _staff(request) -> bool:
+    # Without a session cookie or a token there is no user to load (and no session to touch).
+    if settings.SESSION_COOKIE_NAME not in request.COOKIES and not hasattr(request, "_cached_user"):
+        return False
+    user = request.user
+    return bool(user.is_active and user.is_staff)
 
 
 def _errors_response(status: int, message: str, code: str) -> JsonResponse:
@@ -52,6 +66,9 @@ class ApiGraphQLView(GraphQLView):
     execution_context_class = ExecutionContext
 
     def dispatch(self, request, *args, **kwargs):
+        refusal = _body_refusal(request)  # before anything (the CSRF check too) reads the body
+        if refusal:
+            return refusal
         reason = self._csrf_failure(request)
         if reason:
             return _errors_response(403, f"CSRF check failed: {reason.rstrip('.')}.", "csrf_failed")
@@ -110,10 +127,21 @@ class ApiGraphQLView(GraphQLView):
         _check_params(query, variables, operation_name)
         if not query:  # GraphiQL's page, or "Must provide query string."
             return super().execute_graphql_request(request, data, query, variables, operation_name, show_graphiql)
-        schema, introspection = self.schema.graphql_schema, introspection_enabled()
+        too_large = variables_error(
+            variables,
+            max_values=settings.GRAPHQL_MAX_VARIABLE_VALUES,
+            max_depth=settings.GRAPHQL_MAX_VARIABLE_DEPTH,
+            max_string=settings.GRAPHQL_MAX_VARIABLE_STRING,
+        )
+        if too_large:
+            logger.warning("GraphQL variables refused: %s", too_large)  # one line: no traceback
+            return ExecutionResult(errors=[QueryRejected(too_large)])
+        schema, introspection = self.schema.graphql_schema, introspection_enabled(request)
         # The cost limit reads the variables (page sizes), so they are part of what was checked.
         variables_key = json.dumps(variables, sort_keys=True, default=str) if variables else ""
-        settings_key = None if len(variables_key) > settings.GRAPHQL_MAX_QUERY_CHARS else (_limits(), variables_key)
+        settings_key = (
+            None if len(variables_key) > settings.GRAPHQL_MAX_QUERY_CHARS else (_limits(introspection), variables_key)
+        )
         return execute_document(
             self,
             request,
@@ -126,7 +154,30 @@ class ApiGraphQLView(GraphQLView):
         )
 
 
-def _limits() -> tuple:
+def _body_refusal(request) -> JsonResponse | None:
+    """415 for multipart/form-data (no uploads here), 413 for a body over GRAPHQL_MAX_BODY_BYTES; else None.
+
+    Decided on the headers alone: a multipart body is spooled to disk as Django parses it (a 3 GB file
+    part used 2 GB of disk), and nothing of ours needs more than a few hundred KB.
+    """
+    if request.method != "POST":
+        return None
+    content_type = request.META.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        message = "multipart/form-data is not accepted (no uploads here): send application/json."
+        return _errors_response(415, message, "unsupported_media_type")
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0  # Django reads no body then
+    limit = settings.GRAPHQL_MAX_BODY_BYTES
+    if length > limit:
+        logger.warning("GraphQL request refused: a body of %s bytes (GRAPHQL_MAX_BODY_BYTES: %s)", length, limit)
+        return _errors_response(413, f"The request body is {length} bytes; the limit is {limit}.", "body_too_large")
+    return None
+
+
+def _limits(introspection: bool) -> tuple:
     """Every setting a prepared document was checked against: read per request, so changes apply at once."""
     return (
         settings.GRAPHQL_MAX_TOKENS,
@@ -137,7 +188,7 @@ def _limits() -> tuple:
         settings.GRAPHQL_MAX_REPEATS,
         settings.GRAPHQL_MAX_COST,
         settings.GRAPHENE["RELAY_CONNECTION_MAX_LIMIT"],
-        introspection_enabled(),
+        introspection,
     )
 
 

@@ -209,3 +209,13 @@ def scheduled_jobs(settings):
         ("0 6 * * 1", "tests.cronjobs.jobs.boom", {"name": "broken"}),
         ("@daily", "tests.cronjobs.jobs.succeed", {"name": "off", "enabled": False}),
     ]
+
+
+@pytest.fixture
+def details_client(settings):
+    """A client that may read the engine's details (/health/cron/'s jobs, /metrics): it sends the metrics
+    token. Anonymous bodies hold the status and the unhealthy jobs' names only (tests/security/test_access.py)."""
+    from django.test import Client
+
+    settings.CRONJOBS_METRICS_TOKEN = "tests-metrics-token"
+    return Client(HTTP_AUTHORIZATION="Bearer tests-metrics-token")

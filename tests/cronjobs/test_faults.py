@@ -273,12 +273,12 @@ def test_crontab_work_names_what_each_exit_code_means():
 
 
 @pytest.mark.django_db
-def test_a_run_whose_supervisor_vanished_is_stuck_in_health_not_running(admin_client, settings):
+def test_a_run_whose_supervisor_vanished_is_stuck_in_health_not_running(details_client, settings):
     settings.CRONJOBS = [("0 2 * * 0", f"{JOBS}.succeed", {"name": "weekly"})]
     gone = subprocess.Popen(["true"])
     gone.wait()
     run = JobRunFactory(job_name="weekly", status="running", host=runner.HOST, pid=gone.pid)
-    response = admin_client.get("/health/cron/")
+    response = details_client.get("/health/cron/")
     body = response.json()
     assert response.status_code == 503 and body["stuck"] == ["weekly"]
     problem = body["jobs"][0]["problem"]
@@ -598,11 +598,11 @@ def test_work_restarts_itself_when_its_cronjobs_change(world_dir):
 
 # --- Missed minutes are alarms ------------------------------------------------------------------------
 @pytest.mark.django_db
-def test_missed_slot_is_recorded_missed_and_makes_the_job_failing(settings, client):
+def test_missed_slot_is_recorded_missed_and_makes_the_job_failing(settings, details_client):
     settings.CRONJOBS = [("* * * * *", f"{JOBS}.succeed", {"grace": 30})]
     late = runner.run("succeed", scheduled_for=timezone.now() - timedelta(minutes=5), trigger="crontab")
     assert late.status == "missed"
-    body = client.get("/health/cron/").json()
+    body = details_client.get("/health/cron/").json()
     assert body["failing"] == ["succeed"] and body["jobs"][0]["last_run"]["status"] == "missed"
 
 

@@ -20,6 +20,12 @@ def frozen():
 
 
 @pytest.fixture
+def client(details_client):
+    """These tests read each job's details: the metrics token's (an anonymous body: tests/security/test_access.py)."""
+    return details_client
+
+
+@pytest.fixture
 def jobs(settings):
     settings.TIME_ZONE = "UTC"
     settings.CRONJOBS = [

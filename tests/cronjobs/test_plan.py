@@ -256,7 +256,8 @@ def test_outage_fire_later_than_grace_is_recorded_missed_and_never_runs():
     text = plan_text("--outage", "2026-03-02T10:00Z..2026-03-02T10:03Z", "--job", "quarterly")
     assert text.splitlines()[2:] == [
         "  quarterly  [*/15 * * * *]",
-        "    fires on start:   2026-03-02 10:00 UTC (10:00 UTC), 180 s after its minute: recorded missed (later than its start limit, 60 s)",
+        "    fires on start:   2026-03-02 10:00 UTC (10:00 UTC), 180 s after its minute: "
+        "recorded missed (later than its start limit, 60 s)",
         "    recorded missed:  no gap",
         "    never runs:       1 minute (with the late start)",
     ]

@@ -64,7 +64,7 @@ def staff(*permissions, superuser=False):
 
 
 # --- retries ---------------------------------------------------------------------------------------
-def test_failing_twice_then_succeeding_leaves_three_linked_rows_one_slot_and_a_healthy_state(client):
+def test_failing_twice_then_succeeding_leaves_three_linked_rows_one_slot_and_a_healthy_state(details_client):
     delays = []
     with travel(SLOT + timedelta(seconds=5), tick=False):
         last = runner.run("flaky", SLOT, "crontab", sleep=delays.append)
@@ -81,7 +81,7 @@ def test_failing_twice_then_succeeding_leaves_three_linked_rows_one_slot_and_a_h
         assert again.duplicate and again.pk == runs[0].pk and JobRun.objects.filter(job_name="flaky").count() == 3
         item = next(item for item in health.snapshot() if item.job.name == "flaky")
         assert item.state == "ok" and item.healthy and item.last_run.attempt == 3
-        body = client.get("/health/cron/").json()
+        body = details_client.get("/health/cron/").json()
         assert {job["name"]: job for job in body["jobs"]}["flaky"]["last_run"]["attempt"] == 3
 
 

@@ -28,17 +28,19 @@ MISTAKES = [
 
 class TestSuggestions:
     @pytest.mark.parametrize(("query", "variables", "suggestion"), MISTAKES)
-    def test_no_suggestions_while_introspection_is_off(self, anonymous, settings, query, variables, suggestion):
+    def test_no_suggestions_while_introspection_is_off(self, client, settings, query, variables, suggestion):
+        # Logged in (the clerk): an anonymous request for allCustomers is refused before its variables are read.
         settings.DEBUG, settings.GRAPHQL_INTROSPECTION = False, None
-        status, body = post(anonymous, query, variables)  # finding 9: "Did you mean 'allCustomers', ..."
+        status, body = post(client, query, variables)  # finding 9: "Did you mean 'allCustomers', ..."
         assert status == 400 and body["errors"], body
         text = json.dumps(body)
         assert "Did you mean" not in text and f"'{suggestion}'" not in text
 
     @pytest.mark.parametrize(("query", "variables", "suggestion"), MISTAKES)
-    def test_suggestions_kept_while_introspection_is_on(self, anonymous, settings, query, variables, suggestion):
+    def test_suggestions_kept_while_introspection_is_on(self, client, settings, query, variables, suggestion):
+        # Logged in: an anonymous request for allCustomers is refused before its variables are read (F5).
         settings.GRAPHQL_INTROSPECTION = True
-        status, body = post(anonymous, query, variables)
+        status, body = post(client, query, variables)
         assert f"Did you mean '{suggestion}'" in json.dumps(body)
 
 

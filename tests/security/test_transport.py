@@ -6,6 +6,7 @@ as anyone, so anonymous and bearer-token programs POST without a CSRF token.
 """
 
 import json
+from urllib.parse import urlencode
 
 import pytest
 from django.test import Client
@@ -72,8 +73,11 @@ class TestCsrf:
     def test_cross_site_form_post_with_the_session_cookie_is_refused(self, clerk):
         client = Client(enforce_csrf_checks=True)
         client.force_login(clerk)
-        response = client.post("/graphql", {"query": CREATE})  # what a hostile page's <form> sends
+        # What a hostile page's <form> sends: urlencoded by default; multipart is refused before CSRF (F8).
+        response = client.post("/graphql", urlencode({"query": CREATE}), "application/x-www-form-urlencoded")
         assert response.status_code == 403 and error_codes(assert_json(response)) == ["csrf_failed"]
+        response = client.post("/graphql", {"query": CREATE})  # multipart/form-data
+        assert response.status_code == 415 and error_codes(assert_json(response)) == ["unsupported_media_type"]
         assert not Customer.objects.exists()
 
     def test_session_post_with_the_csrf_token_is_accepted(self, clerk):
