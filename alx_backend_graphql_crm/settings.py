@@ -31,6 +31,16 @@ def env_int(name: str, default: int) -> int:
         raise SettingsError(f"{name} must be an integer, got {value!r}") from None
 
 
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {value!r}") from None
+
+
 def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
@@ -307,9 +317,16 @@ CRONJOBS_PREFLIGHT = True
 CRONJOBS_ENV_FILE = str(env_file())
 # Run history older than this is deleted by cronjobs.retention.prune_job_runs.
 CRONJOBS_RUN_RETENTION_DAYS = env_int("CRONJOBS_RUN_RETENTION_DAYS", 30)
-# A run of a job without a timeout, still "running" after this many seconds, is presumed dead
-# (its process vanished on another host), so it stops blocking the job.
-CRONJOBS_STALE_AFTER = env_int("CRONJOBS_STALE_AFTER", 86400)
+# Execution and many machines (docs/faults.md): seconds between a stopped job's SIGTERM and SIGKILL;
+# how often a running run renews its lease (it expires after three missed renewals); the clock
+# offset from the database beyond which a host is reported, and beyond which it claims nothing;
+# runs one `crontab work` starts at once (unset: twice the CPUs, at least 4).
+CRONJOBS_STOP_WAIT = env_float("CRONJOBS_STOP_WAIT", 5.0)
+CRONJOBS_LEASE_SECONDS = env_float("CRONJOBS_LEASE_SECONDS", 5.0)
+CRONJOBS_CLOCK_SKEW_WARN = env_float("CRONJOBS_CLOCK_SKEW_WARN", 2.0)
+CRONJOBS_CLOCK_SKEW_MAX = env_float("CRONJOBS_CLOCK_SKEW_MAX", 300.0)
+if os.environ.get("CRONJOBS_MAX_CONCURRENT", "").strip():
+    CRONJOBS_MAX_CONCURRENT = env_int("CRONJOBS_MAX_CONCURRENT", 4)
 
 
 # --- Alerts: logging, mail, monitor pings, metrics (docs/alerts.md) --------------------------------

@@ -46,6 +46,11 @@ class JobHealth:
     pause: JobPause | None = None
 
     @property
+    def next_start(self) -> datetime | None:
+        """When the job next starts: its next due minute plus its `jitter` offset."""
+        return self.job.start_at(self.next_run) if self.next_run else None
+
+    @property
     def healthy(self) -> bool:
         return self.state in (State.OK, State.NEW, State.RUNNING, State.DISABLED, State.PAUSED, State.RETRYING)
 
@@ -75,7 +80,7 @@ class JobHealth:
             "state": self.state,
             "healthy": self.healthy,
             "problem": self.problem or None,
-            "next_run": _iso(self.next_run),
+            "next_run": _iso(self.next_start),
             "last_success": _iso(self.last_success),
             "last_run": None
             if last is None
@@ -173,3 +178,66 @@ def _stuck(last_run: JobRun | None, now: datetime) -> str:
         return ""
     since = last_run.started_at.isoformat()
     return f"run #{last_run.pk} on {last_run.host} pid {last_run.pid} since {since}: {reason}"
+
+
+# --- what is wrong beyond single jobs ------------------------------------------------------------------
+@dataclass(frozen=True)
+class SystemProblem:
+    """A problem of the whole engine, not of one job: `kind` is configuration, no scheduler, clock or
+    version; an error makes /health/cron/ answer 503, a warning does not."""
+
+    kind: str
+    text: str
+    error: bool
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "problem": self.text, "severity": "error" if self.error else "warning"}
+
+
+RECENT_RUNS = timedelta(hours=1)  # runs whose recorded clock offset still says something about a host
+
+
+def problems(jobs: list[JobHealth], *, now: datetime | None = None) -> list[SystemProblem]:
+    """Configuration errors (this process's CRONJOBS, or one a scheduler refuses), `no scheduler` when
+    jobs are late and no scheduler is alive, hosts whose clock is off, schedulers firing another
+    CRONJOBS. A few queries, whatever the number of jobs."""
+    from cronjobs import conf, liveness
+    from cronjobs.registry import get_registry
+
+    now = now or dbclock.now()
+    found = [SystemProblem("configuration", f"{p.id}: {p.msg}", True) for p in get_registry().problems]
+    found += [SystemProblem("configuration", f"{p.id}: {p.msg}", True) for p in conf.problems()]
+    schedulers = liveness.alive()
+    for kind, text in liveness.problems(schedulers):
+        found.append(SystemProblem(kind, text, kind == "configuration"))
+    late = [item.job.name for item in jobs if item.state == State.LATE]
+    if late and not schedulers:
+        shown = ", ".join(late[:5]) + (f" and {len(late) - 5} more" if len(late) > 5 else "")
+        text = (
+            f"{len(late)} job(s) are late ({shown}) and no `crontab work` or Celery beat is alive; "
+            "if the system crontab fires them, check the cron daemon and `crontab -l`"
+        )
+        found.append(SystemProblem("no scheduler", text, True))
+    reported = {beat.host for beat in schedulers if dbclock.is_skewed(beat.clock_offset)}
+    for host, offset in _skewed_hosts(now):
+        if host not in reported:
+            found.append(SystemProblem("clock", dbclock.skew_text(offset, host) + " (its recent runs)", False))
+    return found
+
+
+def _skewed_hosts(now: datetime) -> list[tuple[str, float]]:
+    """(host, the offset furthest from zero) of hosts whose recent runs recorded a skewed clock."""
+    from django.db.models import Min
+
+    rows = (
+        JobRun.objects.filter(started_at__gte=now - RECENT_RUNS, clock_offset__isnull=False)
+        .values("host")
+        .annotate(low=Min("clock_offset"), high=Max("clock_offset"))
+        .order_by("host")
+    )
+    found = []
+    for row in rows:
+        offset = row["high"] if abs(row["high"]) >= abs(row["low"]) else row["low"]
+        if dbclock.is_skewed(offset):
+            found.append((row["host"], offset))
+    return found

@@ -74,7 +74,7 @@ def too_many(limit: int, start: datetime, end: datetime) -> str:
 def start_of(job: Job, minute: datetime) -> datetime:
     """When a run of `minute` starts: Job.start_offset seconds into it (the `jitter` option)."""
     # In UTC: wall-clock arithmetic would lose the fold of a repeated minute.
-    return (minute.astimezone(UTC) + timedelta(seconds=job.start_offset)).astimezone(job.zone)
+    return job.start_at(minute)
 
 
 @dataclass(frozen=True)

@@ -227,6 +227,11 @@ class Job:
         digest = hashlib.sha256(self.name.encode()).digest()
         return int.from_bytes(digest[:4], "big") % (self.jitter + 1)
 
+    def start_at(self, minute: datetime) -> datetime:
+        """When the run of due `minute` starts: the minute plus `start_offset`, added in UTC (wall-clock
+        arithmetic would move a minute of a repeated hour into the other pass), in the job's zone."""
+        return (minute.astimezone(UTC) + timedelta(seconds=self.start_offset)).astimezone(self.zone)
+
     @property
     def cron_expression(self) -> str:
         """The schedule as five fields (macros expanded), for croniter and cron-descriptor."""

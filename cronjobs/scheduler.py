@@ -149,7 +149,7 @@ class Scheduler:
             queued = due_slots(self.jobs, self.handled, now, timedelta(seconds=self.catch_up))
             self.handled = current
             for job, slot in queued:
-                start = slot + timedelta(seconds=job.start_offset)
+                start = job.start_at(slot)
                 heapq.heappush(self.queue, Fire(start, next(self._order), job, slot))
             self.minutely(current)
         self.start_due(now)

@@ -58,6 +58,14 @@ class CronJobRunNode(DjangoObjectType):
             "attempt",
             "retry_of",
             "output",
+            "lease_expires_at",
+            "renewed_at",
+            "clock_offset",
+            "late_status",
+            "late_finished_at",
+            "late_result",
+            "gap_last",
+            "gap_count",
         )
 
     @staticmethod
@@ -91,7 +99,10 @@ class CronJob(graphene.ObjectType):
     paused_at = graphene.DateTime(description="When it was paused; null if not paused.")
     pause_reason = graphene.String(description="Why it was paused; null if not paused.")
     retries = graphene.Int(required=True, description="Attempts after a failed one (the `retries` option).")
-    next_run = graphene.DateTime(description="Next scheduled minute; null when the entry is broken.")
+    next_run = graphene.DateTime(
+        description="When it next starts (its next scheduled minute plus its `jitter` offset); null if broken."
+    )
+    start_offset = graphene.Int(required=True, description="Seconds into its minute it starts (the `jitter` option).")
     last_run = graphene.Field(CronJobRunNode, description="The latest run that was not a skip.")
     last_success = graphene.DateTime(description="When the latest successful run finished.")
     healthy = graphene.Boolean(required=True, description="False when the job is late or failing.")
@@ -139,6 +150,14 @@ class CronJob(graphene.ObjectType):
     @staticmethod
     def resolve_retries(item, info):
         return item.job.retries
+
+    @staticmethod
+    def resolve_next_run(item, info):
+        return item.next_start
+
+    @staticmethod
+    def resolve_start_offset(item, info):
+        return item.job.start_offset
 
     @staticmethod
     def resolve_enabled(item, info):

@@ -1,6 +1,7 @@
 """Health endpoints: /health/ (database), /health/cron/ (every job on time) and /metrics (Prometheus)."""
 
 import logging
+from collections import Counter
 
 from django.db import DatabaseError, connection
 from django.http import Http404, HttpResponse, JsonResponse
@@ -9,6 +10,7 @@ from django.views.decorators.http import require_safe
 
 from cronjobs import health
 from cronjobs.access import may_read_details
+from cronjobs.models import JobRun
 
 logger = logging.getLogger(__name__)
 
@@ -41,21 +43,45 @@ health_view.bearer_token_exempt = True  # needs no credentials: any Authorizatio
 @never_cache
 @require_safe
 def cron_health_view(request):
-    """200 when every enabled job is on time and its last run did not fail; 503 naming the others.
+    """200 when every enabled job is on time and its last run did not fail, and nothing is wrong with
+    the engine's configuration or schedulers; 503 naming the jobs otherwise.
 
     Anyone: the status and the names of the late, failing and stuck jobs (at most MAX_PUBLIC_NAMES,
-    with the count of all). Staff with cronjobs.view_jobrun, or the metrics token: each job's details
-    too (problem text, last run, pause reason and who paused), which may name hosts and internals.
+    with the count of all). Staff with cronjobs.view_jobrun, or the metrics token, also get: the
+    engine's problems (configuration, no scheduler, clock, version), the schedulers alive, how many
+    jobs are in each state, and the details of every job that is not ok or new (`?jobs=all`: of every
+    job), which may name hosts and internals. The body does not grow with healthy jobs.
     """
     try:
         jobs = health.snapshot()
+        jobs = _record_gaps_of_late_jobs(jobs)
+        found = health.problems(jobs)
     except DatabaseError as exc:
         return _database_unavailable(exc)
     unhealthy = [item for item in jobs if not item.healthy]
-    body = {"status": "ok" if not unhealthy else "error", **_public_names(unhealthy), "unhealthy": len(unhealthy)}
+    failed = unhealthy or any(problem.error for problem in found)
+    body = {"status": "error" if failed else "ok", **_public_names(unhealthy), "unhealthy": len(unhealthy)}
     if may_read_details(request):
-        body["jobs"] = [item.as_dict() for item in jobs]
-    return JsonResponse(body, status=503 if unhealthy else 200)
+        from cronjobs import liveness
+
+        body["problems"] = [problem.as_dict() for problem in found]
+        body["schedulers"] = [liveness.describe(beat) for beat in liveness.alive()]
+        body["counts"] = dict(Counter(item.state for item in jobs))
+        every = request.GET.get("jobs") == "all"
+        quiet = (health.State.OK, health.State.NEW)
+        body["jobs"] = [item.as_dict() for item in jobs if every or item.state not in quiet]
+    return JsonResponse(body, status=503 if failed else 200)
+
+
+def _record_gaps_of_late_jobs(jobs: list) -> list:
+    """A late job may have minutes nothing fired: record them now (cronjobs/gaps.py), and say so."""
+    from cronjobs import gaps
+
+    late = [item.job for item in jobs if item.state == health.State.LATE]
+    if not late or not gaps.sweep(late, trigger=JobRun.Trigger.MANUAL):
+        return jobs
+    again = {item.job.name: item for item in health.snapshot(late)}
+    return [again.get(item.job.name, item) for item in jobs]
 
 
 # A bearer token here is the metrics token, not an API token: the API-token middleware leaves it alone.

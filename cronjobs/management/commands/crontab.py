@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+import time
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -93,6 +94,7 @@ class Command(DjangoCrontabCommand):
             help="run: supervise run ID, claimed for this process by the admin, GraphQL or the fire endpoint",
         )
         parser.add_argument("--dry-run", action="store_true", help="add/remove: print the plan, change nothing")
+        parser.add_argument("--failing", action="store_true", help="show: only jobs that are late, failing or stuck")
         self._add_preflight_arguments(parser)
         self._add_plan_arguments(parser)
         self._add_export_arguments(parser)
@@ -231,6 +233,9 @@ class Command(DjangoCrontabCommand):
 
     # --- show -----------------------------------------------------------------------------------
     def handle_show(self, options):
+        """Every job (or `--job` / `--failing` ones): what fires it, its state, next and last run; then who
+        fires the jobs at all, the engine's problems, and a summary. Costs a few queries, whatever the
+        number of jobs."""
         registry = get_registry()
         problems = registry.all_problems() + backend.settings_problems()
         config = backend.get_config()
@@ -239,54 +244,118 @@ class Command(DjangoCrontabCommand):
             current = backend.read_crontab(config)
         except backend.CrontabError as exc:
             unreadable, current = str(exc), ""
-        installed: dict[str, str] = {}
-        stale, legacy, foreign = [], [], 0
-        for line in current.splitlines(keepends=True):
-            info = backend.classify(line, config)
-            if info.kind == "ours":
-                installed[info.name] = line
-                if info.name not in registry.names():
-                    stale.append(f"{info.name}: installed but not in CRONJOBS (run `crontab add` to remove it)")
-            elif info.kind == "legacy":
-                try:
-                    name = registry.get(info.name).name
-                    legacy.append(f"{info.name}: plain django-crontab line for job {name} (run `crontab add`)")
-                except UnknownJob:
-                    legacy.append(f"{info.name}: plain django-crontab line matching no job (run `crontab add`)")
-            elif info.kind == "foreign":
-                foreign += 1
-
+        installed, notes = self._installed_lines(current, config, registry)
+        jobs = self._jobs_to_show(registry, options)
+        states, schedulers, engine_problems, history_error = self._engine_state(jobs)
+        if options["failing"]:
+            jobs = [job for job in jobs if job.name in states and not states[job.name].healthy]
         tz = schedule_timezone()
-        now = timezone.now()
-        paused = self._pauses(registry.names())
         self.stdout.write(f"Jobs in CRONJOBS (times in {tz.key} unless a job has its own zone):")
-        for job in registry.jobs:
-            self.stdout.write(f"  {job.name}  [{job.schedule}]  {human_schedule(job)}")
-            if job.description:
-                self.stdout.write(f"      {job.description}")
-            self.stdout.write(f"      installed: {self._install_state(job, installed, config, unreadable)}")
-            for line in operating_lines(job, paused.get(job.name)):
-                self.stdout.write(f"      {line}")
-            own = [p for p in problems if p.index == job.index]
-            for problem in own:
-                self.stdout.write(f"      ERROR {problem.id}: {problem.msg}")
-            if not own:
-                self.stdout.write(f"      next run:  {next_run_text(job, now, job.zone)}")
-            self.stdout.write(f"      last run:  {last_run(job.name, job.zone)}")
+        for job in jobs:
+            self._show_job(
+                job, states.get(job.name), installed, config, unreadable, schedulers, problems, history_error
+            )
         job_indexes = {job.index for job in registry.jobs}
         for problem in problems:
             if problem.index is None or problem.index not in job_indexes:
                 self.stdout.write(f"  ERROR {problem.id}: {problem.msg}")
-        for note in stale + legacy:
-            self.stdout.write(f"  stale line  {note}")
-        if foreign:
-            self.stdout.write(f"  {foreign} line(s) of other projects or checkouts (left alone)")
+        for note in notes:
+            self.stdout.write(f"  {note}")
+        self._show_firing(installed, schedulers, unreadable, registry)
+        for problem in engine_problems:
+            self.stdout.write(f"{'ERROR' if problem.error else 'WARNING'} {problem.kind}: {problem.text}")
+        self.stdout.write(summary_line(states))
         if unreadable:
             raise CommandError(unreadable, returncode=EXIT_FAILED)
         if problems:
             raise CommandError(
                 f"{len(problems)} configuration error(s) (listed above; `manage.py check` has hints)",
                 returncode=EXIT_CONFIG,
+            )
+
+    @staticmethod
+    def _installed_lines(current: str, config, registry) -> tuple[dict[str, str], list[str]]:
+        """This checkout's installed lines by job name, and notes on stale, legacy and foreign lines."""
+        installed: dict[str, str] = {}
+        notes, foreign = [], 0
+        for line in current.splitlines(keepends=True):
+            info = backend.classify(line, config)
+            if info.kind == "ours":
+                installed[info.name] = line
+                if info.name not in registry.names():
+                    notes.append(
+                        f"stale line  {info.name}: installed but not in CRONJOBS (run `crontab add` to remove it)"
+                    )
+            elif info.kind == "legacy":
+                try:
+                    name = registry.get(info.name).name
+                    notes.append(
+                        f"stale line  {info.name}: plain django-crontab line for job {name} (run `crontab add`)"
+                    )
+                except UnknownJob:
+                    notes.append(
+                        f"stale line  {info.name}: plain django-crontab line matching no job (run `crontab add`)"
+                    )
+            elif info.kind == "foreign":
+                foreign += 1
+        if foreign:
+            notes.append(f"{foreign} line(s) of other projects or checkouts (left alone)")
+        return installed, notes
+
+    @staticmethod
+    def _jobs_to_show(registry, options) -> list[Job]:
+        names = options.get("jobs") or []
+        if not names:
+            return list(registry.jobs)
+        try:
+            return [registry.get(name) for name in names]
+        except UnknownJob as exc:
+            raise CommandError(str(exc), returncode=EXIT_CONFIG) from exc
+
+    @staticmethod
+    def _engine_state(jobs: list[Job]):
+        """(health by job name, schedulers alive, the engine's problems, why the history is unreadable)."""
+        from cronjobs import health, liveness
+
+        try:
+            snapshot = health.snapshot(jobs)
+            return {item.job.name: item for item in snapshot}, liveness.alive(), health.problems(snapshot), ""
+        except DatabaseError as exc:
+            return {}, [], [], f"unknown (run history unavailable: {exc.__class__.__name__}; run `manage.py migrate`)"
+
+    def _show_job(self, job, state, installed, config, unreadable, schedulers, problems, history_error) -> None:
+        self.stdout.write(f"  {job.name}  [{job.schedule}]  {human_schedule(job)}")
+        if job.description:
+            self.stdout.write(f"      {job.description}")
+        self.stdout.write(f"      installed: {self._install_state(job, installed, config, unreadable)}")
+        self.stdout.write(f"      fired by:  {fired_by(job, job.name in installed, schedulers)}")
+        for line in operating_lines(job, state.pause if state else None):
+            self.stdout.write(f"      {line}")
+        own = [p for p in problems if p.index == job.index]
+        for problem in own:
+            self.stdout.write(f"      ERROR {problem.id}: {problem.msg}")
+        if state is not None and state.state not in ("ok", "new"):
+            self.stdout.write(f"      state:     {state.problem or state.state}")
+        if not own:
+            self.stdout.write(f"      next run:  {next_run_text(job, timezone.now(), job.zone)}")
+        self.stdout.write(
+            f"      last run:  {history_error or last_run_text(state.last_run if state else None, job.zone)}"
+        )
+
+    def _show_firing(self, installed: dict, schedulers: list, unreadable, registry) -> None:
+        """Who fires the jobs at all: installed lines, live schedulers, or nothing (a warning)."""
+        from cronjobs import liveness
+
+        self.stdout.write("Fired by:")
+        if installed:
+            self.stdout.write(f"  system crontab: {len(installed)} line(s) of this checkout installed")
+        for beat in schedulers:
+            self.stdout.write(f"  {liveness.describe(beat)}")
+        if not installed and not schedulers and not unreadable and any(job.enabled for job in registry.jobs):
+            self.stdout.write(
+                "  WARNING: nothing fires these jobs: no line of this checkout is installed and no `crontab work` "
+                f"or Celery beat has ticked in the last {liveness.ALIVE_WITHIN.total_seconds():g} s "
+                "(run `crontab add`, or start `crontab work`)"
             )
 
     @staticmethod
@@ -384,7 +453,7 @@ class Command(DjangoCrontabCommand):
         )
         parser.add_argument("--to", dest="plan_to", metavar="T", help="plan: up to this time (default from + 24 h)")
         parser.add_argument(
-            "--job", dest="plan_jobs", nargs="+", action="extend", metavar="NAME", help="plan: only these jobs"
+            "--job", dest="jobs", nargs="+", action="extend", metavar="NAME", help="plan, show: only these jobs"
         )
         parser.add_argument(
             "--outage",
@@ -422,7 +491,7 @@ class Command(DjangoCrontabCommand):
             now=timezone.now(),
             start=options["plan_from"],
             end=options["plan_to"],
-            names=options["plan_jobs"],
+            names=options["jobs"],
             fmt=options["format"] or "text",
             outage=options["outage"],
             against=options["against"],
@@ -528,6 +597,7 @@ class Command(DjangoCrontabCommand):
             scheduled_for = backend.scheduled_slot(job, now)
             if scheduled_for is None:
                 return  # a zoned job's line fires at every minute that can be due; this one is not
+            wait_for_start_offset(job, scheduled_for, now)
         trigger = options["trigger"] or ("crontab" if scheduled else "manual")
         # cron mails whatever a line prints: a crontab-fired run only records its output.
         tee = None if trigger == "crontab" else self.stdout
@@ -637,23 +707,54 @@ def interrupted_text(job: Job, exc: Interrupted) -> str:
 
 def next_run_text(job: Job, now, tz) -> str:
     try:
-        return f"{job.next_run(now).astimezone(tz):%Y-%m-%d %H:%M %Z}"
+        upcoming = job.next_run(now).astimezone(tz)
+        if job.start_offset:  # jitter: the exact second it starts, the same after every restart
+            started = job.start_at(upcoming).astimezone(tz)
+            return f"{started:%Y-%m-%d %H:%M:%S %Z} (jitter: {job.start_offset} s into its minute)"
+        return f"{upcoming:%Y-%m-%d %H:%M %Z}"
     except Exception as exc:  # a schedule croniter cannot place: say so, list the others
         return f"cannot be scheduled: {exc}"
 
 
-def last_run(job_name: str, tz) -> str:
-    try:
-        record = JobRun.objects.filter(job_name=job_name).order_by("-started_at", "-id").first()
-    except DatabaseError as exc:
-        return f"unknown (run history unavailable: {exc.__class__.__name__}; run `manage.py migrate`)"
+def wait_for_start_offset(job: Job, slot, now) -> None:
+    """A job with `jitter` starts its offset into its minute on the cron route too (cron starts lines
+    at the minute); the minute it claims stays the minute."""
+    if job.start_offset:
+        wait = (job.start_at(slot) - now).total_seconds()
+        if wait > 0:
+            time.sleep(min(wait, job.start_offset))
+
+
+def last_run_text(record: JobRun | None, tz) -> str:
+    """show's `last run:` line: status, when (in the job's zone), trigger, attempt, the result's first line."""
     if record is None:
         return "never"
     when = record.started_at.astimezone(tz)
     attempt = f", attempt {record.attempt}" if record.attempt > 1 else ""
-    return f"{record.status} at {when:%Y-%m-%d %H:%M:%S %Z} ({record.trigger}{attempt})" + (
+    gap = f", {record.gap_count} minute(s) to {record.gap_last.astimezone(tz):%H:%M}" if record.gap_count else ""
+    return f"{record.status} at {when:%Y-%m-%d %H:%M:%S %Z} ({record.trigger}{attempt}{gap})" + (
         f": {record.result.splitlines()[0][:120]}" if record.result else ""
     )
+
+
+def fired_by(job: Job, line_installed: bool, schedulers: list) -> str:
+    """What fires a job: its installed crontab line and the schedulers alive; "nothing" is a warning."""
+    if not job.enabled:
+        return "nothing: the job is disabled"
+    firing = ["its crontab line"] if line_installed else []
+    firing += [f"{beat.get_route_display()} on {beat.host}" for beat in schedulers]
+    if not firing:
+        return "NOTHING (WARNING): no crontab line installed, no `crontab work` or Celery beat alive"
+    return ", ".join(firing)
+
+
+def summary_line(states: dict) -> str:
+    """`N job(s): a ok, b late, ...` over the jobs looked at (all, or those `--job` names)."""
+    from collections import Counter
+
+    counts = Counter(item.state for item in states.values())
+    parts = [f"{count} {state}" for state, count in sorted(counts.items())]
+    return f"{len(states)} job(s): {', '.join(parts) or 'state unknown'}"
 
 
 def operating_lines(job: Job, pause) -> list[str]:
