@@ -159,3 +159,9 @@ def write_everywhere():
     logging.getLogger("tests.cronjobs.jobs").warning("logged")
     subprocess.run(["echo", "from a subprocess"], check=True)
     return "wrote"
+
+
+def sleep_then_succeed(seconds):
+    """A job that takes `seconds` (the length of a real restock or report run by hand)."""
+    time.sleep(seconds)
+    return f"slept {seconds:g} s"

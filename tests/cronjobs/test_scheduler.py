@@ -393,3 +393,30 @@ def test_bin_run_serves_the_web_and_crontab_work_and_ctrl_c_stops_both(shared_db
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
     ps = subprocess.run(["ps", "-eo", "pgid,args"], capture_output=True, text=True).stdout
     assert not [line for line in ps.splitlines() if line.split(None, 1)[0] == str(script.process.pid)], ps
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_bin_run_starts_crontab_work_again_until_it_can_start(shared_db, world_dir):
+    """`crontab work` keeps going through a broken CRONJOBS by itself; one that cannot start at all (here
+    a refused CRONJOBS_WORK_GRACE) is started again by bin/run until the fix, as runserver waits."""
+    config = write_config(world_dir, shared_db, CRONJOBS=[["0 0 1 1 *", f"{JOBS}.succeed"]], CRONJOBS_WORK_GRACE=-1)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = clean_env(
+        CRONJOBS_TEST_CONFIG=str(config),
+        DJANGO_SETTINGS_MODULE=SUBPROCESS_SETTINGS,
+        PYTHON=sys.executable,
+        PYTHONUNBUFFERED="1",
+        WORK_RESTART_DELAY="1",
+    )
+    script = Proc("bin/run", ["bin/run", f"127.0.0.1:{port}"], env, terminal_job=True)
+    try:
+        script.wait_for("crontab work exited with code 2; starting it again in 1 s")
+        config.write_text(config.read_text().replace('"CRONJOBS_WORK_GRACE": -1', '"CRONJOBS_WORK_GRACE": 1'))
+        script.wait_for("crontab work: 1 job(s)")
+        os.killpg(script.process.pid, signal.SIGINT)
+        assert script.wait() == 130, script.output
+    finally:
+        script.stop()

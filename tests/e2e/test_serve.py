@@ -47,6 +47,10 @@ def database_url() -> str:
 @pytest.fixture
 def serve(tmp_path):
     """bin/serve (what `make serve` runs) on a free port; yields its base URL; SIGTERM at the end."""
+    yield from start_serve(tmp_path)
+
+
+def start_serve(tmp_path, **extra_env):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CRM_", "CRONTAB_", "CRONJOBS_"))}
     env.update(
@@ -60,6 +64,7 @@ def serve(tmp_path):
             "PORT": str(port),
             "WEB_CONCURRENCY": "2",
             "DJANGO_LOG_LEVEL": "INFO",
+            **extra_env,
         }
     )
     log = open(tmp_path / "serve.log", "w+")  # noqa: SIM115 - read at the end
@@ -120,9 +125,10 @@ def test_make_serve_static_files_admin_run_now_and_graphiql_through_gunicorn(ser
         assert page.evaluate("getComputedStyle(document.querySelector('#header')).display") == "flex"  # styled
         page.goto(f"{serve.url}/admin/cronjobs/scheduledjob/")
         page.locator(f"#job-{HEARTBEAT}").get_by_role("button", name=f"Run {HEARTBEAT} now").click()
-        message = page.locator("ul.messagelist li.success")
-        message.wait_for()
-        assert re.fullmatch(rf"Run #\d+ of {HEARTBEAT} succeeded in \d+\.\d\d s: CRM is alive", message.inner_text())
+        # The run's page at once, running in a process of its own; it reloads itself until the outcome.
+        page.wait_for_url(re.compile(r".*/admin/cronjobs/jobrun/\d+/change/$"))
+        assert re.fullmatch(rf"Run #\d+ of {HEARTBEAT} is running", page.locator("ul.messagelist li").inner_text())
+        page.locator("text=CRM is alive").first.wait_for(timeout=60_000)
         answer = run_in_graphiql(page, serve.url, "{ cronJobs { name } }", HEARTBEAT)
         assert f'"name": "{HEARTBEAT}"' in answer
 
@@ -144,3 +150,78 @@ def descendants(pid: int) -> list[int]:
     for line in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split():
         found += [int(line), *descendants(int(line))]
     return found
+
+
+SLOW_JOB = [["0 0 1 1 *", "tests.cronjobs.jobs.sleep_then_succeed", [45], {}, {"name": "slow"}]]
+
+
+@pytest.fixture
+def serve_with_a_slow_job(tmp_path):
+    """bin/serve whose CRONJOBS holds a job of 45 s: longer than gunicorn's worker timeout (30 s)."""
+    import json
+
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"DATABASE_URL": database_url(), "settings": {"CRONJOBS": SLOW_JOB}}))
+    yield from start_serve(
+        tmp_path, DJANGO_SETTINGS_MODULE="tests.cronjobs.subprocess_settings", CRONJOBS_TEST_CONFIG=str(config)
+    )
+
+
+def test_run_now_of_a_45_second_job_answers_at_once_and_runs_outside_the_web_workers(serve_with_a_slow_job, open_page):
+    """Before: the request took 30.6 s, gunicorn killed its own worker, and the run was recorded
+    failed "SystemExit: 1"."""
+    import time
+
+    from crm.models import ApiToken
+
+    serve = serve_with_a_slow_job
+    user = UserFactory(username="operator", is_staff=True)
+    user.password = PBKDF2PasswordHasher().encode(PASSWORD, PBKDF2PasswordHasher().salt())
+    user.save()
+    user.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label="cronjobs", codename__in=["view_jobrun", "run_job"])
+    )
+    _token, raw = ApiToken.issue(user=user, name="e2e")
+    query = 'mutation { runCronJob(name: "slow") { run { id status } message errors } }'
+    started = time.monotonic()
+    answer = requests.post(
+        f"{serve.url}/graphql", json={"query": query}, headers={"Authorization": f"Bearer {raw}"}, timeout=60
+    )
+    took = time.monotonic() - started
+    payload = answer.json()["data"]["runCronJob"]
+    assert answer.status_code == 200 and payload["errors"] == [] and payload["run"]["status"] == "running"
+    assert took < 2, took
+    run = JobRun.objects.get(job_name="slow")
+    supervisor = run.pid or _wait_for_pid(run)
+    command = open(f"/proc/{supervisor}/cmdline", "rb").read().decode().split("\0")
+    assert "--claimed-run" in command and str(run.pk) in command  # not a web worker: its own process
+
+    with open_page() as page:  # the admin's button: the same, through the real server and a browser
+        log_in(page, serve, "operator")
+        page.goto(f"{serve.url}/admin/cronjobs/scheduledjob/")
+        clicked = time.monotonic()
+        page.locator("#job-slow").get_by_role("button", name="Run slow now").click()
+        page.wait_for_url(re.compile(r".*/admin/cronjobs/jobrun/\d+/change/$"))
+        assert time.monotonic() - clicked < 5  # a page load and a redirect, not the job
+        assert "still running" in page.inner_text("#content") or "skipped" in page.inner_text("#content")
+
+    deadline = time.monotonic() + 120
+    while JobRun.objects.filter(job_name="slow", status="running").exists():
+        assert time.monotonic() < deadline, list(JobRun.objects.values("status", "result"))
+        time.sleep(1)
+    first = JobRun.objects.get(pk=run.pk)
+    assert (first.status, first.result, first.trigger) == ("succeeded", "slept 45 s", "graphql")
+    serve.log.seek(0)
+    log = serve.log.read()
+    assert "WORKER TIMEOUT" not in log and "SystemExit" not in log, log[-3000:]
+
+
+def _wait_for_pid(run) -> int:
+    import time
+
+    deadline = time.monotonic() + 60
+    while not run.pid:
+        assert time.monotonic() < deadline, "the supervising process never took the run"
+        time.sleep(0.2)
+        run.refresh_from_db()
+    return run.pid
