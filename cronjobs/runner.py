@@ -492,6 +492,13 @@ def adopt(run_id: int) -> tuple[Job, JobRun]:
     return job, record
 
 
+def abandon_claimed_run(run_id: int, reason: str) -> None:
+    """Close a run claimed by start() that its supervising process cannot take: failed, saying why."""
+    record = JobRun.objects.filter(pk=run_id, status=JobRun.Status.RUNNING, pid__isnull=True).first()
+    if record is not None:
+        record_outcome(record, supervisor.Outcome(JobRun.Status.FAILED, reason))
+
+
 # --- recording the outcome ------------------------------------------------------------------------------
 def record_outcome(record: JobRun, outcome: supervisor.Outcome) -> None:
     """Write the outcome on the database's clock, unless another process closed the run first: then

@@ -63,8 +63,17 @@ def detached_supervisors(request, monkeypatch) -> list:
 
 
 @pytest.fixture
-def real_supervisors():
-    """runner.start() starts the real `crontab run --claimed-run` process (the database must be one it reaches)."""
+def real_supervisors(monkeypatch, transactional_db):
+    """runner.start() starts the real `crontab run --claimed-run` process, on the test database (which it
+    can reach only on PostgreSQL: SQLite's test database is in this process's memory)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("a supervising process reaches the test database only on PostgreSQL (DATABASE_URL=postgres://...)")
+    s = connection.settings_dict
+    auth = f"{s['USER']}:{s['PASSWORD']}" if s.get("PASSWORD") else s["USER"]
+    monkeypatch.setenv("DATABASE_URL", f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}")
+    monkeypatch.setenv("CRM_ENV_FILE", os.devnull)
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """The Celery route: the run_cronjob task and its scheduled minute, beat's stamping, the lazy import,
 and real worker + beat runs."""
 
+import os
 import secrets
 import subprocess
 import sys
@@ -236,3 +237,89 @@ def test_crontab_work_and_celery_beat_together_run_each_minute_exactly_once(shar
         f"'scheduled_for': '{m.isoformat()}'" in line for line in task_outcomes(worker) for m in minutes
     )
     assert attempts - sum(run["scheduled_for"] in minutes for run in runs) >= len(minutes), (work.output, runs)
+
+
+def _call_task(config, broker_url, name):
+    """`celery call cronjobs.run_cronjob <name>`: a run by hand through the broker (no minute claimed)."""
+    from tests.cronjobs.procs import celery_env
+
+    call = [sys.executable, "-m", "celery", "-A", "alx_backend_graphql_crm", "call", "cronjobs.run_cronjob"]
+    call += ["--args", f'["{name}"]']
+    subprocess.run(call, env=celery_env(config, broker_url), check=True, capture_output=True, timeout=60)
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+def test_a_job_that_swallows_every_exception_is_stopped_at_its_timeout_on_a_celery_worker(
+    shared_db, world_dir, broker_url
+):
+    marker, name = world_dir / "marker", f"swallow_{secrets.token_hex(3)}"
+    options = {"name": name, "timeout": 3}
+    config = celery_config(
+        world_dir, shared_db, [["* * * * *", f"{JOBS}.swallow_everything", [str(marker)], {}, options]]
+    )
+    config.write_text(config.read_text().replace('"settings": {', '"settings": {"CRONJOBS_STOP_WAIT": 1, ', 1))
+    worker = start_celery_worker(config, broker_url, f"cjt-{secrets.token_hex(3)}")
+    try:
+        worker.wait_for(" ready.")
+        started = time.monotonic()
+        _call_task(config, broker_url, name)
+        deadline = time.monotonic() + 120
+        while not [r for r in shared_db.runs(name) if r["status"] != "running"]:
+            assert time.monotonic() < deadline, worker.output
+            time.sleep(0.1)
+        took = time.monotonic() - started
+    finally:
+        worker.stop()
+    (run,) = shared_db.runs(name)
+    assert run["status"] == "timed_out" and "killed (SIGKILL)" in run["result"], run
+    assert took < 3 + 1 + 30, took  # timeout + CRONJOBS_STOP_WAIT, plus the broker round trip on a busy machine
+    size = marker.stat().st_size
+    time.sleep(0.5)
+    assert marker.stat().st_size == size  # nothing of it runs afterwards
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+def test_sigkill_of_the_celery_worker_mid_run_leaves_a_run_closed_interrupted_not_running(
+    shared_db, world_dir, broker_url
+):
+    started, release = world_dir / "started", world_dir / "release"
+    name = f"held_{secrets.token_hex(3)}"
+    config = celery_config(
+        world_dir,
+        shared_db,
+        [["* * * * *", f"{JOBS}.wait_for_release", [str(started), str(release)], {}, {"name": name}]],
+    )
+    config.write_text(config.read_text().replace('"settings": {', '"settings": {"CRONJOBS_LEASE_SECONDS": 1, ', 1))
+    worker = start_celery_worker(config, broker_url, f"cjt-{secrets.token_hex(3)}")
+    try:
+        worker.wait_for(" ready.")
+        _call_task(config, broker_url, name)
+        deadline = time.monotonic() + 120
+        while not started.exists():
+            assert time.monotonic() < deadline, worker.output
+            time.sleep(0.1)
+        job_pid = int(started.read_text())
+        worker.process.kill()
+        worker.wait()
+        # The job dies with the worker that supervised it (parent-death signal) ...
+        deadline = time.monotonic() + 30
+        while os.path.exists(f"/proc/{job_pid}") and "Z" not in open(f"/proc/{job_pid}/stat").read().split(")")[1][:3]:
+            assert time.monotonic() < deadline, "the job outlived its supervisor"
+            time.sleep(0.1)
+        # ... and the run is closed by the next process that looks: here a reaper, as `crontab work` runs one.
+        from tests.cronjobs.conftest import manage
+
+        deadline = time.monotonic() + 60
+        while shared_db.runs(name)[0]["status"] == "running":
+            assert time.monotonic() < deadline, shared_db.runs(name)
+            manage("shell", "-c", "from cronjobs import reaper; reaper.reap()", config=config)
+            time.sleep(0.5)
+    finally:
+        release.touch()
+        worker.stop()
+    (run,) = shared_db.runs(name)
+    assert run["status"] == "interrupted" and "its supervising process" in run["result"], run

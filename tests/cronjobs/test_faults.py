@@ -439,7 +439,7 @@ class _FullDisk:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # the job's own process reads the product: committed, on PostgreSQL
 def test_a_restock_whose_log_fails_is_recorded_with_what_it_did(settings, tmp_path, monkeypatch):
     settings.CRM_LOG_DIR, settings.CRM_GRAPHQL_URL = str(tmp_path), None
     settings.CRONJOBS = [("0 */12 * * *", "crm.cron.update_low_stock")]

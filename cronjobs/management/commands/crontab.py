@@ -47,6 +47,7 @@ from cronjobs.runner import (
     Interrupted,
     NotAdoptable,
     OutcomeNotRecorded,
+    abandon_claimed_run,
     adopt,
     run,
     stop_signals_flagged,
@@ -590,10 +591,10 @@ class Command(DjangoCrontabCommand):
         elif scheduled:
             try:
                 now = dbclock.now()
-            except DatabaseError as exc:
-                raise CommandError(
-                    history_unavailable_text(HistoryUnavailable(job, exc)), returncode=EXIT_NO_DATABASE
-                ) from None
+            except DatabaseError:
+                # The claim will find the database down too (exit 3); a job with run_without_history
+                # still runs, for the minute this host's clock says.
+                now = timezone.now()
             scheduled_for = backend.scheduled_slot(job, now)
             if scheduled_for is None:
                 return  # a zoned job's line fires at every minute that can be due; this one is not
@@ -610,7 +611,12 @@ class Command(DjangoCrontabCommand):
         """`run <job> --claimed-run ID`: supervise a run the admin, GraphQL or the fire endpoint claimed."""
         try:
             job, record = adopt(options["claimed_run"])
-        except (NotAdoptable, UnknownJob, JobConfigError) as exc:
+        except (UnknownJob, JobConfigError) as exc:
+            # The run waits for a supervisor that cannot take it (its job is not in these settings):
+            # close it, saying why, rather than leave it `running` until its start-up lease expires.
+            abandon_claimed_run(options["claimed_run"], f"its supervising process could not take the run: {exc}")
+            raise CommandError(str(exc), returncode=EXIT_CONFIG) from exc
+        except NotAdoptable as exc:
             raise CommandError(str(exc), returncode=EXIT_CONFIG) from exc
         except DatabaseError as exc:
             raise CommandError(f"run history unreachable: {exc}", returncode=EXIT_NO_DATABASE) from exc
