@@ -20,10 +20,10 @@ import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.db import connection
-from django.db.models import DateTimeField, Value
+from django.db.models import DateTimeField, ExpressionWrapper, Value
 from django.db.models.functions import Now
 from django.db.models.sql import Query
 from django.utils import timezone
@@ -64,6 +64,11 @@ def sql_now():
     if _clock_is_local():
         return Value(now(), output_field=DateTimeField())
     return Now()
+
+
+def sql_now_plus(delta: timedelta):
+    """The database's now plus `delta`, for a statement (a lease's expiry)."""
+    return ExpressionWrapper(sql_now() + delta, output_field=DateTimeField())
 
 
 def started_now() -> dict:

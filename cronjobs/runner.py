@@ -40,7 +40,6 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from django.db import DatabaseError, IntegrityError, connection, transaction
-from django.db.models import DateTimeField, ExpressionWrapper
 from django.utils import timezone
 
 from cronjobs import conf, dbclock, gaps, pausing, reaper, signals, supervisor
@@ -305,7 +304,7 @@ def _claim(job: Job, slot, trigger: str, user, *, attempt, first, offset, detach
                 status=JobRun.Status.RUNNING,
                 exclusive=not job.allow_overlap,
                 pid=None if detached else os.getpid(),
-                lease_expires_at=ExpressionWrapper(dbclock.sql_now() + lease, output_field=DateTimeField()),
+                lease_expires_at=dbclock.sql_now_plus(lease),
                 clock_offset=offset,
             )
             dbclock.calibrate(before, time.time(), record.started_at)  # the insert returned the database's time
@@ -482,7 +481,7 @@ def adopt(run_id: int) -> tuple[Job, JobRun]:
     if record.status != JobRun.Status.RUNNING or record.pid is not None:
         raise NotAdoptable(f"run #{run_id} of {record.job_name} is {record.status}, not waiting for its supervisor")
     job = _runnable(record.job_name)
-    lease = ExpressionWrapper(dbclock.sql_now() + timedelta(seconds=conf.lease_ttl()), output_field=DateTimeField())
+    lease = dbclock.sql_now_plus(timedelta(seconds=conf.lease_ttl()))
     taken = JobRun.objects.filter(pk=run_id, status=JobRun.Status.RUNNING, pid__isnull=True).update(
         pid=os.getpid(), host=HOST, lease_expires_at=lease, renewed_at=dbclock.sql_now()
     )

@@ -40,6 +40,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TextIO
 
 from django.db import DatabaseError, connection, connections
@@ -110,19 +111,11 @@ def clear_stop() -> None:
 def renew_lease(record: JobRun) -> bool:
     """Extend the running run's lease by the lease time, on the database's clock. False when the run is
     no longer running (another host closed it); raises DatabaseError when the database cannot say."""
-    from django.db.models import DateTimeField, ExpressionWrapper
-
-    expires = ExpressionWrapper(dbclock.sql_now() + _seconds(conf.lease_ttl()), output_field=DateTimeField())
+    expires = dbclock.sql_now_plus(timedelta(seconds=conf.lease_ttl()))
     updated = JobRun.objects.filter(pk=record.pk, status=JobRun.Status.RUNNING).update(
         lease_expires_at=expires, renewed_at=dbclock.sql_now(), pid=os.getpid()
     )
     return bool(updated)
-
-
-def _seconds(value: float):
-    from datetime import timedelta
-
-    return timedelta(seconds=value)
 
 
 # --- the supervisor ---------------------------------------------------------------------------------

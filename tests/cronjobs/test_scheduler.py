@@ -363,6 +363,21 @@ def test_sigkill_of_crontab_work_mid_run_leaves_the_run_to_finish_and_record_its
     assert run["status"] == "succeeded" and run["result"] == "released", run
 
 
+def start_bin_run(config, **env) -> tuple[Proc, int]:
+    """bin/run (runserver + crontab work) on a free port, started as a terminal starts a job."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    environment = clean_env(
+        CRONJOBS_TEST_CONFIG=str(config),
+        DJANGO_SETTINGS_MODULE=SUBPROCESS_SETTINGS,
+        PYTHON=sys.executable,
+        PYTHONUNBUFFERED="1",
+        **env,
+    )
+    return Proc("bin/run", ["bin/run", f"127.0.0.1:{port}"], environment, terminal_job=True), port
+
+
 # slow: no clock to fake, but three Django processes (runserver, its autoreloader, crontab work):
 # about 6 CPU-seconds, a tenth of make test's budget.
 @pytest.mark.slow
@@ -371,16 +386,7 @@ def test_bin_run_serves_the_web_and_crontab_work_and_ctrl_c_stops_both(shared_db
     """`make run`'s last step: runserver and `crontab work` side by side; a Ctrl-C (SIGINT to the
     terminal's process group) stops both and nothing is left running."""
     config = write_config(world_dir, shared_db, CRONJOBS=[["0 0 1 1 *", f"{JOBS}.succeed"]])
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = clean_env(
-        CRONJOBS_TEST_CONFIG=str(config),
-        DJANGO_SETTINGS_MODULE=SUBPROCESS_SETTINGS,
-        PYTHON=sys.executable,
-        PYTHONUNBUFFERED="1",
-    )
-    script = Proc("bin/run", ["bin/run", f"127.0.0.1:{port}"], env, terminal_job=True)
+    script, port = start_bin_run(config)
     try:
         script.wait_for("crontab work: 1 job(s)")
         script.wait_for(f"Starting development server at http://127.0.0.1:{port}/")
@@ -401,17 +407,7 @@ def test_bin_run_starts_crontab_work_again_until_it_can_start(shared_db, world_d
     """`crontab work` keeps going through a broken CRONJOBS by itself; one that cannot start at all (here
     a refused CRONJOBS_WORK_GRACE) is started again by bin/run until the fix, as runserver waits."""
     config = write_config(world_dir, shared_db, CRONJOBS=[["0 0 1 1 *", f"{JOBS}.succeed"]], CRONJOBS_WORK_GRACE=-1)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = clean_env(
-        CRONJOBS_TEST_CONFIG=str(config),
-        DJANGO_SETTINGS_MODULE=SUBPROCESS_SETTINGS,
-        PYTHON=sys.executable,
-        PYTHONUNBUFFERED="1",
-        WORK_RESTART_DELAY="1",
-    )
-    script = Proc("bin/run", ["bin/run", f"127.0.0.1:{port}"], env, terminal_job=True)
+    script, _port = start_bin_run(config, WORK_RESTART_DELAY="1")
     try:
         script.wait_for("crontab work exited with code 2; starting it again in 1 s")
         config.write_text(config.read_text().replace('"CRONJOBS_WORK_GRACE": -1', '"CRONJOBS_WORK_GRACE": 1'))
