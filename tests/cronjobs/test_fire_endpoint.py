@@ -126,6 +126,19 @@ def test_concurrent_posts_for_one_minute_start_one_run(token, detached_superviso
     assert {a.json()["run"]["id"] for a in answers} == {run.pk} and len(detached_supervisors) == 1
 
 
+@pytest.mark.django_db
+def test_a_fire_costs_a_few_statements_whatever_cronjobs_holds(token, settings, django_assert_max_num_queries):
+    """The token (read, last use), the user's permissions (2), the claim (insert in a savepoint); a duplicate
+    adds the read of the holder; on PostgreSQL, one more to read the database's clock. None per job."""
+    many = [("*/5 * * * *", f"{JOBS}.succeed", {"name": f"job{i}"}) for i in range(2000)]
+    settings.CRONJOBS = [*many, *ENTRIES]
+    with travel(MINUTE + timedelta(seconds=5)):
+        with django_assert_max_num_queries(8):
+            assert fire("heartbeat", token).status_code == 202
+        with django_assert_max_num_queries(10):
+            assert fire("heartbeat", token).status_code == 200
+
+
 # --- refusals --------------------------------------------------------------------------------------------
 @pytest.mark.django_db
 class TestRefusals:
