@@ -66,6 +66,17 @@ def detached_supervisors(request, monkeypatch) -> list:
     return handed_over
 
 
+@pytest.fixture(autouse=True)
+def fresh_database_clock():
+    """Each test measures the database's clock afresh: a test that moved this process's clock without
+    tests/clock.py (plain time_machine) leaves a measured offset of days, which cronjobs.dbclock keeps
+    for a minute, and the next test's claims would be refused as clock skew."""
+    yield
+    from cronjobs import dbclock
+
+    dbclock.forget()
+
+
 @pytest.fixture
 def real_supervisors(monkeypatch, transactional_db):
     """runner.start() starts the real `crontab run --claimed-run` process, on the test database (which it
