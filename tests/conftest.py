@@ -1,6 +1,8 @@
 """The suite's one conftest at the root: the report header, the Hypothesis profiles, the hook that
-turns markers into availability checks (tests/reachable.py), a migrated SQLite file for tests
-that start Django processes of their own, and a database that cannot be reached. See docs/testing.md.
+turns markers into availability checks (tests/reachable.py), runs handed to supervising processes
+(recorded unless asked for), a fresh reading of the database's clock per test, a migrated SQLite file
+for tests that start Django processes of their own, and a database that cannot be reached. See
+docs/testing.md.
 
 A test that needs a service carries its marker (`postgres`, `redis`, `crontab`, `cron_daemon`,
 `browser`); before it runs, the marker's check decides: available, run; missing, skip with the
