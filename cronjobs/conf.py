@@ -132,6 +132,15 @@ SETTINGS: dict[str, Setting] = {
         ),
         Setting("CRONJOBS_PING_TIMEOUT", 3, _seconds(0, 60, inclusive_minimum=False), "e.g. 3", "seconds per ping"),
         Setting("CRONJOBS_METRICS_TOKEN", None, _optional_text, "", "bearer token for /metrics"),
+        # --- the fire endpoint (docs/deploy.md, "Platforms without cron")
+        Setting(
+            "CRONJOBS_FIRE_RATE_LIMIT",
+            10,
+            _whole(1),
+            "e.g. 10",
+            "POST /cron/fire/<name> requests one token may make for one job in a minute (per server process "
+            "with the default local-memory cache)",
+        ),
         # --- the run history
         Setting("CRONJOBS_RUN_RETENTION_DAYS", 30, _whole(1), "e.g. 30", "prune_job_runs deletes runs older than this"),
         # --- execution: the supervising parent (docs/faults.md)

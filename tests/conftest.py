@@ -1,19 +1,25 @@
 """The suite's one conftest at the root: the report header, the Hypothesis profiles, the hook that
-turns markers into availability checks (tests/reachable.py), and a migrated SQLite file for tests
-that start Django processes of their own. See docs/testing.md.
+turns markers into availability checks (tests/reachable.py), runs handed to supervising processes
+(recorded unless asked for), a fresh reading of the database's clock per test, a migrated SQLite file
+for tests that start Django processes of their own, and a database that cannot be reached. See
+docs/testing.md.
 
 A test that needs a service carries its marker (`postgres`, `redis`, `crontab`, `cron_daemon`,
 `browser`); before it runs, the marker's check decides: available, run; missing, skip with the
 reason, or fail under CRM_E2E=1. `slow` has no check: `make test` deselects it with -m "not slow".
 """
 
+import contextlib
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from django.db import connections
+from django.db.utils import ConnectionHandler
 from hypothesis import settings as hypothesis_settings
 
 from tests import reachable
@@ -62,6 +68,17 @@ def detached_supervisors(request, monkeypatch) -> list:
     return handed_over
 
 
+@pytest.fixture(autouse=True)
+def fresh_database_clock():
+    """Each test measures the database's clock afresh: a test that moved this process's clock without
+    tests/clock.py (plain time_machine) leaves a measured offset of days, which cronjobs.dbclock keeps
+    for a minute, and the next test's claims would be refused as clock skew."""
+    yield
+    from cronjobs import dbclock
+
+    dbclock.forget()
+
+
 @pytest.fixture
 def real_supervisors(monkeypatch, transactional_db):
     """runner.start() starts the real `crontab run --claimed-run` process, on the test database (which it
@@ -102,3 +119,39 @@ def copy_sqlite(source: Path, target: Path) -> Path:
 def sqlite_file(migrated_sqlite, tmp_path) -> Path:
     """This test's own migrated SQLite file (a copy: no migrate per test)."""
     return copy_sqlite(migrated_sqlite, tmp_path / "db.sqlite3")
+
+
+@pytest.fixture
+def unreachable_database():
+    """A real PostgreSQL connection to a closed local port, with a user and password that must not leak."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again when the block ends: nothing listens there
+    handler = ConnectionHandler(
+        {
+            "default": {
+                "ENGINE": "django.db.backends.postgresql",
+                "HOST": "127.0.0.1",
+                "PORT": str(port),
+                "NAME": "crm_secret_name",
+                "USER": "crm_secret_user",
+                "PASSWORD": "s3cret-passw0rd",
+                "OPTIONS": {"connect_timeout": 2},
+            }
+        }
+    )
+    connection = handler["default"]
+    yield connection, port
+    connection.close()
+
+
+@contextlib.contextmanager
+def database_down(unreachable):
+    """Within, every query of this thread goes to `unreachable` (from the fixture above): a whole request,
+    middleware included, meets the outage as a real driver reports it."""
+    real = connections["default"]
+    connections._connections.default = unreachable
+    try:
+        yield
+    finally:
+        connections._connections.default = real

@@ -7,8 +7,10 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from io import StringIO
+from urllib.parse import urlsplit
 
 import pytest
+import requests
 import time_machine
 import yaml
 from croniter import croniter
@@ -17,11 +19,15 @@ from django.core.management.base import CommandError
 from hypothesis import given
 from hypothesis import strategies as st
 
+from crm.models import ApiToken
 from cronjobs import export
 from cronjobs.models import JobRun
 from cronjobs.registry import NAME_RE, get_registry, parse_cronjobs
+from tests.clock import travel
+from tests.crm.gql_helpers import user_with
 from tests.cronjobs.conftest import ROOT, SUBPROCESS_SETTINGS, clean_env, write_config
 from tests.cronjobs.monitors import Monitor
+from tests.runs import finish_detached
 
 JOBS = "tests.cronjobs.jobs"
 BASE = "https://crm.example.com"
@@ -298,9 +304,9 @@ def test_a_day_of_month_that_would_move_a_day_in_utc_is_refused():
 
 
 def test_the_workflow_step_posts_to_the_fire_endpoint_with_the_secret(settings, tmp_path):
-    """The step's shell, run by bash with the real curl. The fire endpoint itself (the lead's) is not in this
-    branch, so a recording HTTP server stands in for it; curl is pointed at it through a .curlrc, so the
-    step's text runs unchanged."""
+    """The step's shell, run by bash with the real curl against a recording HTTP server, which can answer
+    anything (here a 403); curl is pointed at it through a .curlrc, so the step's text runs unchanged. Its
+    twin against the real endpoint: test_the_workflow_step_fires_the_real_endpoint."""
     without_berlin(settings)
     workflow = yaml.safe_load(exported("--format", "github-actions", "--base-url", "http://crm.example.test"))
     monitor = Monitor().start()
@@ -317,6 +323,80 @@ def test_the_workflow_step_posts_to_the_fire_endpoint_with_the_secret(settings, 
         assert failed.returncode != 0 and "403" in failed.stderr
     finally:
         monitor.stop()
+
+
+@pytest.fixture
+def site(settings, live_server):
+    """The real fire endpoint (a live server on the test database) answering for the exported base URLs."""
+    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "crm.example.com", "crm.example.test"]
+    return live_server
+
+
+def fire_token(*permissions: str) -> str:
+    return ApiToken.issue(user=user_with(*permissions))[1]
+
+
+FIRED_AT = datetime(2026, 7, 1, 10, 0, 4, tzinfo=UTC)  # 4 s into a due minute of `fine` (*/5)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_workflow_step_fires_the_real_endpoint(settings, tmp_path, site, detached_supervisors):
+    """The stand-in's twin: the same step, run by bash and curl, against the real endpoint. It starts the run;
+    run again (GitHub re-running the job) it succeeds with the run that holds the minute; a token without the
+    permission fails the step, and the workflow run shows the refusal."""
+    without_berlin(settings)
+    workflow = yaml.safe_load(exported("--format", "github-actions", "--base-url", "http://crm.example.test"))
+    (tmp_path / ".curlrc").write_text(f'connect-to = "crm.example.test:80:127.0.0.1:{urlsplit(site.url).port}"\n')
+    step = workflow["jobs"]["fine"]["steps"][0]
+
+    def run_step(token: str) -> subprocess.CompletedProcess:
+        env = {"PATH": "/usr/bin:/bin", "CURL_HOME": str(tmp_path), "CRONJOBS_FIRE_TOKEN": token}
+        return subprocess.run(["bash", "-e", "-c", step["run"]], env=env, capture_output=True, text=True, timeout=60)
+
+    token = fire_token("cronjobs.run_job")
+    with travel(FIRED_AT, tick=True):
+        first = run_step(token)
+        assert first.returncode == 0, first.stderr
+        answer = json.loads(first.stdout)
+        assert (answer["started"], answer["run"]["status"], answer["run"]["trigger"]) == (True, "running", "http")
+        finish_detached(detached_supervisors[0])
+        again = run_step(token)
+        assert again.returncode == 0, again.stderr
+        assert json.loads(again.stdout)["message"] == f"already run by run #{answer['run']['id']} (succeeded)"
+        refused = run_step(fire_token("cronjobs.view_jobrun"))
+    assert refused.returncode != 0 and "403" in refused.stderr
+    assert "cronjobs.run_job" in refused.stdout  # --fail-with-body: the refusal's reason is in the log
+    [run] = JobRun.objects.filter(job_name="fine")
+    assert (run.status, run.scheduled_for) == ("succeeded", FIRED_AT.replace(second=0))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cloud_scheduler_job_fires_the_real_endpoint(site, detached_supervisors):
+    """An exported Cloud Scheduler job, sent as Cloud Scheduler sends it (its target, its headers with the
+    token filled in, and the headers it adds) to the real endpoint; its retry finds the run that holds the
+    minute and succeeds (2xx), so Cloud Scheduler stops retrying."""
+    spec = json.loads(exported("--format", "cloud-scheduler", *GCP))["jobs"][0]
+    target, token = spec["httpTarget"], fire_token("cronjobs.run_job")
+    headers = {name: value.replace(export.TOKEN_PLACEHOLDER, token) for name, value in target["headers"].items()}
+    headers.update(
+        {
+            "Host": urlsplit(target["uri"]).hostname,
+            "User-Agent": "Google-Cloud-Scheduler",
+            "X-CloudScheduler": "true",
+            "X-CloudScheduler-JobName": spec["name"].rsplit("/", 1)[1],
+            "X-CloudScheduler-ScheduleTime": "2026-07-01T10:00:00Z",
+        }
+    )
+    url = site.url + urlsplit(target["uri"]).path
+    deadline = int(spec["attemptDeadline"].rstrip("s"))
+    with travel(FIRED_AT, tick=True) as clock:
+        first = requests.request(target["httpMethod"], url, headers=headers, timeout=deadline)
+        clock.shift(70)  # the retry, after Cloud Scheduler's backoff: 10:01:14, still claims 10:00
+        retry = requests.request(target["httpMethod"], url, headers=headers, timeout=deadline)
+    assert first.status_code == 202, first.text
+    assert retry.status_code == 200 and retry.json()["run"]["id"] == first.json()["run"]["id"]
+    assert first.json()["run"]["scheduled_for"] == "2026-07-01T10:00:00+00:00"
+    assert len(detached_supervisors) == 1
 
 
 # --- --check ---------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The production stack as `make serve` starts it (bin/serve): gunicorn + whitenoise + `crontab work`, DEBUG off,
 on PostgreSQL. Static files answer compressed with far-future cache headers; in Chromium, an admin logs in,
-runs a job now and queries GraphiQL, all through gunicorn; SIGTERM stops everything."""
+runs a job now and queries GraphiQL, all through gunicorn; an external scheduler's POST /cron/fire/<name>
+races `crontab work` for a minute; SIGTERM stops everything."""
 
 import os
 import re
@@ -8,6 +9,7 @@ import signal
 import socket
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import pytest
@@ -16,7 +18,9 @@ from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.contrib.auth.models import Permission
 from django.db import connection
 
+from crm.models import ApiToken
 from cronjobs.models import JobRun
+from tests.crm.gql_helpers import user_with
 from tests.e2e.test_browser import HEARTBEAT, PASSWORD, log_in, run_in_graphiql
 from tests.factories import UserFactory
 
@@ -143,6 +147,27 @@ def test_make_serve_static_files_admin_run_now_and_graphiql_through_gunicorn(ser
     output = serve.log.read()
     assert "Booting worker" in output and "Shutting down: Master" in output and "stopped" in output, output[-3000:]
     assert not [pid for pid in children if os.path.exists(f"/proc/{pid}")], "processes left running"
+
+
+def test_the_fire_endpoint_through_gunicorn_beside_crontab_work(serve):
+    """POST /cron/fire/<name> as an external scheduler sends it, through gunicorn's workers, while `crontab work`
+    fires the same job beside them: two concurrent POSTs (each may land on another worker) and the scheduler
+    end with one run for the minute, and both answers name it. Which of them claimed it is a race; a run the
+    endpoint started is finished by its own supervising process (?wait=20 sees the outcome)."""
+    token = ApiToken.issue(user=user_with("cronjobs.run_job"))[1]
+    url, headers = f"{serve.url}/cron/fire/{HEARTBEAT}?wait=20", {"Authorization": f"Bearer {token}"}
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda _: requests.post(url, headers=headers, timeout=60), range(2)))
+    assert sorted(a.status_code for a in answers) in ([200, 200], [200, 202]), [a.text for a in answers]
+    [run_id] = {a.json()["run"]["id"] for a in answers}
+    run = JobRun.objects.get(pk=run_id)
+    assert JobRun.objects.filter(job_name=HEARTBEAT, scheduled_for=run.scheduled_for).count() == 1
+    if 202 in [a.status_code for a in answers]:
+        assert (run.trigger, run.status) == ("http", "succeeded")
+        assert run.pid not in [serve.process.pid, *descendants(serve.process.pid)]  # its own process, gone now
+    assert all(a.json()["run"]["status"] == run.status for a in answers)
+    refused = requests.post(f"{serve.url}/cron/fire/{HEARTBEAT}", timeout=30)
+    assert refused.status_code == 401 and refused.json()["errors"][0]["extensions"]["code"] == "unauthenticated"
 
 
 def descendants(pid: int) -> list[int]:

@@ -2,13 +2,14 @@
 
 import json
 import logging
-import socket
 
 import pytest
-from django.db.utils import ConnectionHandler
+from django.test import Client
 
+from crm.models import ApiToken
 from cronjobs import health, views
-from tests.crm.gql_helpers import post
+from tests.conftest import database_down
+from tests.crm.gql_helpers import post, user_with
 
 pytestmark = pytest.mark.django_db
 
@@ -44,30 +45,6 @@ class TestSuggestions:
         assert f"Did you mean '{suggestion}'" in json.dumps(body)
 
 
-@pytest.fixture
-def unreachable_database():
-    """A real PostgreSQL connection to a closed local port, with a user and password that must not leak."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]  # closed again when the block ends: nothing listens there
-    handler = ConnectionHandler(
-        {
-            "default": {
-                "ENGINE": "django.db.backends.postgresql",
-                "HOST": "127.0.0.1",
-                "PORT": str(port),
-                "NAME": "crm_secret_name",
-                "USER": "crm_secret_user",
-                "PASSWORD": "s3cret-passw0rd",
-                "OPTIONS": {"connect_timeout": 2},
-            }
-        }
-    )
-    connection = handler["default"]
-    yield connection, port
-    connection.close()
-
-
 def leaked(body: str, port: int) -> list[str]:
     return [secret for secret in ("127.0.0.1", str(port), "crm_secret", "s3cret") if secret in body]
 
@@ -95,3 +72,14 @@ class TestHealthDuringAnOutage:
         assert response.status_code == 503
         assert response.json() == {"status": "error", "database": "unavailable"}
         assert leaked(response.content.decode(), port) == []
+
+
+def test_a_bearer_request_during_an_outage_is_503_naming_no_host(unreachable_database, caplog):
+    """The API-token middleware cannot check the token: 503 JSON, not a 500 page; the log has the detail."""
+    _, raw = ApiToken.issue(user=user_with("crm.view_customer"))
+    connection, port = unreachable_database
+    with database_down(connection), caplog.at_level(logging.WARNING, logger="crm.auth"):
+        status, body = post(Client(), "{ totalCustomers }", HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert status == 503 and body["errors"][0]["extensions"]["code"] == "database_unavailable", body
+    assert leaked(json.dumps(body), port) == []
+    assert str(port) in caplog.text
