@@ -201,7 +201,7 @@ def test_run_now_of_a_45_second_job_answers_at_once_and_runs_outside_the_web_wor
 
     serve = serve_with_a_slow_job
     user = UserFactory(username="operator", is_staff=True)
-    user.password = PBKDF2PasswordHasher().encode(PASSWORD, PBKDF2PasswordHasher().salt())
+    user.set_password(PASSWORD)  # the server runs the tests' settings here: their hasher
     user.save()
     user.user_permissions.add(
         *Permission.objects.filter(content_type__app_label="cronjobs", codename__in=["view_jobrun", "run_job"])
