@@ -32,15 +32,15 @@ def env_int(name: str, default: int) -> int:
         raise SettingsError(f"{name} must be an integer, got {value!r}") from None
 
 
+def env_list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
 def env_positive(name: str, default: int) -> int:
     value = env_int(name, default)
     if value < 1:
         raise SettingsError(f"{name} must be at least 1, got {value}")
     return value
-
-
-def env_list(name: str, default: str) -> list[str]:
-    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
 DEBUG = env_bool("DJANGO_DEBUG")
