@@ -5,6 +5,7 @@ alx_backend_graphql_crm/env.py.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -45,6 +46,13 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+def env_positive(name: str, default: int) -> int:
+    value = env_int(name, default)
+    if value < 1:
+        raise SettingsError(f"{name} must be at least 1, got {value}")
+    return value
+
+
 DEBUG = env_bool("DJANGO_DEBUG")
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
@@ -73,6 +81,7 @@ INSTALLED_APPS = [
     "django_filters",
     "csp",
     "graphene_django",
+    "axes",  # login throttling: below, AXES_*
     "crm",
     # cronjobs extends django_crontab's `crontab` command, so it must come first.
     "cronjobs",
@@ -93,6 +102,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last (django-axes' rule): turns a login refused for a lockout into the 429 answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "alx_backend_graphql_crm.urls"
@@ -127,6 +138,33 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"timeout": 30, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
     )
+
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out username or address before any password is checked (and needs the request,
+    # so authenticate() without one is an error, never an unthrottled login).
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Login throttling (django-axes; docs/security.md "Logins"): every password login, the admin's form included.
+# LOGIN_FAILURE_LIMIT failures lock the username (from every address) and the address (for every username)
+# until LOGIN_COOLOFF_MINUTES have passed since the last failure; `manage.py axes_reset_username NAME`,
+# `axes_reset_ip ADDRESS`, `axes_reset` or the admin (Axes > Access attempts) unlock sooner. The address is
+# REMOTE_ADDR: the connection's, or the X-Forwarded-For of a proxy in FORWARDED_ALLOW_IPS (uvicorn's
+# proxy headers, docs/deploy.md), never a header an outside client sets itself.
+AXES_FAILURE_LIMIT = env_positive("LOGIN_FAILURE_LIMIT", 5)
+LOGIN_COOLOFF_MINUTES = env_positive("LOGIN_COOLOFF_MINUTES", 15)
+AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# Attempts while locked are refused without being recorded: the lock ends when it says, and a flood of
+# them writes nothing (recorded, each appended its POST data to the attempt's row).
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# Failures are logged (WARNING, logger axes) with the address, for whoever unlocks or blocks it; the username
+# masked (people type passwords into it), the password never.
+AXES_SENSITIVE_PARAMETERS = ["username"]
+AXES_COOLOFF_MESSAGE = (
+    f"Account locked: too many failed logins. Try again {LOGIN_COOLOFF_MINUTES} minutes after the "
+    "last one, or ask an administrator to unlock it."
+)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

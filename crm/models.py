@@ -9,11 +9,13 @@ Order history is never deleted with a customer: ``Order.customer`` is PROTECT, a
 customer that has orders is archived (``archived_at``) instead of deleted.
 """
 
+import functools
 import hashlib
 import secrets
 import unicodedata
 from decimal import Decimal
 
+import idna
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
@@ -31,15 +33,38 @@ PHONE_VALIDATOR = RegexValidator(
 
 
 def email_key(email: str) -> str:
-    """The one normalisation under which two emails are the same customer: NFKC, then case folding.
+    """The one normalisation under which two emails are the same customer: NFKC and case folding, the domain
+    under IDNA too.
 
     Computed in Python and stored (``Customer.email_key``, unique), so validation and the
     database index agree by construction: SQLite's LOWER() folds ASCII only and PostgreSQL's
     follows the server's locale, so neither can be asked. NFKC makes full-width letters their
     ASCII selves (``ｘ`` = ``x``); case folding makes ``ß`` equal ``ss`` and keeps the Turkish
     ``İ`` (``i`` + combining dot) and dotless ``ı`` apart from ``i``; NFKC again re-composes.
+    The domain is then the one IDNA reads (``_domain_key``): ``xn--bcher-kva.de`` is ``bücher.de``.
     """
-    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", email).casefold())
+    folded = _fold(email)
+    local, at, domain = folded.rpartition("@")
+    if not at or (domain.isascii() and "xn--" not in domain):
+        return folded  # nothing for IDNA to change: the common case, without its cost
+    return f"{local}@{_domain_key(domain)}"
+
+
+def _fold(text: str) -> str:
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+
+
+@functools.lru_cache(maxsize=4096)  # customers share domains
+def _domain_key(domain: str) -> str:
+    """A folded domain as IDNA (UTS #46, the ``idna`` package) reads it: A-labels decoded to the Unicode labels
+    they spell, then folded again (``xn--strae-oqa`` is ``straße``, so ``strasse``: folding treats the
+    deviations ``ß`` and ``ς`` as UTS #46's transitional processing does). A domain IDNA 2008 refuses (an
+    emoji, an underscore, an address literal, an A-label that decodes to nothing) keeps its folded spelling.
+    """
+    try:
+        return _fold(idna.decode(domain, uts46=True))
+    except idna.IDNAError:
+        return domain
 
 
 class EmailKeyField(models.CharField):

@@ -230,3 +230,132 @@ def test_the_planned_runs_example_passes(settings):
     exec(dedent(block.split("\n", 1)[1].rsplit("```", 1)[0]), namespace)  # noqa: S102 - our own docs
     [test] = [value for name, value in namespace.items() if name.startswith("test_")]
     test(settings)
+
+
+# --- docs/security.md's table of every limit and rule ----------------------------------------------
+
+SETTING_RE = re.compile(r'^[A-Z][A-Z0-9_]*(?:\["[A-Z_]+"\])?$')
+NUMBER_RE = re.compile(r"\d[\d,]*(?:\.\d+)?")
+
+
+def limits_table() -> list[dict[str, str]]:
+    """The rows of docs/security.md's "Limits and rules" table, group headings left out."""
+    text = (ROOT / "docs" / "security.md").read_text(encoding="utf-8")
+    section = text.split("## Limits and rules\n", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in section.splitlines() if line.startswith("| ")]
+    header = [cell.strip() for cell in lines[0].strip().strip("|").split("|")]
+    rows = [
+        dict(zip(header, (cell.strip() for cell in line.strip().strip("|").split("|")), strict=True))
+        for line in lines[1:]
+    ]
+    return [row for row in rows if not row["limit or rule"].startswith("**")]
+
+
+def named(cell: str) -> str | None:
+    found = re.fullmatch(r"`([^`]+)`", cell)
+    return found.group(1) if found else None
+
+
+def project_settings(names: list[str]) -> dict:
+    """The values of ``names`` in the project's own settings, DEBUG off, none of this environment's variables."""
+    import json
+    import os
+    import sys
+
+    code = (
+        "import json, os, datetime; from django.conf import settings as s; from cronjobs import conf\n"
+        "def value(name):\n"
+        "    base, _, key = name.partition('[')\n"
+        "    v = conf.get(base) if base in conf.SETTINGS else getattr(s, base)\n"
+        "    return v[key[1:-2]] if key else v\n"
+        "def plain(v):\n"
+        "    if isinstance(v, datetime.timedelta): return {'seconds': v.total_seconds()}\n"
+        "    if isinstance(v, (list, tuple)) and all(isinstance(i, str) for i in v): return list(v)\n"
+        "    return v if isinstance(v, (bool, int, float, str, type(None))) else {'object': repr(v)}\n"
+        "print(json.dumps({n: plain(value(n)) for n in json.loads(os.environ['SHOW'])}))"
+    )
+    prefixes = ("DJANGO_", "DATABASE_URL", "CRM_", "CRONTAB_", "CRONJOBS_", "GRAPHQL_", "LOGIN_", "WEB_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    env |= {"CRM_ENV_FILE": os.devnull, "DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": "k" * 50, "SHOW": json.dumps(names)}
+    done = subprocess.run(
+        [sys.executable, "manage.py", "shell", "--no-imports", "-c", code],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def resolve(path: str):
+    """The object a dotted path names: a module's attribute, a class's, a model's field."""
+    import importlib
+
+    parts = path.split(".")
+    for split in range(len(parts) - 1, 0, -1):
+        try:
+            found = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        for attribute in parts[split:]:
+            found = getattr(found, attribute)
+        return found
+    raise ImportError(path)
+
+
+def shows(value, cell: str) -> bool:
+    """Whether a default cell states ``value``."""
+    import datetime
+    from decimal import Decimal
+
+    from django.db.models.query_utils import DeferredAttribute
+
+    number = NUMBER_RE.search(cell)
+    if isinstance(value, DeferredAttribute):  # a model field's column
+        value = value.field.max_length or value.field.max_digits
+    if isinstance(value, dict) and "seconds" in value:
+        value = datetime.timedelta(seconds=value["seconds"])
+    if isinstance(value, datetime.timedelta):
+        unit = 60 if "minute" in cell else 1
+        return number is not None and Decimal(number.group().replace(",", "")) * unit == Decimal(value.total_seconds())
+    if isinstance(value, bool) or value is None:
+        return cell.startswith(f"`{value}`")
+    if isinstance(value, int | float | Decimal):
+        return number is not None and Decimal(number.group().replace(",", "")) == Decimal(str(value))
+    if isinstance(value, str | list):
+        text = value if isinstance(value, str) else ",".join(value)
+        return cell == "empty" if not text else cell.startswith(f"`{text}`")
+    return True  # a function, a class, a policy: that the name resolves is the check
+
+
+def test_the_limits_table_names_what_exists_with_its_default():
+    rows = limits_table()
+    assert len(rows) > 50, "the table was not found whole"
+    settings_named = [named(row["setting or code"]) for row in rows]
+    values = project_settings([name for name in settings_named if name and SETTING_RE.match(name)])
+    documented = (ROOT / ".env.example").read_text() + (ROOT / "docs" / "deploy.md").read_text()
+    wrong = []
+    for row, name in zip(rows, settings_named, strict=True):
+        cell = row["setting or code"]
+        if cell != "—" and name is None:
+            wrong.append(f"{row['limit or rule']}: one name in backquotes or —, not {cell!r}")
+            continue
+        if name is not None:
+            value = values[name] if SETTING_RE.match(name) else resolve(name)
+            if not shows(value, row["default"]):
+                wrong.append(f"{name}: the table says {row['default']!r}, the code {value!r}")
+        variable = named(row["environment"])
+        if variable and not re.search(rf"\b{variable}\b", documented):
+            wrong.append(f"{variable}: not in .env.example or docs/deploy.md")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_limits_table_lists_every_limit_setting():
+    source = (ROOT / "alx_backend_graphql_crm" / "settings.py").read_text(encoding="utf-8")
+    limits = set(
+        re.findall(r"^((?:GRAPHQL|CRM_MAX|LOGIN|AXES_FAILURE|AXES_LOCKOUT)_[A-Z0-9_]*) = ", source, re.MULTILINE)
+    )
+    listed = {named(row["setting or code"]) for row in limits_table()}
+    assert limits and not limits - listed, f"settings.py has limits the table misses: {sorted(limits - listed)}"

@@ -10,25 +10,11 @@ so that a person decides which address to keep.
 from django.db import migrations
 
 import crm.models
+from crm.migrations._email_keys import recompute_email_keys
 
 
 def fill_email_keys(apps, schema_editor):
-    Customer = apps.get_model("crm", "Customer")
-    owners: dict[str, list[tuple[int, str]]] = {}
-    customers = list(Customer.objects.only("pk", "email").order_by("pk"))
-    for customer in customers:
-        customer.email_key = crm.models.email_key(customer.email)
-        owners.setdefault(customer.email_key, []).append((customer.pk, customer.email))
-    clashes = {key: found for key, found in owners.items() if len(found) > 1}
-    if clashes:
-        listed = "; ".join(
-            " = ".join(f"customer {pk} <{email}>" for pk, email in found) for found in list(clashes.values())[:20]
-        )
-        raise RuntimeError(
-            f"crm 0004: {len(clashes)} email(s) belong to more than one customer once normalised "
-            f"(NFKC + case folding): {listed}. Change or archive-and-rename all but one of each, then migrate again."
-        )
-    Customer.objects.bulk_update(customers, ["email_key"], batch_size=500)
+    recompute_email_keys(apps.get_model("crm", "Customer"), migration="0004")
 
 
 class Migration(migrations.Migration):

@@ -52,10 +52,12 @@ def test_a_superuser_with_the_demo_password_is_an_error(settings):
     assert "crm.E102" not in deploy_check_errors()
 
 
-def run_manage(env: dict) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CRM_"))}
+def run_manage(env: dict, *command: str) -> subprocess.CompletedProcess:
+    """`manage.py check` (or ``command``) with the project's settings, ``env`` and nothing of the caller's."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CRM_", "LOGIN_"))}
     env = {**clean, "CRM_ENV_FILE": os.devnull, "DJANGO_DEBUG": "0", **env}
-    return subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True)
+    args = [sys.executable, "manage.py", *(command or ["check"])]
+    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True)
 
 
 def test_an_empty_allowed_hosts_refuses_to_start():

@@ -111,6 +111,15 @@ EMAIL_PAIRS = [
     ("t@ｘ.com", "t@x.com", True),  # full-width letters are their ASCII selves (NFKC)
     ("a@éx.com", "A@ÉX.COM", True),  # SQLite's LOWER() left these apart
     ("k@x.com", "\u212a@x.com", True),  # KELVIN SIGN
+    # Issue 24, F10: the domain under IDNA (UTS #46): an A-label is the domain it spells.
+    ("x@bücher.de", "x@xn--bcher-kva.de", True),
+    ("X@XN--BCHER-KVA.DE", "x@BÜCHER.de", True),
+    ("a@xn--strae-oqa.de", "a@strasse.de", True),  # the A-label of straße: ß = ss, as in the Unicode spelling
+    ("x@xn--bcher-kva.de", "x@bucher.de", False),
+    ("x@xn--bcher-kva.de", "xn--bcher-kva@x.de", False),  # only the domain is IDNA
+    ("x@I\u2764.ws", "x@i\u2764.ws", True),  # a domain IDNA 2008 refuses (an emoji) keeps its folded spelling
+    ("x@i\u2764.ws", "x@xn--i-7iq.ws", False),  # so its A-label is not decoded to it
+    ("x@XN--ZZZZ.de", "x@xn--zzzz.de", True),  # ...as does an A-label that decodes to nothing
 ]
 
 

@@ -3,6 +3,7 @@
 F2: slow clients (one header byte at a time) held every sync worker; /health/ went unanswered.
 F8: a multi-gigabyte body was spooled to disk and answered 200.
 F5: a list variable of a million items cost seconds of CPU before "Authentication required".
+F6: no login throttling (here: the project's own settings and the address uvicorn takes from a proxy).
 """
 
 import json
@@ -12,8 +13,10 @@ import time
 
 import pytest
 import requests
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
 from tests.e2e.test_serve import serve  # noqa: F401 - the fixture: bin/serve on a free port
+from tests.factories import UserFactory
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -103,3 +106,32 @@ def test_hostile_variables_are_refused_before_they_cost_anything(serve):  # noqa
             f"{serve.url}/graphql", json={"query": document, "variables": {"ids": ids}}, timeout=30
         )
         assert (response.status_code, response.json()["errors"][0]["extensions"]["code"]) == (status, code)
+
+
+def test_logins_are_throttled_per_user_and_per_address(serve):  # noqa: F811
+    hasher = PBKDF2PasswordHasher()  # the server checks passwords with the production hashers
+    for username in ("admin", "clerk"):
+        user = UserFactory(username=username, is_staff=True)
+        user.password = hasher.encode("right-pw", hasher.salt())
+        user.save()
+
+    def log_in(username: str, password: str, address: str) -> int:
+        """The admin's login form, as a browser behind a proxy on 127.0.0.1 (FORWARDED_ALLOW_IPS) sends it."""
+        session = requests.Session()
+        session.get(f"{serve.url}/admin/login/", timeout=30)
+        form = {"username": username, "password": password, "csrfmiddlewaretoken": session.cookies["csrftoken"]}
+        response = session.post(
+            f"{serve.url}/admin/login/?next=/admin/",
+            data=form,
+            headers={"X-Forwarded-For": address},
+            allow_redirects=False,
+            timeout=30,
+        )
+        return response.status_code
+
+    attacker, other = "203.0.113.7", "198.51.100.20"
+    assert [log_in("admin", "wrong", attacker) for _ in range(8)] == [200] * 4 + [429] * 4
+    assert log_in("admin", "right-pw", attacker) == 429
+    assert log_in("admin", "right-pw", other) == 429  # the username, from any address
+    assert log_in("clerk", "right-pw", attacker) == 429  # the address, for any username
+    assert log_in("clerk", "right-pw", other) == 302  # the rest: unaffected
