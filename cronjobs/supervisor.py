@@ -221,12 +221,16 @@ class Supervisor:
             if status is None and self.record is not None and time.monotonic() >= self._next_renewal:
                 self._next_renewal = time.monotonic() + lease_every
                 self._renew()
-        # The child is gone; take what it wrote last (a grandchild may hold the pipes: no waiting).
+        # The child is gone; take what it wrote last (a grandchild may hold the pipes and go on writing:
+        # no waiting, and no more than a few buffers' worth).
         for fd, kind in ((child.output, "output"), (child.results, "results")):
             with contextlib.suppress(KeyError, ValueError):
                 selector.unregister(fd)
             os.set_blocking(fd, False)
-            while chunk := _read(fd):
+            for _chunk in range(64):
+                chunk = _read(fd)
+                if not chunk:
+                    break
                 if kind == "output":
                     self._take_output(decoder.decode(chunk))
                 else:
