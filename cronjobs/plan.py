@@ -201,9 +201,10 @@ def outage(
     """For every enabled job with a due minute in [start, end), nothing firing in that window and a
     scheduler starting at `end`: what it fires, what is recorded `missed` and what never runs.
 
-    The scheduler's catch-up rule (due_slots): on starting it fires each job's latest due minute of the
-    window if `end - minute <= catch_up`, one per job; the runner records that run `missed` when it is
-    later than the job's grace. Every other due minute of the window is one gap (one `missed` row).
+    The scheduler's catch-up rule (scheduler.due_slots): on starting it fires each job's latest due
+    minute of the window if `end - minute` is within both the catch-up and the job's start limit, one
+    per job (a minute already too late to start is not fired). Every other due minute of the window
+    is one gap (one `missed` row, written by the gap sweeper for a job that has run before).
     """
     if not isinstance(catch_up, timedelta):
         catch_up = timedelta(seconds=catch_up)
@@ -215,7 +216,8 @@ def outage(
         minutes = minutes_of(job)
         if not minutes:
             continue
-        fired = minutes[-1] if end - minutes[-1] <= catch_up else None
+        latest = minutes[-1]
+        fired = latest if end - latest <= catch_up and not late_missed(job, latest, end) else None
         rest = minutes[:-1] if fired is not None else minutes
         effects.append(
             OutageEffect(
@@ -426,10 +428,11 @@ def outage_lines(
     zone = schedule_timezone()
     lines = [
         f"Every scheduler down from {when(start, zone)} to {when(end, zone)}.",
-        f"`crontab work` starting then fires each job's latest due minute of the outage if at most {catch_up:g} s old:",
+        f"`crontab work` starting then fires each job's latest due minute of the outage if at most {catch_up:g} s "
+        "old and not past its start limit:",
     ]
     for effect in effects:
-        lines += _effect_lines(effect, end)
+        lines += _effect_lines(effect, end, catch_up)
     hit = {effect.job.name for effect in effects}
     quiet = [job.name for job in jobs if job.enabled and job.name not in hit]
     if quiet:
@@ -437,12 +440,14 @@ def outage_lines(
     return lines
 
 
-def _effect_lines(effect: OutageEffect, end: datetime) -> list[str]:
+def _effect_lines(effect: OutageEffect, end: datetime, catch_up: float) -> list[str]:
     job, zone = effect.job, effect.job.zone
     lines = [f"  {job.name}  [{job.schedule}]" + (f"  {job.timezone}" if job.timezone else "")]
     if effect.fired is None:
         age = (end - effect.gap.last).total_seconds()
-        lines.append(f"    fires on start:   nothing (its latest due minute is {age:g} s old)")
+        limit = start_limit(job, effect.gap.last).total_seconds()
+        why = f"past the catch-up, {catch_up:g} s" if age > catch_up else f"past its start limit, {limit:g} s"
+        lines.append(f"    fires on start:   nothing (its latest due minute is {age:g} s old: {why})")
     else:
         limit = start_limit(job, effect.fired).total_seconds()
         outcome = f"recorded missed (later than its start limit, {limit:g} s)" if effect.late_missed else "runs"

@@ -49,7 +49,7 @@ from django.db import DatabaseError
 from cronjobs import conf, dbclock, gaps, liveness, reaper, runner, supervisor
 from cronjobs.describe import outcome_message
 from cronjobs.models import JobRun
-from cronjobs.registry import Job, schedule_timezone
+from cronjobs.registry import Job, schedule_timezone, start_limit
 
 POLL = 0.5  # longest sleep between looks at finished runs and a stop request
 RETRY_CLAIM_AFTER = 5.0  # seconds before a fire whose claim failed (database down) is tried again
@@ -60,7 +60,9 @@ def minute_floor(moment: datetime) -> datetime:
 
 
 def due_slots(jobs: Iterable[Job], handled: datetime, now: datetime, catch_up: timedelta) -> list[tuple[Job, datetime]]:
-    """For each enabled job, its latest scheduled minute in (handled, now], if no older than catch_up.
+    """For each enabled job, its latest scheduled minute in (handled, now], if no older than catch_up
+    and not already past its start limit (a minute too late to start is not fired: when the job has
+    run before, the gap sweeper records it missed).
 
     One slot per job at most: after a long sleep an every-minute job fires once, not once per
     missed minute.
@@ -70,7 +72,8 @@ def due_slots(jobs: Iterable[Job], handled: datetime, now: datetime, catch_up: t
         if not job.enabled:
             continue
         slot = job.latest_run(now)
-        if slot > handled and now - slot <= catch_up:
+        late = now - slot
+        if slot > handled and late <= catch_up and late <= start_limit(job, slot):
             due.append((job, slot))
     return due
 

@@ -29,7 +29,9 @@ def test_startup_refused_without_secret_key_when_debug_off():
     assert "DJANGO_SECRET_KEY" in result.stderr
 
 
-def test_check_deploy_clean_with_production_variables():
+def test_check_deploy_clean_with_production_variables(sqlite_file):
+    # A database of its own: the checkout's db.sqlite3 holds `make run`'s demo account, which
+    # `check --deploy` rightly refuses (crm.E102).
     result = manage(
         "check",
         "--deploy",
@@ -38,6 +40,7 @@ def test_check_deploy_clean_with_production_variables():
         env={
             "DJANGO_SECRET_KEY": "x" * 40 + "-Ab3$kQ9!zR7pL2mN8vW4yT6uE1oI5",
             "DJANGO_ALLOWED_HOSTS": "crm.example.com",
+            "DATABASE_URL": f"sqlite:///{sqlite_file}",
         },
     )
     assert result.returncode == 0, result.stdout + result.stderr

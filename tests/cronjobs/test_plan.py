@@ -265,29 +265,32 @@ def test_outage_of_five_minutes_fires_the_latest_and_records_the_rest_as_one_gap
     ]
 
 
-def test_outage_fire_later_than_grace_is_recorded_missed_and_never_runs():
+def test_outage_a_latest_minute_already_past_its_start_limit_is_not_fired_and_joins_the_gap():
     [effect] = plan_json("--outage", "2026-03-02T10:00Z..2026-03-02T10:03Z", "--job", "quarterly")
-    assert effect["fired"]["minute_utc"] == "2026-03-02T10:00:00+00:00"
-    assert (effect["fired"]["late"], effect["fired"]["missed"], effect["gap"]) == (180.0, True, None)
+    assert effect["fired"] is None
+    assert (effect["gap"]["first_utc"], effect["gap"]["count"]) == ("2026-03-02T10:00:00+00:00", 1)
     assert effect["never_runs"] == ["2026-03-02T10:00:00+00:00"]
     text = plan_text("--outage", "2026-03-02T10:00Z..2026-03-02T10:03Z", "--job", "quarterly")
-    assert text.splitlines()[2:] == [
+    assert text.splitlines()[2:4] == [
         "  quarterly  [*/15 * * * *]",
-        "    fires on start:   2026-03-02 10:00 UTC (10:00 UTC), 180 s after its minute: "
-        "recorded missed (later than its start limit, 60 s)",
-        "    recorded missed:  no gap",
-        "    never runs:       1 minute (with the late start)",
+        "    fires on start:   nothing (its latest due minute is 180 s old: past its start limit, 60 s)",
     ]
 
 
+def test_outage_a_latest_minute_within_its_start_limit_is_fired_on_start():
+    [effect] = plan_json("--outage", "2026-03-02T10:00Z..2026-03-02T10:00:40Z", "--job", "quarterly")
+    assert effect["fired"]["minute_utc"] == "2026-03-02T10:00:00+00:00"
+    assert (effect["fired"]["late"], effect["fired"]["missed"], effect["gap"]) == (40.0, False, None)
+
+
 def test_outage_catch_up_comes_from_the_setting_or_the_flag(settings):
-    window = "2026-03-02T10:00Z..2026-03-02T10:20Z"
-    # 10:15 is exactly 300 s old at 10:20, the default catch-up: fired (due_slots' <=), then missed for grace
-    assert effects(window, "--job", "quarterly") == [("quarterly", "10:15", True, ("10:00", "10:00", 1))]
-    settings.CRONJOBS_WORK_CATCH_UP = 299
+    window = "2026-03-02T10:00Z..2026-03-02T10:15:50Z"
+    # 10:15 is 50 s old at 10:15:50: within its grace (60 s) and the default catch-up (300 s): fired
+    assert effects(window, "--job", "quarterly") == [("quarterly", "10:15", False, ("10:00", "10:00", 1))]
+    settings.CRONJOBS_WORK_CATCH_UP = 49
     assert effects(window, "--job", "quarterly") == [("quarterly", None, None, ("10:00", "10:15", 2))]
-    assert effects(window, "--job", "quarterly", "--catch-up", "300") == [
-        ("quarterly", "10:15", True, ("10:00", "10:00", 1))
+    assert effects(window, "--job", "quarterly", "--catch-up", "50") == [
+        ("quarterly", "10:15", False, ("10:00", "10:00", 1))
     ]
 
 
@@ -378,9 +381,10 @@ def test_outage_from_0200_to_0400_on_the_spring_forward_day(settings):
         "Note: 2026-03-29T02:00 does not exist in Europe/Berlin (the clocks skip it): read as 2026-03-29 03:00 CEST "
         "(01:00 UTC)",
         "Every scheduler down from 2026-03-29 03:00 CEST (01:00 UTC) to 2026-03-29 04:00 CEST (02:00 UTC).",
-        "`crontab work` starting then fires each job's latest due minute of the outage if at most 300 s old:",
+        "`crontab work` starting then fires each job's latest due minute of the outage if at most 300 s old "
+        "and not past its start limit:",
         "  nightly  [30 2 * * *]  Europe/Berlin",
-        "    fires on start:   nothing (its latest due minute is 3600 s old)",
+        "    fires on start:   nothing (its latest due minute is 3600 s old: past the catch-up, 300 s)",
         "    recorded missed:  2026-03-29 03:00 CEST (01:00 UTC): 1 minute, one row",
         "    never runs:       1 minute",
         "  minutely  [* * * * *]  Europe/Berlin",
@@ -595,5 +599,6 @@ def test_due_minutes_are_computed_once_per_schedule_and_zone(monkeypatch):
     assert len(plan.planned(jobs, start, end)) == 300 * 12
     assert len(calls) == 13
     calls.clear()
-    assert [effect.gap.count for effect in plan.outage(jobs, start, end, 300)] == [11] * 300
+    # 11:00 is not in [10:00, 11:00); 10:55 is 300 s old at 11:00, past its start limit (150 s): 12 in the gap
+    assert [effect.gap.count for effect in plan.outage(jobs, start, end, 300)] == [12] * 300
     assert len(calls) == 13
