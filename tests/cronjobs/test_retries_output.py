@@ -278,7 +278,7 @@ def test_the_run_process_crontab_work_starts_retries_in_process_and_captures_out
     minute = datetime.now(UTC).replace(second=0, microsecond=0).isoformat()
     result = manage("crontab", "run", "chatty", "--scheduled-for", minute, "--trigger", "work", config=config)
     assert result.returncode == 0, result.stderr
-    assert "to stdout" in result.stdout and "to stderr" in result.stderr  # live, for work's log
+    assert "to stdout" in result.stdout and "to stderr" in result.stdout  # live, one stream, in the order written
     [(attempt, status, output)] = _stored_runs(shared_db, "chatty")
     assert status == "succeeded" and "to stdout" in output and "WARNING tests.cronjobs.jobs: to logging" in output
     result = manage("crontab", "run", "flaky", "--scheduled-for", minute, "--trigger", "work", config=config)
