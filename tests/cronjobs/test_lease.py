@@ -2,6 +2,7 @@
 healthy job, and a job whose renewals fail is dead before its lease can expire, whatever
 CRONJOBS_STOP_WAIT says. Multi-host cases: tests/multihost."""
 
+import os
 import time
 
 import pytest
@@ -49,3 +50,19 @@ def test_a_job_whose_renewals_fail_is_killed_before_its_lease_expires(monkeypatc
     assert "was killed (SIGKILL)" in record.result
     # Killed and recorded before another host could close the run, not CRONJOBS_STOP_WAIT after SIGTERM.
     assert record.finished_at < record.lease_expires_at, (record.finished_at, record.lease_expires_at)
+
+
+def test_a_live_supervisor_on_a_host_whose_clock_is_behind_is_alive(monkeypatch):
+    """Found by the multi-host kit: on a host 90 s behind the database (libfaketime), `crontab work`'s own
+    reaper closed its live run ("its supervising process ... ended while the job ran"): it read the
+    process's start from /proc on the kernel's clock and corrected it by the offset this process measured
+    on its own clock. A process's age needs no wall clock."""
+    from django.utils import timezone
+
+    from cronjobs import dbclock, reaper
+
+    database_now = timezone.now()
+    # This process's clock reads 90 s behind the database's (as under FAKETIME=-90s); /proc does not.
+    monkeypatch.setattr(dbclock, "offset", lambda: -90.0)
+    monkeypatch.setattr(dbclock, "now", lambda: database_now)
+    assert reaper.process_alive(os.getpid(), database_now)
