@@ -1,9 +1,9 @@
 """A host's own way to the database: a small TCP proxy the multi-host kit can cut, silence and heal.
 
-    python tests/multihost/proxy.py TARGET_HOST TARGET_PORT
+    python tests/multihost/proxy.py TARGET_HOST TARGET_PORT [LISTEN_ADDRESS]
 
-Listens on a free port of 127.0.0.1, prints `listening <port>`, forwards every connection to the target,
-and takes one command a line on stdin, answering `ok <command>` once it holds:
+Listens on a free port of LISTEN_ADDRESS (127.0.0.1), prints `listening <port>`, forwards every
+connection to the target, and takes one command a line on stdin, answering `ok <command>` once it holds:
 
 * `cut`: a partition the host notices: every connection is closed and new ones are refused (the
   listening socket is closed, so a connect gets ECONNREFUSED);
@@ -26,8 +26,9 @@ CHUNK = 65536
 
 
 class Proxy:
-    def __init__(self, target: tuple[str, int]):
+    def __init__(self, target: tuple[str, int], address: str = "127.0.0.1"):
         self.target = target
+        self.address = address
         self.mode = "open"
         self.port = 0
         self.server: asyncio.AbstractServer | None = None
@@ -39,7 +40,7 @@ class Proxy:
     async def listen(self) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self.port))
+        sock.bind((self.address, self.port))
         self.port = sock.getsockname()[1]
         self.server = await asyncio.start_server(self.accept, sock=sock)
 
@@ -58,6 +59,8 @@ class Proxy:
             await asyncio.gather(
                 self.pipe(reader, upstream_writer), self.pipe(upstream_reader, writer), return_exceptions=True
             )
+        except asyncio.CancelledError:
+            pass  # `cut`: this connection is dropped on purpose
         finally:
             self.links.discard(task)
             for end in (writer, upstream_writer):
@@ -108,8 +111,8 @@ class Proxy:
         return f"ok {word}"
 
 
-async def main(host: str, port: int) -> None:
-    proxy = Proxy((host, port))
+async def main(host: str, port: int, address: str = "127.0.0.1") -> None:
+    proxy = Proxy((host, port), address)
     await proxy.listen()
     print(f"listening {proxy.port}", flush=True)
     loop = asyncio.get_running_loop()
@@ -120,4 +123,4 @@ async def main(host: str, port: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]), *sys.argv[3:4]))
