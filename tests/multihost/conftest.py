@@ -50,9 +50,10 @@ WAIT = 200  # seconds: a minute boundary plus start-up on a loaded machine, neve
 class DatabaseProxy:
     """tests/multihost/proxy.py as a process of this test: cut, silent, heal."""
 
-    def __init__(self, target_host: str, target_port: int):
+    def __init__(self, target_host: str, target_port: int, address: str = "127.0.0.1"):
+        self.address = address
         self.process = subprocess.Popen(
-            [sys.executable, str(PROXY), target_host, str(target_port)],
+            [sys.executable, str(PROXY), target_host, str(target_port), address],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -111,11 +112,28 @@ def process_tree(roots: list[int]) -> set[int]:
     return found
 
 
-def freeze_and_kill(roots: list[int]) -> set[int]:
-    """SIGKILL a set of process trees at once, as a machine dies: stop every process first (so none
-    forks or reacts meanwhile), then kill them all. Returns the pids killed."""
+def processes_with(variable: str) -> set[int]:
+    """Every process whose environment holds `variable` (NAME=value): every process a host started, its
+    orphans included (a runner whose `crontab work` was killed)."""
+    found = set()
+    needle = variable.encode() + b"\0"
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as environ:
+                    if needle in environ.read() + b"\0":
+                        found.add(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+def freeze_and_kill(roots: list[int], variable: str) -> set[int]:
+    """SIGKILL a host's processes at once, as a machine dies: the trees under `roots` and every process
+    whose environment holds `variable`. Every one is stopped first (so none forks or reacts meanwhile),
+    then all are killed. Returns the pids killed."""
     stopped: set[int] = set()
-    while new := process_tree(roots) - stopped:
+    while new := (process_tree(roots) | processes_with(variable)) - stopped:
         for pid in new:
             try:
                 os.kill(pid, signal.SIGSTOP)
@@ -150,7 +168,9 @@ class Host:
             **extra,
         )
         if self.skew:
-            env.update(LD_PRELOAD=LIBFAKETIME, FAKETIME=self.skew, FAKETIME_DONT_FAKE_MONOTONIC="1")
+            # Its monotonic clock is faked too: with FAKETIME_DONT_FAKE_MONOTONIC=1, libfaketime 0.9.10
+            # makes Python's time.sleep() fail with EINVAL (absolute clock_nanosleep on CLOCK_MONOTONIC).
+            env.update(LD_PRELOAD=LIBFAKETIME, FAKETIME=self.skew)
         return env
 
     def argv(self, *command: str) -> list[str]:
@@ -207,7 +227,7 @@ class Host:
     def kill(self) -> set[int]:
         """The machine dies: SIGKILL every process of this host at once (its proxy stays: the network is fine)."""
         roots = [proc.process.pid for proc in self.procs if proc.process.poll() is None]
-        killed = freeze_and_kill(roots)
+        killed = freeze_and_kill(roots, f"CRONJOBS_TEST_CONFIG={self.config}")
         for proc in self.procs:
             proc.process.wait(30)
         return killed
@@ -240,15 +260,17 @@ class Kit:
     def runs(self, job: str) -> list[JobRun]:
         return list(JobRun.objects.filter(job_name=job).order_by("scheduled_for", "id"))
 
-    def executions(self) -> list[dict]:
+    def executions(self, job: str) -> list[dict]:
+        """What the kit's job noted of its runs of `job` (tests/multihost/jobs.py)."""
         path = self.folder / "executions.jsonl"
         if not path.exists():
             return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        notes = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return [note for note in notes if note["job"] == job]
 
     def health(self) -> dict:
-        """/health/cron/ with its details (the metrics token), answered by this test's process."""
-        response = Client(HTTP_AUTHORIZATION=f"Bearer {METRICS_TOKEN}").get("/health/cron/")
+        """/health/cron/ with every job's details (the metrics token), answered by this test's process."""
+        response = Client(HTTP_AUTHORIZATION=f"Bearer {METRICS_TOKEN}").get("/health/cron/?jobs=all")
         return response.json()
 
     def wait_until(self, what: str, condition, timeout: float = WAIT, every: float = 0.1):
@@ -300,7 +322,11 @@ def kit(transactional_db, settings, tmp_path_factory):
             setattr(settings, name, value)
 
     kit.configure = configure
-    configure(**SETTINGS)
+    # `crontab show` on a host reads a crontab holding nothing: never a person's own.
+    empty_crontab = folder / "crontab"
+    empty_crontab.write_text("#!/bin/sh\nexit 0\n")
+    empty_crontab.chmod(0o755)
+    configure(**SETTINGS, CRONTAB_EXECUTABLE=str(empty_crontab))
     yield kit
     kit.stop()
     # Killed hosts' sessions end when their proxies close; wait for them, so the flush is not blocked.
@@ -319,5 +345,5 @@ def _other_sessions() -> int:
 
 def hold(name: str, seconds: float, folder: Path | None = None, schedule: str = "* * * * *", **options) -> list:
     """A CRONJOBS entry of the kit's job: it runs `seconds` and notes its executions in `folder`."""
-    args = [seconds, str(folder) if folder else None, options.pop("release", None)]
+    args = [seconds, str(folder) if folder else None, options.pop("release", None), name]
     return [schedule, f"{JOBS}.hold", args, {}, {"name": name, **options}]

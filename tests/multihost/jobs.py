@@ -22,12 +22,12 @@ def _note(folder: str | None, what: str, **fields) -> None:
             notes.write(line + "\n")
 
 
-def hold(seconds: float, folder: str | None = None, release: str | None = None) -> str:
+def hold(seconds: float, folder: str | None = None, release: str | None = None, job: str = "") -> str:
     """Run for `seconds` (or until the file `release` exists). With `folder`, note the start (on the
-    database's clock) and the end (this host's clock: the database may be cut off by then) in
+    database's clock) and the end (this host's clock: the database may be cut off by then) of `job` in
     folder/executions.jsonl, also when the job is stopped."""
     if folder:
-        _note(folder, "start", at=database_now())
+        _note(folder, "start", job=job, at=database_now())
     ended = "stopped"
     try:
         deadline = time.monotonic() + seconds
@@ -37,5 +37,5 @@ def hold(seconds: float, folder: str | None = None, release: str | None = None) 
             time.sleep(0.05)
         ended = "finished"
     finally:
-        _note(folder, ended, local=time.time())
+        _note(folder, ended, job=job, local=time.time())
     return f"held on {socket.gethostname()}"
