@@ -45,7 +45,7 @@ def test_postgresql_connections_give_up_in_seconds_by_default(monkeypatch):
     }
 
 
-def test_the_timeouts_come_from_the_environment_and_0_leaves_them_to_the_os(monkeypatch):
+def test_the_timeouts_come_from_the_environment_and_0_leaves_them_to_the_driver(monkeypatch):
     url = "postgres://crm@db.example.com:5432/crm"
     options = settings_with(monkeypatch, DATABASE_URL=url, DATABASE_CONNECT_TIMEOUT="2", DATABASE_TCP_TIMEOUT="30")
     assert options.DATABASES["default"]["OPTIONS"] == {
@@ -68,7 +68,7 @@ def test_sqlite_gets_none_of_them(monkeypatch, tmp_path):
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ("-1", "DATABASE_CONNECT_TIMEOUT must be a number of seconds >= 0 (0: the OS's own), got -1"),
+        ("-1", "DATABASE_CONNECT_TIMEOUT must be a number of seconds >= 0 (0: the driver's own), got -1"),
         ("soon", "DATABASE_CONNECT_TIMEOUT must be an integer, got 'soon'"),
     ],
 )
@@ -88,8 +88,8 @@ def silent_database():
 
 
 def test_a_run_against_a_database_that_never_answers_gives_up_after_the_connect_timeout(silent_database, tmp_path):
-    """Before: `crontab run` waited for as long as the server took to answer (for ever here; 92 s where
-    the SYN went unanswered); now one line and exit 3 after DATABASE_CONNECT_TIMEOUT."""
+    """Before: `crontab run` waited psycopg's own 130 s for a server that never answers; now one line
+    and exit 3 after DATABASE_CONNECT_TIMEOUT."""
     config = tmp_path / "config.json"
     url = f"postgres://postgres@127.0.0.1:{silent_database.port}/crm"
     config.write_text(json.dumps({"DATABASE_URL": url, "settings": {"CRONJOBS": [["* * * * *", SUCCEED]]}}))

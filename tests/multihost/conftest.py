@@ -180,9 +180,9 @@ class Host:
     def manage_argv(self, *args: str) -> list[str]:
         return [sys.executable, "manage.py", *args, f"--settings={SUBPROCESS_SETTINGS}"]
 
-    def start(self, *command: str, label: str = "") -> Proc:
+    def start(self, *command: str, label: str = "", **env) -> Proc:
         """A long-running process tree on this host, its output collected."""
-        proc = Proc(f"{self.name} {label or command[0]}", self.argv(*command), self.env())
+        proc = Proc(f"{self.name} {label or command[0]}", self.argv(*command), self.env(**env))
         self.procs.append(proc)
         return proc
 
@@ -217,12 +217,12 @@ class Host:
         argv = [sys.executable, "-m", "celery", "-A", "alx_backend_graphql_crm", "worker", "-l", "info"]
         argv += ["--pool", "solo", "-n", f"{node}@{self.name}", "--without-gossip", "--without-mingle"]
         argv += ["--without-heartbeat"]
-        return self.start(*argv, label="celery worker")
+        return self.start(*argv, label="celery worker", DJANGO_SETTINGS_MODULE=SUBPROCESS_SETTINGS)
 
     def celery_beat(self) -> Proc:
         argv = [sys.executable, "-m", "celery", "-A", "alx_backend_graphql_crm", "beat", "-l", "info"]
         argv += ["--schedule", str(self.folder / "beat-schedule"), "--pidfile", str(self.folder / "beat.pid")]
-        return self.start(*argv, label="celery beat")
+        return self.start(*argv, label="celery beat", DJANGO_SETTINGS_MODULE=SUBPROCESS_SETTINGS)
 
     def kill(self) -> set[int]:
         """The machine dies: SIGKILL every process of this host at once (its proxy stays: the network is fine)."""
@@ -243,9 +243,16 @@ class Kit:
     folder: Path
     target: tuple[str, int, str]  # the database's host, port and name (behind each host's proxy)
     broker_url: str
+    django_settings: object  # pytest-django's `settings`: this test process's, which /health/cron/ reads
     user: str = "postgres"
-    settings: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)  # what each host's JSON file gives its Django settings
     hosts: dict[str, Host] = field(default_factory=dict)
+
+    def configure(self, **values) -> None:
+        """Settings for the hosts added after this (CRONJOBS, CRONJOBS_*) and for this test's process."""
+        self.settings.update(values)
+        for name, value in values.items():
+            setattr(self.django_settings, name, value)
 
     def host(self, name: str, skew: str | None = None) -> Host:
         proxy = DatabaseProxy(self.target[0], self.target[1])
@@ -312,21 +319,14 @@ def kit(transactional_db, settings, tmp_path_factory):
         folder,
         (database["HOST"] or "127.0.0.1", int(database["PORT"] or 5432), database["NAME"]),
         broker_url=settings.CELERY_BROKER_URL,
-        settings=dict(SETTINGS),
+        django_settings=settings,
         user=database["USER"] or "postgres",
     )
-
-    def configure(**values):
-        kit.settings.update(values)
-        for name, value in values.items():
-            setattr(settings, name, value)
-
-    kit.configure = configure
     # `crontab show` on a host reads a crontab holding nothing: never a person's own.
     empty_crontab = folder / "crontab"
     empty_crontab.write_text("#!/bin/sh\nexit 0\n")
     empty_crontab.chmod(0o755)
-    configure(**SETTINGS, CRONTAB_EXECUTABLE=str(empty_crontab))
+    kit.configure(**SETTINGS, CRONTAB_EXECUTABLE=str(empty_crontab))
     yield kit
     kit.stop()
     # Killed hosts' sessions end when their proxies close; wait for them, so the flush is not blocked.

@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import pytest
 
+from cronjobs import dbclock
 from cronjobs.models import JobRun, SchedulerBeat
 from tests.multihost.conftest import LEASE, TTL, WAIT, hold
 
@@ -284,6 +285,8 @@ def test_a_restart_storm_never_runs_a_minute_twice(kit):
         kit.host(name).work()
     # Ten kills of hostA's `crontab work` within a minute, each followed by a restart: every other one a
     # crash of the whole host (its runs die too), the others of the scheduler alone (its runs go on).
+    # The storm starts in mid-minute, so that the minute boundary falls in the middle of it.
+    kit.wait_until("mid-minute", lambda: 20 <= dbclock.now().second < 30, every=0.2)
     for kill in range(10):
         proc = storm.work()
         proc.wait_for("crontab work: ")

@@ -52,6 +52,19 @@ class Link:
         for args in (("link", "set", "lo", "up"), ("addr", "add", f"{self.far}/30", "dev", f"{self.name}b")):
             self.ip(*args, inside=True)
         self.ip("link", "set", f"{self.name}b", "up", inside=True)
+        # Neighbours known for good: once the link is down, nothing answers "no route to host" either.
+        near_mac, far_mac = self.mac(f"{self.name}a"), self.mac(f"{self.name}b", inside=True)
+        self.ip("neigh", "replace", self.far, "lladdr", far_mac, "dev", f"{self.name}a", "nud", "permanent")
+        self.ip(
+            "neigh", "replace", self.near, "lladdr", near_mac, "dev", f"{self.name}b", "nud", "permanent", inside=True
+        )
+
+    def mac(self, device: str, inside: bool = False) -> str:
+        prefix = ["nsenter", "-t", str(self.pid), "-n"] if inside else []
+        shown = subprocess.run(
+            [*prefix, "ip", "-o", "link", "show", "dev", device], check=True, capture_output=True, text=True
+        )
+        return shown.stdout.split("link/ether ", 1)[1].split()[0]
 
     @property
     def pid(self) -> int:
