@@ -132,5 +132,5 @@ def _process_stat(pid: int) -> tuple[str | None, float | None]:
             uptime = float(uptime_file.read().split()[0])
         ticks = int(fields[19])  # field 22 of stat(5), counted from the state field (3)
         return fields[0], max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
-    except (OSError, ValueError, IndexError, StopIteration):
+    except (OSError, ValueError, IndexError):
         return None, None
