@@ -39,6 +39,7 @@ def test_a_slow_renewal_does_not_stop_a_healthy_job(monkeypatch):
     assert record.status == "succeeded", record.result
 
 
+@pytest.mark.django_db(transaction=True)  # the supervisor closes the connection a renewal failed on
 def test_a_job_whose_renewals_fail_is_killed_before_its_lease_expires(monkeypatch):
     def unreachable(record):
         raise DatabaseError("the database is cut off")

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 from django.db import connection
@@ -43,6 +44,11 @@ class Link:
 
     def __init__(self):
         self.holder = subprocess.Popen(["unshare", "--net", "sleep", "600"])
+        ours = os.readlink("/proc/self/ns/net")
+        deadline = time.monotonic() + 10
+        while os.readlink(f"/proc/{self.pid}/ns/net") == ours:  # until `unshare` has made its namespace
+            assert time.monotonic() < deadline, "unshare --net never made a namespace"
+            time.sleep(0.01)
         subnet = 1 + os.getpid() % 250  # one per test process: xdist workers run side by side
         self.name = f"cjmh{os.getpid() % 100000}"
         self.near, self.far = f"10.231.{subnet}.1", f"10.231.{subnet}.2"
