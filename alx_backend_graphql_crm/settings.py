@@ -138,6 +138,26 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"timeout": 30, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
     )
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # An unreachable database costs seconds, not minutes: a new connection gives up after
+    # DATABASE_CONNECT_TIMEOUT (psycopg's own default is 130 s); on an open one, data the server has not
+    # acknowledged for DATABASE_TCP_TIMEOUT drops it (tcp_user_timeout; the kernel's own is about 15
+    # minutes), and an idle one is probed after as long (keepalives), so a silent partition fails a
+    # statement instead of hanging it. 0 leaves each to psycopg and the kernel.
+    _connect_timeout = env_int("DATABASE_CONNECT_TIMEOUT", 5)
+    _tcp_timeout = env_int("DATABASE_TCP_TIMEOUT", 10)
+    for _name, _value in (("DATABASE_CONNECT_TIMEOUT", _connect_timeout), ("DATABASE_TCP_TIMEOUT", _tcp_timeout)):
+        if _value < 0:
+            raise SettingsError(f"{_name} must be a number of seconds >= 0 (0: the driver's own), got {_value}")
+    _options = DATABASES["default"].setdefault("OPTIONS", {})
+    if _connect_timeout > 0:
+        _options.setdefault("connect_timeout", _connect_timeout)
+    if _tcp_timeout > 0:
+        _options.setdefault("tcp_user_timeout", _tcp_timeout * 1000)  # milliseconds
+        _options.setdefault("keepalives", 1)
+        _options.setdefault("keepalives_idle", _tcp_timeout)
+        _options.setdefault("keepalives_interval", max(1, _tcp_timeout // 3))
+        _options.setdefault("keepalives_count", 3)
 
 AUTHENTICATION_BACKENDS = [
     # First: refuses a locked-out username or address before any password is checked (and needs the request,

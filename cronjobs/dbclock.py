@@ -173,9 +173,10 @@ def check_claim_allowed() -> float:
 
 
 def _report(offset_seconds: float) -> None:
-    """One warning per process when the skew first crosses the threshold (and again if it grows by 1 s)."""
+    """One warning per process when the skew first crosses the threshold (and again if it grows by 1 s).
+    Beyond CRONJOBS_CLOCK_SKEW_MAX the refusal to claim (ClockSkewError) says it, in one line."""
     global _warned_offset
-    if not is_skewed(offset_seconds):
+    if not is_skewed(offset_seconds) or abs(offset_seconds) > float(conf.get("CRONJOBS_CLOCK_SKEW_MAX")):
         return
     if _warned_offset is None or abs(offset_seconds - _warned_offset) > 1.0:
         _warned_offset = offset_seconds

@@ -111,24 +111,26 @@ def process_alive(pid: int, took_run_at: datetime) -> bool:
         return False
     except PermissionError:
         pass  # exists, owned by another user
-    state, process_start = _process_stat(pid)
+    state, age = _process_stat(pid)
     if state in ("Z", "X"):
         return False  # a zombie has ended; only its exit status waits for its parent
-    if process_start is None or took_run_at is None:
+    if age is None or took_run_at is None:
         return True
-    # A pid can be reused. The process's start is on this host's clock, the run's on the database's.
-    process_start -= timedelta(seconds=dbclock.offset())
+    # A pid can be reused. The process's age is on the kernel's boot clock, which no wall clock (this
+    # host's, or the one this process reads: a libfaketime shim) can skew; its start on the database's
+    # clock is the database's now less that age.
+    process_start = dbclock.now() - timedelta(seconds=age)
     return process_start <= took_run_at + PID_START_SLACK
 
 
-def _process_stat(pid: int) -> tuple[str | None, datetime | None]:
-    """(state letter, start time) of a process from /proc, (None, None) where /proc cannot tell."""
+def _process_stat(pid: int) -> tuple[str | None, float | None]:
+    """(state letter, seconds since it started) of a process from /proc, (None, None) where /proc cannot tell."""
     try:
         with open(f"/proc/{pid}/stat") as stat_file:
             fields = stat_file.read().rsplit(")", 1)[1].split()
-        with open("/proc/stat") as system_stat:
-            boot = next(int(line.split()[1]) for line in system_stat if line.startswith("btime "))
+        with open("/proc/uptime") as uptime_file:
+            uptime = float(uptime_file.read().split()[0])
         ticks = int(fields[19])  # field 22 of stat(5), counted from the state field (3)
-        return fields[0], datetime.fromtimestamp(boot + ticks / os.sysconf("SC_CLK_TCK"), tz=UTC)
-    except (OSError, ValueError, IndexError, StopIteration):
+        return fields[0], max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
         return None, None

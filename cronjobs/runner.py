@@ -293,7 +293,7 @@ def _claim(job: Job, slot, trigger: str, user, *, attempt, first, offset, detach
     lease = STARTUP_LEASE if detached else timedelta(seconds=conf.lease_ttl())
     try:
         with transaction.atomic():
-            before = time.time()
+            before, leased = time.time(), time.monotonic()
             record = _insert_row(
                 job,
                 slot,
@@ -309,6 +309,7 @@ def _claim(job: Job, slot, trigger: str, user, *, attempt, first, offset, detach
             )
             dbclock.calibrate(before, time.time(), record.started_at)  # the insert returned the database's time
             record.lease_expires_at = record.started_at + lease
+            record.leased_at = leased  # the lease runs from no later than this (time.monotonic())
     except IntegrityError:
         claimed = _slot_holder(job, slot, attempt)
         if claimed is not None:
@@ -482,12 +483,13 @@ def adopt(run_id: int) -> tuple[Job, JobRun]:
         raise NotAdoptable(f"run #{run_id} of {record.job_name} is {record.status}, not waiting for its supervisor")
     job = _runnable(record.job_name)
     lease = dbclock.sql_now_plus(timedelta(seconds=conf.lease_ttl()))
+    leased = time.monotonic()
     taken = JobRun.objects.filter(pk=run_id, status=JobRun.Status.RUNNING, pid__isnull=True).update(
         pid=os.getpid(), host=HOST, lease_expires_at=lease, renewed_at=dbclock.sql_now()
     )
     if not taken:
         raise NotAdoptable(f"run #{run_id} of {record.job_name} was taken over or closed meanwhile")
-    record.pid, record.host = os.getpid(), HOST
+    record.pid, record.host, record.leased_at = os.getpid(), HOST, leased
     return job, record
 
 

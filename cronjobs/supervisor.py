@@ -141,12 +141,13 @@ class Supervisor:
     stop_signal: int | None = None
     stop_sent_at: float | None = None
     killed: bool = False
+    kill_wait: float = 0.0  # seconds from SIGTERM to SIGKILL, when it came to that
     lease_lost: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _done: bool = False
     _pid: int = 0
     _started: float = 0.0
-    _renewed: float = 0.0  # time.monotonic() of the last successful renewal (or the start)
+    _renewed: float = 0.0  # time.monotonic() when the last successful renewal began (or the start)
     _next_renewal: float = 0.0
     _messages: list = field(default_factory=list)
     _result_at: float | None = None
@@ -184,7 +185,14 @@ class Supervisor:
         os.close(res_w)
         self._pid = pid
         self._started = self._renewed = time.monotonic()
-        self._next_renewal = self._started + float(conf.get("CRONJOBS_LEASE_SECONDS"))
+        if self.record is not None:
+            # The lease runs from the claim (a run_started receiver may have taken a while since).
+            self._renewed = min(self._started, getattr(self.record, "leased_at", self._started))
+            self._next_renewal = self._renewed + float(conf.get("CRONJOBS_LEASE_SECONDS"))
+            if self.record.pid != os.getpid():
+                # Claimed by another process (crontab work's scheduler): renew at once, so the run names
+                # this process, the one a reaper on this host must find alive, before the claimer may die.
+                self._next_renewal = self._started
         try:
             pidfd = os.pidfd_open(pid)
         except (AttributeError, OSError):
@@ -280,6 +288,7 @@ class Supervisor:
         return rest
 
     def _renew(self) -> None:
+        began = time.monotonic()
         try:
             renewed = renew_lease(self.record)
         except DatabaseError as exc:
@@ -289,7 +298,7 @@ class Supervisor:
                 connection.close()
             return
         if renewed:
-            self._renewed = time.monotonic()
+            self._renewed = began
             return
         with self._lock:
             if not self.lease_lost:
@@ -302,9 +311,14 @@ class Supervisor:
         in the main thread cannot keep a job running past its deadline."""
         timeout = self.job.timeout
         stop_wait = float(conf.get("CRONJOBS_STOP_WAIT"))
+        every = float(conf.get("CRONJOBS_LEASE_SECONDS"))
         ttl = conf.lease_ttl()
-        # Stop before the lease expires, so the job is gone when another host may close the run.
-        fence = max(float(conf.get("CRONJOBS_LEASE_SECONDS")), ttl - stop_wait - 1)
+        # A lease runs from the start of its last renewal (the database reads its now() during it). One
+        # missed renewal is borne (a slow statement, a reconnect); then the job is stopped, and it is
+        # killed before the lease can expire whatever CRONJOBS_STOP_WAIT says, so it is gone by the time
+        # another host may close the run.
+        margin = min(1.0, every / 2)
+        fence = max(2 * every, ttl - stop_wait - margin)
         while not self._done:
             now = time.monotonic()
             if self.stop_reason == "" and _stop_signal is not None:
@@ -317,8 +331,14 @@ class Supervisor:
                     if not self.lease_lost:
                         self.lease_lost = f"no lease renewal succeeded for {now - self._renewed:.0f}s"
                 self._request_stop("lease")
-            if self.stop_sent_at is not None and not self.killed and now >= self.stop_sent_at + stop_wait:
+            lease_ends = self.record is not None and now >= self._renewed + ttl - margin
+            if (
+                self.stop_sent_at is not None
+                and not self.killed
+                and (now >= self.stop_sent_at + stop_wait or lease_ends)
+            ):
                 self.killed = True
+                self.kill_wait = now - self.stop_sent_at
                 _kill_group(child.pid, signal.SIGKILL)
             time.sleep(WATCH_INTERVAL)
 
@@ -363,7 +383,9 @@ class Supervisor:
             return f"the job caught the stop signal, ran on {late:.1f}s and then {result['status']}{summary}"
         backend = next((m["backend_pid"] for m in self._messages if "backend_pid" in m), None)
         if self.killed:
-            ended = f"it did not stop within {stop_wait:g}s of SIGTERM and was killed (SIGKILL)"
+            # The wait is shorter than CRONJOBS_STOP_WAIT when the lease was running out.
+            waited = f"{stop_wait:g}" if self.kill_wait >= stop_wait else f"{self.kill_wait:.1f}"
+            ended = f"it did not stop within {waited}s of SIGTERM and was killed (SIGKILL)"
         else:
             ended = "it ended on SIGTERM before it could report"
         return f"{ended}; {_end_database_session(backend)}"

@@ -6,6 +6,7 @@ reason, or fails it under CRM_E2E=1 (.ci/run), where every end-to-end tier must 
 """
 
 import functools
+import glob
 import os
 import shutil
 import socket
@@ -17,6 +18,8 @@ import pytest
 from django.conf import settings
 
 CHROMIUM = os.environ.get("CRM_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+# libfaketime's preload library (Debian's `faketime` package), which skews a simulated host's clock.
+LIBFAKETIME = next(iter(sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))), "")
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -67,6 +70,20 @@ def browser() -> str | None:
     return None
 
 
+def multihost() -> str | None:
+    """The multi-host kit (tests/multihost): hosts are `unshare --uts` trees, clocks skewed by libfaketime."""
+    if os.geteuid() != 0:
+        return "needs root: each simulated host is an `unshare --uts` process tree with its own hostname"
+    if not shutil.which("unshare"):
+        return "needs unshare (util-linux) for the simulated hosts"
+    if not LIBFAKETIME:
+        return "needs libfaketime for the hosts' skewed clocks (apt-get install faketime)"
+    probe = subprocess.run(["unshare", "--uts", "hostname", "probe"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        return f"needs `unshare --uts` to work here: {probe.stderr.strip() or probe.returncode}"
+    return None
+
+
 def always() -> None:
     """`slow` needs nothing: `make test` deselects it (-m "not slow"), nothing skips it."""
     return None
@@ -79,6 +96,7 @@ CHECKS = {
     "crontab": crontab,
     "cron_daemon": cron_daemon,
     "browser": browser,
+    "multihost": multihost,
     "slow": always,
 }
 
