@@ -212,7 +212,9 @@ class Supervisor:
         status = None
         lease_every = float(conf.get("CRONJOBS_LEASE_SECONDS"))
         while status is None:
-            wait = max(0.0, min(0.5, self._next_renewal - time.monotonic()))
+            # No record, no lease: wait on the pipes and the exit alone (a look every 0.5 s without a pidfd).
+            renewal_in = self._next_renewal - time.monotonic() if self.record is not None else 0.5
+            wait = max(0.0, min(0.5, renewal_in))
             for key, _events in selector.select(wait):
                 if key.data == "exit":
                     status = self._reap(child.pid, block=True)

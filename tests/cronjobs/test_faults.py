@@ -392,6 +392,17 @@ def test_database_down_is_one_line_exit_3_and_the_heartbeat_still_logs_it(world_
     assert not (world_dir / "ran.txt").exists()
 
 
+def test_a_run_without_history_is_supervised_without_spinning(settings):
+    # With no record there is no lease to renew: the supervisor waited 0 s on its pipes in a loop
+    # (a whole CPU for as long as the job ran). Now it sleeps until the job writes or ends.
+    settings.CRONJOBS = [("* * * * *", f"{JOBS}.sleep_then_succeed", [1])]
+    job = registry_module.get_job("sleep_then_succeed")
+    cpu = time.process_time()
+    outcome = supervisor.Supervisor(job, None).execute()
+    assert outcome.status == "succeeded", outcome
+    assert time.process_time() - cpu < 0.3  # the job slept 1 s in its own process; spinning cost ~1 s here
+
+
 @pytest.mark.django_db(transaction=True)
 def test_an_outcome_the_database_refuses_once_is_saved_on_retry(settings, monkeypatch):
     settings.CRONJOBS = [("* * * * *", f"{JOBS}.succeed")]
