@@ -150,7 +150,7 @@ class Supervisor:
     killed: bool = False
     lease_lost: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _done: bool = False
+    _done: threading.Event = field(default_factory=threading.Event)  # set when the child has ended
     _pid: int = 0
     _started: float = 0.0
     _renewed: float = 0.0  # time.monotonic() of the last successful renewal (or the start)
@@ -166,7 +166,7 @@ class Supervisor:
         try:
             status = self._follow(child)
         finally:
-            self._done = True
+            self._done.set()  # the watchdog wakes at once, not at its next look
             watchdog.join()
             for fd in (child.output, child.results, child.pidfd):
                 if fd is not None:
@@ -308,7 +308,7 @@ class Supervisor:
         ttl = conf.lease_ttl()
         # Stop before the lease expires, so the job is gone when another host may close the run.
         fence = max(float(conf.get("CRONJOBS_LEASE_SECONDS")), ttl - stop_wait - 1)
-        while not self._done:
+        while not self._done.is_set():
             now = time.monotonic()
             if self.stop_reason == "" and _stop_signal is not None:
                 self.stop_signal = _stop_signal
@@ -323,7 +323,7 @@ class Supervisor:
             if self.stop_sent_at is not None and not self.killed and now >= self.stop_sent_at + stop_wait:
                 self.killed = True
                 _kill_group(child.pid, signal.SIGKILL)
-            time.sleep(WATCH_INTERVAL)
+            self._done.wait(WATCH_INTERVAL)
 
     def _request_stop(self, reason: str) -> None:
         with self._lock:
