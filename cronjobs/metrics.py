@@ -80,9 +80,14 @@ class Family:
 
 
 def number(value: float) -> str:
-    """A sample value as prometheus-client writes it (floatToGoString), quicker for small whole numbers."""
-    if type(value) is int and 0 <= value < 1_000_000:
-        return f"{value}.0"
+    """A sample value exactly as prometheus-client writes it (floatToGoString), without its general path for
+    the values a scrape writes by the ten thousand: counts, seconds and timestamps."""
+    if -1e6 < value < 1e6:  # (not NaN, not infinite): Python's repr, as Go writes it
+        return repr(float(value))
+    if 1e6 <= value < 1e16:  # a timestamp: Go switches to an exponent sooner than Python
+        text = repr(float(value))
+        dot = text.find(".")
+        return f"{text[0]}.{text[1:dot]}{text[dot + 1 :]}".rstrip("0.") + f"e+{dot - 1:02d}"
     return floatToGoString(value)
 
 
@@ -99,12 +104,10 @@ def exposition() -> bytes:
 
 
 # --- the numbers --------------------------------------------------------------------------------------------
-# {job: {status: Totals}}: finished runs of each job and status, kept and pruned.
-History = dict[str, dict[str, "Totals"]]
-
-
 @dataclass
 class Totals:
+    """Finished runs of one status (of one job, or of every job): count, seconds, and per duration bucket."""
+
     count: int = 0
     seconds: float = 0.0
     # Runs in each duration bucket (not cumulative): index i holds runs over bound i-1 and at most bound i;
@@ -116,13 +119,10 @@ class Totals:
         self.seconds += other.seconds
         self.per_bucket = [a + b for a, b in zip(self.per_bucket, other.per_bucket, strict=True)]
 
-    def cumulative(self) -> list[int]:
-        """Runs at or under each DURATION_BUCKETS bound, as the histogram's buckets count them."""
-        counts, running = [], 0
-        for value in self.per_bucket[:-1]:
-            running += value
-            counts.append(running)
-        return counts
+
+# {job: {status: [finished runs, seconds]}} and {status: Totals} of every job (declared or not).
+PerJob = dict[str, dict[str, list]]
+Fleet = dict[str, Totals]
 
 
 def collect() -> list[Family]:
@@ -132,71 +132,60 @@ def collect() -> list[Family]:
     to send than the rows of jobs no longer declared cost to skip, and the fleet's counters must not
     fall when a job is removed from CRONJOBS."""
     states = health.snapshot()
-    return [*_fleet_families(states, history := totals()), *_job_families(states, history)]
+    per_job, fleet = totals()
+    return [*_fleet_families(states, fleet), *_job_families(states, per_job)]
 
 
-def totals() -> History:
-    """Count, seconds and runs per duration bucket of every job's finished runs, by status: RunTotal,
-    which database triggers keep (migration 0008), so this reads a few rows a job, not the history."""
-    history: History = defaultdict(dict)
+def totals() -> tuple[PerJob, Fleet]:
+    """Each job's finished runs by status, and the fleet's with their duration buckets: RunTotal, which
+    database triggers keep (migration 0008), so this reads a few rows a job, not the history."""
+    per_job: PerJob = defaultdict(dict)
+    fleet: Fleet = defaultdict(Totals)
     for job_name, status, bucket, count, seconds in RunTotal.objects.values_list(
         "job_name", "status", "bucket", "count", "duration_seconds"
     ):
-        into = history[job_name].get(status)
+        into = per_job[job_name].get(status)
         if into is None:
-            into = history[job_name][status] = Totals()
-        into.count += count
-        into.seconds += seconds
-        into.per_bucket[bucket] += count
-    return history
+            per_job[job_name][status] = [count, seconds]
+        else:
+            into[0] += count
+            into[1] += seconds
+        whole = fleet[status]
+        whole.count += count
+        whole.seconds += seconds
+        whole.per_bucket[bucket] += count
+    return per_job, fleet
 
 
-def _executed(per_status: dict[str, Totals]) -> Totals:
-    """The executed runs among a job's (or the fleet's) totals by status."""
-    found = [per_status[status] for status in EXECUTED if status in per_status]
-    if len(found) == 1:
-        return found[0]
-    executed = Totals()
-    for values in found:
-        executed.add(values)
-    return executed
-
-
-def _histogram(family: Family, labels: str, values: Totals, *, cut: bool) -> None:
-    """Cumulative buckets, +Inf, count and sum. `cut`: leave out the buckets above the first that holds
-    every run (they would repeat the count; histogram_quantile reads the same without them)."""
-    name, lines, count = family.name, family.lines, values.count
-    prefix, braces = (f"{{{labels},", f"{{{labels}}}") if labels else ("{", "")
+def _histogram(family: Family, values: Totals) -> None:
+    """Cumulative buckets, +Inf, count and sum."""
     running = 0
     for bound, value in zip(BOUNDS, values.per_bucket, strict=False):
         running += value
-        lines.append(f'{name}_bucket{prefix}le="{bound}"}} {number(running)}\n')
-        if cut and running == count:
-            break
-    written = number(count)
-    lines.append(f'{name}_bucket{prefix}le="+Inf"}} {written}\n')
-    lines.append(f"{name}_count{braces} {written}\n")
-    lines.append(f"{name}_sum{braces} {number(values.seconds)}\n")
+        family.add("_bucket", f'le="{bound}"', running)
+    family.add("_bucket", 'le="+Inf"', values.count)
+    family.add("_count", "", values.count)
+    family.add("_sum", "", values.seconds)
 
 
-def _fleet_families(states: list[health.JobHealth], history: History) -> list[Family]:
+def _fleet_families(states: list[health.JobHealth], fleet: Fleet) -> list[Family]:
     jobs = Family("cronjobs_jobs", "gauge", "Declared jobs, by the state /health/cron/ gives them.")
     counted = Counter(state.state for state in states)
     for state in STATES:
         jobs.add("", label("state", state), counted.get(state, 0))
-    per_status: dict[str, Totals] = defaultdict(Totals)
-    for by_status in history.values():
-        for status, values in by_status.items():
-            per_status[status].add(values)
     runs = Family("cronjobs_runs", "counter", "Finished runs of every job, by status (skips included).")
     for status in STATUSES:
-        runs.add("_total", label("status", status), per_status[status].count if status in per_status else 0)
+        runs.add("_total", label("status", status), fleet[status].count if status in fleet else 0)
     duration = Family("cronjobs_run_duration_seconds", "histogram", "How long the executed runs of every job took.")
-    _histogram(duration, "", _executed(per_status), cut=False)
+    executed = Totals()
+    for status in EXECUTED:
+        if status in fleet:
+            executed.add(fleet[status])
+    _histogram(duration, executed)
     return [jobs, runs, duration]
 
 
-def _job_families(states: list[health.JobHealth], history: History) -> list[Family]:
+def _job_families(states: list[health.JobHealth], per_job: PerJob) -> list[Family]:
     last_success = Family(
         "cronjobs_job_last_success_timestamp_seconds", "gauge", "When the job's last successful run finished."
     )
@@ -219,32 +208,37 @@ def _job_families(states: list[health.JobHealth], history: History) -> list[Fami
     )
     flags = {state: Family(name, "gauge", text) for state, (name, text) in FLAGS.items()}
     paused = Family("cronjobs_job_paused", "gauge", "1 when the job is paused (absent: it is not).")
-    # The hot loop of a scrape (once per declared job): lines appended directly.
+    # The hot loop of a scrape (once per declared job): lines appended directly, lookups hoisted.
     success_lines, run_lines, runs_lines = last_success.lines, last_run.lines, runs.lines
     failure_lines, duration_lines = failures.lines, duration.lines
-    empty: dict[str, Totals] = {}
+    succeeded, order = JobRun.Status.SUCCEEDED.value, {status: i for i, status in enumerate(STATUSES)}
+    alerts, executed_statuses = frozenset(map(str, ALERT_STATUSES)), frozenset(map(str, EXECUTED))
+    empty: dict[str, list] = {}
     for state in states:
-        job = label("job", state.job.name)
+        name = state.job.name
+        job = label("job", name)
         if state.last_success is not None:
-            success_lines.append(f"{last_success.name}{{{job}}} {floatToGoString(state.last_success.timestamp())}\n")
+            success_lines.append(
+                f"cronjobs_job_last_success_timestamp_seconds{{{job}}} {number(state.last_success.timestamp())}\n"
+            )
         last = state.last_run
         if last is not None:
-            run_lines.append(f"{last_run.name}{{{job}}} {floatToGoString(last.started_at.timestamp())}\n")
-            if last.status != JobRun.Status.SUCCEEDED:
+            run_lines.append(
+                f"cronjobs_job_last_run_timestamp_seconds{{{job}}} {number(last.started_at.timestamp())}\n"
+            )
+            if last.status != succeeded:
                 last_status.add("", f"{job},{label('status', last.status)}", 1)
-        per_status = history.get(state.job.name, empty)
+        per_status = per_job.get(name, empty)
         failed = executed = 0
         seconds = 0.0
-        for status in STATUSES:
-            values = per_status.get(status)
-            if values is None:
-                continue
-            runs_lines.append(f'cronjobs_job_runs_total{{{job},status="{status}"}} {number(values.count)}\n')
-            if status in ALERT_STATUSES:
-                failed += values.count
-            if status in EXECUTED:
-                executed += values.count
-                seconds += values.seconds
+        for status in per_status if len(per_status) < 2 else sorted(per_status, key=order.__getitem__):
+            count, spent = per_status[status]
+            runs_lines.append(f'cronjobs_job_runs_total{{{job},status="{status}"}} {number(count)}\n')
+            if status in alerts:
+                failed += count
+            if status in executed_statuses:
+                executed += count
+                seconds += spent
         failure_lines.append(f"cronjobs_job_failures_total{{{job}}} {number(failed)}\n")
         duration_lines.append(f"cronjobs_job_duration_seconds_count{{{job}}} {number(executed)}\n")
         duration_lines.append(f"cronjobs_job_duration_seconds_sum{{{job}}} {number(seconds)}\n")

@@ -338,3 +338,15 @@ def test_the_text_is_what_prometheus_clients_generate_latest_writes(settings):
     assert text.splitlines()[-1] == 'odd{job="a\\"b\\\\c\\nd"} 0.1'
     [family] = text_string_to_metric_families(text)
     assert family.samples[0].labels == {"job": 'a"b\\c\nd'}
+
+
+def test_numbers_are_written_as_prometheus_client_writes_them():
+    from prometheus_client.utils import floatToGoString
+
+    from cronjobs.metrics import number
+
+    values = [0, 1, 7, 999_999, 1_000_000, 0.1, 2.2, 1e-7, -3.5, -999_999.5, 123_456.789, 1_234_567.0]
+    values += [1.796673298058125e9, 1.5e9, 12_345_678.9, 1e15, 9.99e15, 9_999_999_999_999_998.0, 1e16, 1e20]
+    values += [float("inf"), float("-inf"), float("nan"), -1e7]
+    values += [1.7e9 + k * 0.123_457 for k in range(1_000)] + [10 ** (5 + k / 100) for k in range(1_200)]
+    assert [number(v) for v in values] == [floatToGoString(v) for v in values]
