@@ -362,6 +362,7 @@ WORK_MINUTES = ({100: 2, 1_000: 3}, {100: 1})
 TARGET_CPU_PER_FIRE = 0.050  # seconds
 SAMPLE_EVERY = 0.25  # seconds between looks at the schedulers' process trees
 SETTLE = 5.0  # seconds after the last judged minute ends: its last outcomes written
+CATCH_UP = 10  # `crontab work --catch-up`: a start does not fire the minute it starts in (unless in its first 10 s)
 
 
 def _stat(pid: int) -> list[str] | None:
@@ -437,7 +438,8 @@ def run_schedulers(ctx, jobs: int, minutes: int, schedulers: int = 1) -> dict:
         with open(log_path, "w") as out:
             procs.append(
                 subprocess.Popen(  # noqa: S603 - our own manage.py
-                    [sys.executable, "manage.py", "crontab", "work"],
+                    # --catch-up: no burst of the minute it starts in; the judged minutes are the whole ones after
+                    [sys.executable, "manage.py", "crontab", "work", "--catch-up", str(CATCH_UP)],
                     env=env,
                     cwd=REPO,
                     stdout=out,
