@@ -1,18 +1,17 @@
-"""Prometheus metrics of the jobs, computed from the run history on each scrape (right across processes and hosts).
+"""Prometheus metrics of the jobs, computed on each scrape from the database (right across processes and hosts).
 
-A custom exposition, not process-local counters: whichever process or machine ran a job, the run
-history in the database is the one record, so any web process answers the same. Five queries per
-scrape whatever the number of jobs and runs: three for the health snapshot, one aggregate of the
-history (per job, status and duration bucket), one of what retention pruned (so counters never go
-down when old runs are deleted).
+A custom exposition, not process-local counters: whichever process or machine ran a job, the database
+is the one record, so any web process answers the same. Four queries per scrape whatever the number
+of jobs and the length of the history: three for the health snapshot, one of the run totals
+(RunTotal: per job, status and duration bucket), which database triggers keep as runs finish, so a
+scrape never aggregates the history and counters never go down when retention deletes old runs.
 
 Label cardinality (docs/alerts.md, "Prometheus metrics"): the fleet is described by series without a
 `job` label (jobs by health state, runs by status, one duration histogram). Per job, a series only
 where it carries information: what differs from job to job and what an alert needs present before it
 changes (the last success and last run times, the failure counter, the run counts of the statuses
-the job has had, its duration histogram without the buckets above its longest run), and the 0/1
-gauges (late, failing, stuck, paused, the last status) only where they are 1. A healthy job whose
-runs take under a second is eight lines, whatever its history.
+the job has had, its duration's count and sum), and the 0/1 gauges (late, failing, stuck, paused,
+the last status) only where they are 1. A healthy job is six lines, whatever its history.
 
 Written in the text format of prometheus-client's `generate_latest`, byte for byte (a test parses our
 text with prometheus-client and writes it again with generate_latest): that function validates and
