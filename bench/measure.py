@@ -41,7 +41,7 @@ class Figure:
     baseline_label: str = ""
     target_label: str = ""
     met: bool | None = None
-    status: str = "ok"  # ok | unavailable | error
+    status: str = "ok"  # ok | unavailable (its code is not there yet) | skipped (left out by this run) | error
     note: str = ""
     extra: dict = field(default_factory=dict)
     unit: str = ""  # what a curve's size counts ("products", "rows", ...)
