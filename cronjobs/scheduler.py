@@ -97,6 +97,7 @@ class Runner:
     started: float
     stop_asked_at: float | None = None
     pidfd: int | None = None  # readable when the runner ends: the loop's wait wakes on it (Linux 5.3+)
+    ended: bool = False  # its pidfd said it ended (reap() collects it)
 
 
 @dataclass
@@ -255,12 +256,15 @@ class Scheduler:
 
     def idle(self, seconds: float) -> None:
         """Wait up to `seconds`, or until a runner ends: its place goes to the next queued fire at once
-        (with a full pool, a fixed sleep left a finished runner's place empty for up to POLL)."""
-        pidfds = [run.pidfd for run in self.running.values() if run.pidfd is not None]
-        if pidfds:
-            select.select(pidfds, [], [], seconds)
-        else:
+        (with a full pool, a fixed sleep left a finished runner's place empty for up to POLL). A runner
+        seen ended is not waited on again (were it never collected, the loop would spin)."""
+        waiting = {run.pidfd: run for run in self.running.values() if run.pidfd is not None and not run.ended}
+        if not waiting:
             time.sleep(seconds)
+            return
+        ready, _, _ = select.select(list(waiting), [], [], seconds)
+        for fd in ready:
+            waiting[fd].ended = True
 
     def seconds_to_next_event(self) -> float:
         now = self.clock()

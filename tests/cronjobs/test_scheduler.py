@@ -203,6 +203,7 @@ def test_a_full_pool_waits_for_a_runner_to_end_not_for_its_next_look():
     started = time.monotonic()
     sched.idle(60)
     assert time.monotonic() - started < 30  # woken by the runner's end, not at the end of the wait
+    assert sched.running[ended.pid].ended
     sched.reap()
     assert sched.running == {} and "finish succeed [" in sched.out.getvalue()
 
