@@ -30,7 +30,9 @@ class Figure:
 
     number: str
     title: str
-    kind: str  # "slower" (ours/baseline <= target), "faster" (baseline/ours >= target), "custom"
+    # "slower" (ours/baseline <= target), "faster" (baseline/ours >= target), "scale" (ours at the largest
+    # size <= target x ours at the smallest: the fleet figures' targets, bench/fleet.py), "custom"
+    kind: str
     target: float | None = None
     ours: float | None = None  # seconds (median)
     baseline: float | None = None  # seconds (median)
@@ -39,7 +41,7 @@ class Figure:
     baseline_label: str = ""
     target_label: str = ""
     met: bool | None = None
-    status: str = "ok"  # ok | unavailable | error
+    status: str = "ok"  # ok | unavailable (its code is not there yet) | skipped (left out by this run) | error
     note: str = ""
     extra: dict = field(default_factory=dict)
     unit: str = ""  # what a curve's size counts ("products", "rows", ...)
@@ -55,6 +57,8 @@ class Figure:
             self.met = headline_ratio(self.points, self.ours, self.baseline) <= self.target
         elif self.kind == "faster":
             self.met = 1 / headline_ratio(self.points, self.ours, self.baseline) >= self.target
+        elif self.kind == "scale" and self.target is not None and len(self.points) >= 2:
+            self.met = scale_ratio(self.points) <= self.target
         if len(self.points) >= 2:
             self.growth_met = point_ratio(self.points[-1]) <= point_ratio(self.points[0]) * GROWTH_TOLERANCE
 
@@ -66,22 +70,29 @@ def point_ratio(point: dict) -> float:
     return point.get("ratio") or point["ours"] / point["baseline"]
 
 
+def scale_ratio(points: list[dict]) -> float:
+    """ours at the largest size / ours at the smallest: how a "scale" figure is judged."""
+    return points[-1]["ours"] / points[0]["ours"]
+
+
 def headline_ratio(points: list[dict], ours: float, baseline: float) -> float:
     """ours / baseline as a figure is judged: at a curve's largest size, or of its single point."""
     return point_ratio(points[-1]) if points else ours / baseline
 
 
-def median_times(functions, *, runs: int, reset=None, warmup: bool = True) -> list[float]:
+def median_times(functions, *, runs: int, reset=None, warmup: bool = True, clock=time.perf_counter) -> list[float]:
     """Median seconds of each function; they alternate (in rotating order) after ``reset()``."""
-    return [statistics.median(s) if s else 0.0 for s in timed_runs(functions, runs=runs, reset=reset, warmup=warmup)]
+    timed = timed_runs(functions, runs=runs, reset=reset, warmup=warmup, clock=clock)
+    return [statistics.median(s) if s else 0.0 for s in timed]
 
 
-def timed_runs(functions, *, runs: int, reset=None, warmup: bool = True) -> list[list[float]]:
+def timed_runs(functions, *, runs: int, reset=None, warmup: bool = True, clock=time.perf_counter) -> list[list[float]]:
     """The seconds of every run of each function: ``runs`` rounds, each calling every function once, in
     rotating order, after ``reset()``.
 
     Interleaving puts ours and the baseline under the same cache, WAL and vacuum conditions, and a
-    round's calls within seconds of each other (see point_ratio).
+    round's calls within seconds of each other (see point_ratio). ``clock``: what a run's seconds are read
+    from (wall time; bench/fleet.py's CPU figures read the CPU of this process's finished children).
     """
     samples: list[list[float]] = [[] for _ in functions]
     if warmup:
@@ -95,9 +106,9 @@ def timed_runs(functions, *, runs: int, reset=None, warmup: bool = True) -> list
         for index in order:
             if reset:
                 reset()
-            started = time.perf_counter()
+            started = clock()
             functions[index]()
-            samples[index].append(time.perf_counter() - started)
+            samples[index].append(clock() - started)
     return samples
 
 
@@ -123,6 +134,8 @@ class Curve:
     figures: list[tuple[Figure, str, str]]
     reset: Callable[[int], object] | None = None  # before every call (not timed)
     finish: Callable[[], object] | None = None  # after the last size: leave the data as the next figure expects
+    clock: Callable[[], float] = time.perf_counter  # what the sides' seconds are read from (see timed_runs)
+    memory: bool = True  # peak RSS of ours in a fresh process (full run); False where ours is another process
 
 
 def measure_curve(curve: Curve, ctx) -> list[Figure]:
@@ -144,7 +157,8 @@ def measure_curve(curve: Curve, ctx) -> list[Figure]:
         median_times(functions, runs=0, reset=reset)
         round_seconds = time.perf_counter() - started
         runs = min(ctx.runs, max(ctx.min_runs, int(ctx.budget / max(round_seconds, 1e-6))))
-        samples = dict(zip(names, timed_runs(functions, runs=runs, reset=reset, warmup=False), strict=True))
+        timed = timed_runs(functions, runs=runs, reset=reset, warmup=False, clock=curve.clock)
+        samples = dict(zip(names, timed, strict=True))
         times = {name: statistics.median(seconds) for name, seconds in samples.items()}
         for figure, ours, baseline in curve.figures:
             point = {"size": size, "ours": times[ours], "baseline": times[baseline], "runs": runs}
@@ -162,7 +176,7 @@ def measure_curve(curve: Curve, ctx) -> list[Figure]:
         differ = [p for p in figure.points if p["counts"]["ours"] != p["counts"]["baseline"]]
         if differ:
             figure.note = f"the sides' counts differ at {differ[0]['size']:,}: {differ[0]['counts']}"
-    if not ctx.quick:  # a fresh process per figure: a full run's figure, not a development one
+    if not ctx.quick and curve.memory:  # a fresh process per figure: a full run's figure, not a development one
         measure_memory(curve, ctx)
     return [figure for figure, _, _ in curve.figures]
 

@@ -54,6 +54,13 @@ def draw(plt, number: str, entries: list[tuple[str, dict]]):
         ratios.plot(sizes, r, "o-", color=colour, label=db)
         ratios.hlines(r[0] * GROWTH_TOLERANCE, sizes[0], sizes[-1], colors=colour, linestyles=":", linewidth=1)
     times.plot([], [], "s--", color="grey", alpha=0.6, label="baseline (dashed)")
+    if first["kind"] == "scale" and first["target"]:  # the targets: ours at the largest vs the smallest
+        for db, figure in entries:
+            limit = figure["points"][0]["ours"] * 1000 * first["target"]
+            times.axhline(limit, color=COLOURS.get(db, "black"), linestyle=":", linewidth=1)
+        times.plot([], [], ":", color="grey", label=f"target: {first['target']:g}x ours at the smallest")
+    if first["extra"].get("limit_ms"):  # a custom figure's limit on ours (bench/fleet.py's 15a: CPU a fire)
+        times.axhline(first["extra"]["limit_ms"], color="black", linestyle=":", linewidth=1, label="limit")
     sizes = [p["size"] for p in first["points"]]
     for axes in (times, ratios):
         axes.set_xscale("log")

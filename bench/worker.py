@@ -49,6 +49,7 @@ class Context:
     quick: bool
     now: datetime
     workdir: str
+    explicit: frozenset = frozenset()  # the figures --figures named (bench/fleet.py's 15 runs in --quick only then)
 
     def sizes(self, key: str) -> list[int]:
         full, quick = SIZES[key]
@@ -575,6 +576,13 @@ def figure_8(ctx) -> Figure:
     return hostile(ctx)
 
 
+def fleet_figures() -> dict:
+    """bench/fleet.py's figures (issue 26: the engine at 10-10,000 declared jobs)."""
+    from bench import fleet
+
+    return fleet.FIGURES
+
+
 FIGURES = {
     "1": figure_1,
     "2": figure_2,
@@ -585,17 +593,19 @@ FIGURES = {
     "7": figure_7,
     "8": figure_8,
     "9": figure_9,
+    **fleet_figures(),
 }
-# Execution order: the restock curves while no order references a product, the cleanup's growing
-# customers last.
-ORDER = ["1", "2", "3", "4", "9", "6", "7", "8", "5"]
+# Execution order: the restock curves while no order references a product, the fleet figures (their own
+# tables), the cleanup's growing customers last.
+ORDER = ["1", "2", "3", "4", "9", "6", "7", "8", "10", "11", "12", "13", "14", "15", "5"]
 
 
 def run_figure(key: str, ctx) -> list[Figure]:
     produced = FIGURES[key](ctx)
-    if isinstance(produced, Curve):
-        produced = measure_curve(produced, ctx)
-    figures = produced if isinstance(produced, list) else [produced]
+    figures = []
+    for item in produced if isinstance(produced, list) else [produced]:
+        item = measure_curve(item, ctx) if isinstance(item, Curve) else item
+        figures += item if isinstance(item, list) else [item]
     for figure in figures:
         if figure.status == "ok" and figure.met is None:
             figure.judge()
@@ -605,7 +615,8 @@ def run_figure(key: str, ctx) -> list[Figure]:
 def memory_main(spec: str, ctx, out: Path) -> int:
     """The fresh process of one peak-RSS measurement: one side of a curve, once, at one size."""
     key, size, side = spec.split(":")
-    curve = FIGURES[key](ctx)
+    curves = FIGURES[key[:2]](ctx) if key[:2] in fleet_figures() else FIGURES[key](ctx)
+    curve = next(c for c in (curves if isinstance(curves, list) else [curves]) if c.key == key)
     size = int(size)
     curve.prepare(size)
     if curve.reset:
@@ -638,6 +649,7 @@ def main() -> int:
         quick=args.quick,
         now=now,
         workdir=str(workdir),
+        explicit=frozenset(filter(None, args.figures.split(","))),
     )
     if args.memory:
         return memory_main(args.memory, ctx, Path(args.out))

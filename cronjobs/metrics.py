@@ -1,158 +1,248 @@
-"""Prometheus metrics of every job, computed from the run history on each scrape (right across processes and hosts).
+"""Prometheus metrics of the jobs, computed on each scrape from the database (right across processes and hosts).
 
-A custom collector, not process-local counters: whichever process or machine ran a job, the run
-history in the database is the one record, so any web process answers the same. Four queries per
-scrape whatever the number of jobs and runs (two for the health snapshot, one aggregate of the
-history, one of what retention pruned, so counters never go down when old runs are deleted).
+A custom exposition, not process-local counters: whichever process or machine ran a job, the database
+is the one record, so any web process answers the same. Four queries per scrape whatever the number
+of jobs and the length of the history: three for the health snapshot, one of the run totals
+(RunTotal: per job, status and duration bucket), which database triggers keep as runs finish, so a
+scrape never aggregates the history and counters never go down when retention deletes old runs.
+
+Label cardinality (docs/alerts.md, "Prometheus metrics"): the fleet is described by series without a
+`job` label (jobs by health state, runs by status, one duration histogram). Per job, a series only
+where it carries information: what differs from job to job and what an alert needs present before it
+changes (the last success and last run times, the failure counter, the run counts of the statuses
+the job has had, its duration's count and sum), and the 0/1 gauges (late, failing, stuck, paused,
+the last status) only where they are 1. A healthy job is six lines, whatever its history.
+
+Written in the text format of prometheus-client's `generate_latest`, byte for byte (a test parses our
+text with prometheus-client and writes it again with generate_latest): that function validates and
+escapes every label of every sample, which at 10,000 jobs cost seconds a scrape.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from datetime import timedelta
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 
-from django.db.models import Count, Q, Sum
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
-from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
 from cronjobs import health
 from cronjobs.alerts import ALERT_STATUSES
-from cronjobs.models import JobRun, PrunedRunTotal
+from cronjobs.models import JobRun, RunTotal
 
-# Upper bounds (seconds) of the duration histogram: cron jobs take seconds to hours.
+# Upper bounds (seconds) of the duration histogram: cron jobs take seconds to hours. The database's
+# triggers sort runs into these (migration 0008): changing them needs a migration that rewrites those.
 DURATION_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
+BOUNDS = tuple(floatToGoString(bound) for bound in DURATION_BUCKETS)
 STATUSES = tuple(JobRun.Status.values)
 # Runs that executed the job, so have a duration worth a histogram (not skips, not missed slots).
 EXECUTED = (JobRun.Status.SUCCEEDED, JobRun.Status.FAILED, JobRun.Status.TIMED_OUT, JobRun.Status.INTERRUPTED)
+# Every state /health/cron/ can give a job, in the order cronjobs_jobs lists them.
+STATES = (
+    health.State.OK,
+    health.State.NEW,
+    health.State.RUNNING,
+    health.State.RETRYING,
+    health.State.LATE,
+    health.State.FAILING,
+    health.State.STUCK,
+    health.State.PAUSED,
+    health.State.DISABLED,
+)
+# Per-job 0/1 gauges of the job's health state, written only where they are 1.
+FLAGS = {
+    health.State.LATE: ("cronjobs_job_late", "1 when /health/cron/ reports the job late (absent: it is not)."),
+    health.State.FAILING: ("cronjobs_job_failing", "1 when /health/cron/ reports the job failing (absent: it is not)."),
+    health.State.STUCK: ("cronjobs_job_stuck", "1 when /health/cron/ reports the job's run stuck (absent: it is not)."),
+}
 
 
-class JobCollector(Collector):
-    """cronjobs_job_* metrics for every job in CRONJOBS."""
+# --- the text ---------------------------------------------------------------------------------------------
+@dataclass
+class Family:
+    """One metric family: its name as prometheus-client names it (a counter's without `_total`), type,
+    help, and its sample lines, already written."""
 
-    def collect(self):
-        states = health.snapshot()
-        names = [state.job.name for state in states]
-        stats = run_stats(JobRun.objects.filter(job_name__in=names))
-        _add_pruned(stats, PrunedRunTotal.objects.filter(job_name__in=names))
-        families = _families()
-        for state in states:
-            _add_job(families, state, stats.get(state.job.name, {}))
-        return list(families.values())
+    name: str
+    type: str
+    help: str
+    lines: list[str] = field(default_factory=list)
 
+    def add(self, suffix: str, labels: str, value: float) -> None:
+        """One sample; `labels` is the written label set without braces (names sorted), "" for none."""
+        braces = f"{{{labels}}}" if labels else ""
+        self.lines.append(f"{self.name}{suffix}{braces} {number(value)}\n")
 
-Stats = dict[str, dict[str, dict]]  # {job: {status: {"count": n, "duration": seconds, "buckets": [n, ...]}}}
-
-
-def run_stats(runs) -> Stats:
-    """Counts, total duration and duration buckets of the finished runs in `runs`, per job and status. One query."""
-    buckets = {
-        f"le_{i}": Count("id", filter=Q(duration__lte=timedelta(seconds=b))) for i, b in enumerate(DURATION_BUCKETS)
-    }
-    rows = (
-        runs.exclude(status=JobRun.Status.RUNNING)
-        .values("job_name", "status")
-        .annotate(
-            count=Count("id"),
-            total_duration=Sum("duration"),
-            **buckets,
-        )
-        .order_by()
-    )
-    stats: Stats = defaultdict(dict)
-    for row in rows:
-        per_status = stats[row["job_name"]]
-        seconds = row["total_duration"].total_seconds() if row["total_duration"] is not None else 0.0
-        counts = [row[f"le_{i}"] for i in range(len(DURATION_BUCKETS))]
-        per_status[row["status"]] = {"count": row["count"], "duration": seconds, "buckets": counts}
-    return stats
+    def text(self) -> str:
+        name = self.name + "_total" if self.type == "counter" else self.name
+        helptext = self.help.replace("\\", r"\\").replace("\n", r"\n")
+        return f"# HELP {name} {helptext}\n# TYPE {name} {self.type}\n" + "".join(self.lines)
 
 
-def _add_pruned(stats: Stats, totals) -> None:
-    for total in totals:
-        into = stats[total.job_name].setdefault(
-            total.status, {"count": 0, "duration": 0.0, "buckets": [0] * len(DURATION_BUCKETS)}
-        )
-        into["count"] += total.count
-        into["duration"] += total.duration_seconds
-        into["buckets"] = [a + b for a, b in zip(into["buckets"], _fit(total.buckets), strict=True)]
+def number(value: float) -> str:
+    """A sample value exactly as prometheus-client writes it (floatToGoString), without its general path for
+    the values a scrape writes by the ten thousand: counts, seconds and timestamps."""
+    if -1e6 < value < 1e6:  # (not NaN, not infinite): Python's repr, as Go writes it
+        return repr(float(value))
+    if 1e6 <= value < 1e16:  # a timestamp: Go switches to an exponent sooner than Python
+        text = repr(float(value))
+        dot = text.find(".")
+        return f"{text[0]}.{text[1:dot]}{text[dot + 1 :]}".rstrip("0.") + f"e+{dot - 1:02d}"
+    return floatToGoString(value)
 
 
-def _fit(buckets: list[int]) -> list[int]:
-    # Stored under an older DURATION_BUCKETS: counted in +Inf only, never lost.
-    return buckets if len(buckets) == len(DURATION_BUCKETS) else [0] * len(DURATION_BUCKETS)
-
-
-def fold_into_totals(runs) -> None:
-    """Add `runs` (about to be deleted by retention, in the caller's transaction) to PrunedRunTotal."""
-    for job_name, per_status in run_stats(runs).items():
-        for status, values in per_status.items():
-            total, _ = PrunedRunTotal.objects.select_for_update().get_or_create(job_name=job_name, status=status)
-            total.count += values["count"]
-            total.duration_seconds += values["duration"]
-            total.buckets = [a + b for a, b in zip(_fit(total.buckets), values["buckets"], strict=True)]
-            total.save()
-
-
-def _families() -> dict[str, object]:
-    job, status = ["job"], ["job", "status"]
-    return {
-        "last_success": GaugeMetricFamily(
-            "cronjobs_job_last_success_timestamp_seconds", "When the job's last successful run finished.", labels=job
-        ),
-        "last_run": GaugeMetricFamily(
-            "cronjobs_job_last_run_timestamp_seconds", "When the job's last run (not a skip) started.", labels=job
-        ),
-        "last_status": GaugeMetricFamily(
-            "cronjobs_job_last_status",
-            "1 for the status of the job's last run (not a skip), 0 for the others.",
-            labels=status,
-        ),
-        "runs": CounterMetricFamily(
-            "cronjobs_job_runs", "Finished runs in the kept run history, by status (skips included).", labels=status
-        ),
-        "failures": CounterMetricFamily(
-            "cronjobs_job_failures",
-            "Failed, timed-out, missed and interrupted runs in the kept run history.",
-            labels=job,
-        ),
-        "duration": HistogramMetricFamily(
-            "cronjobs_job_duration_seconds", "How long the job's executed runs took.", labels=job
-        ),
-        "late": GaugeMetricFamily("cronjobs_job_late", "1 when /health/cron/ reports the job late.", labels=job),
-        "failing": GaugeMetricFamily(
-            "cronjobs_job_failing", "1 when /health/cron/ reports the job failing.", labels=job
-        ),
-        "paused": GaugeMetricFamily("cronjobs_job_paused", "1 when the job is paused.", labels=job),
-    }
-
-
-def _add_job(families: dict, state: health.JobHealth, stats: dict[str, dict]) -> None:
-    name = state.job.name
-    if state.last_success is not None:
-        families["last_success"].add_metric([name], state.last_success.timestamp())
-    last = state.last_run
-    if last is not None:
-        families["last_run"].add_metric([name], last.started_at.timestamp())
-        for status in STATUSES:
-            families["last_status"].add_metric([name, status], 1.0 if last.status == status else 0.0)
-    for status in STATUSES:
-        families["runs"].add_metric([name, status], stats.get(status, {}).get("count", 0))
-    families["failures"].add_metric([name], sum(stats.get(s, {}).get("count", 0) for s in ALERT_STATUSES))
-    executed = [stats[s] for s in EXECUTED if s in stats]
-    cumulative = [sum(s["buckets"][i] for s in executed) for i in range(len(DURATION_BUCKETS))]
-    buckets = [(floatToGoString(bound), value) for bound, value in zip(DURATION_BUCKETS, cumulative, strict=True)]
-    buckets.append(("+Inf", sum(s["count"] for s in executed)))
-    families["duration"].add_metric([name], buckets, sum_value=sum(s["duration"] for s in executed))
-    families["late"].add_metric([name], 1.0 if state.state == health.State.LATE else 0.0)
-    families["failing"].add_metric([name], 1.0 if state.state == health.State.FAILING else 0.0)
-    families["paused"].add_metric([name], 1.0 if state.pause is not None else 0.0)
+def label(name: str, value: str) -> str:
+    """`name="value"`, the value escaped as the text format wants."""
+    if "\\" in value or "\n" in value or '"' in value:
+        value = value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+    return f'{name}="{value}"'
 
 
 def exposition() -> bytes:
-    """The Prometheus text format of every job's metrics (what GET /metrics answers)."""
-    from prometheus_client import generate_latest
+    """The Prometheus text format of the jobs' metrics (what GET /metrics answers)."""
+    return "".join(family.text() for family in collect()).encode()
 
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(JobCollector())
-    return generate_latest(registry)
+
+# --- the numbers --------------------------------------------------------------------------------------------
+@dataclass
+class Totals:
+    """Finished runs of one status (of one job, or of every job): count, seconds, and per duration bucket."""
+
+    count: int = 0
+    seconds: float = 0.0
+    # Runs in each duration bucket (not cumulative): index i holds runs over bound i-1 and at most bound i;
+    # the last, runs over the longest bound or without a duration.
+    per_bucket: list[int] = field(default_factory=lambda: [0] * (len(DURATION_BUCKETS) + 1))
+
+    def add(self, other: Totals) -> None:
+        self.count += other.count
+        self.seconds += other.seconds
+        self.per_bucket = [a + b for a, b in zip(self.per_bucket, other.per_bucket, strict=True)]
+
+
+# {job: {status: [finished runs, seconds]}} and {status: Totals} of every job (declared or not).
+PerJob = dict[str, dict[str, list]]
+Fleet = dict[str, Totals]
+
+
+def collect() -> list[Family]:
+    """Every family, from one health snapshot and the run totals.
+
+    The totals are read whole, not filtered by the declared names: a list of 10,000 names costs more
+    to send than the rows of jobs no longer declared cost to skip, and the fleet's counters must not
+    fall when a job is removed from CRONJOBS."""
+    states = health.snapshot()
+    per_job, fleet = totals()
+    return [*_fleet_families(states, fleet), *_job_families(states, per_job)]
+
+
+def totals() -> tuple[PerJob, Fleet]:
+    """Each job's finished runs by status, and the fleet's with their duration buckets: RunTotal, which
+    database triggers keep (migration 0008), so this reads a few rows a job, not the history."""
+    per_job: PerJob = defaultdict(dict)
+    fleet: Fleet = defaultdict(Totals)
+    for job_name, status, bucket, count, seconds in RunTotal.objects.values_list(
+        "job_name", "status", "bucket", "count", "duration_seconds"
+    ):
+        into = per_job[job_name].get(status)
+        if into is None:
+            per_job[job_name][status] = [count, seconds]
+        else:
+            into[0] += count
+            into[1] += seconds
+        whole = fleet[status]
+        whole.count += count
+        whole.seconds += seconds
+        whole.per_bucket[bucket] += count
+    return per_job, fleet
+
+
+def _histogram(family: Family, values: Totals) -> None:
+    """Cumulative buckets, +Inf, count and sum."""
+    running = 0
+    for bound, value in zip(BOUNDS, values.per_bucket, strict=False):
+        running += value
+        family.add("_bucket", f'le="{bound}"', running)
+    family.add("_bucket", 'le="+Inf"', values.count)
+    family.add("_count", "", values.count)
+    family.add("_sum", "", values.seconds)
+
+
+def _fleet_families(states: list[health.JobHealth], fleet: Fleet) -> list[Family]:
+    jobs = Family("cronjobs_jobs", "gauge", "Declared jobs, by the state /health/cron/ gives them.")
+    counted = Counter(state.state for state in states)
+    for state in STATES:
+        jobs.add("", label("state", state), counted.get(state, 0))
+    runs = Family("cronjobs_runs", "counter", "Finished runs of every job, by status (skips included).")
+    for status in STATUSES:
+        runs.add("_total", label("status", status), fleet[status].count if status in fleet else 0)
+    duration = Family("cronjobs_run_duration_seconds", "histogram", "How long the executed runs of every job took.")
+    executed = Totals()
+    for status in EXECUTED:
+        if status in fleet:
+            executed.add(fleet[status])
+    _histogram(duration, executed)
+    return [jobs, runs, duration]
+
+
+def _job_families(states: list[health.JobHealth], per_job: PerJob) -> list[Family]:
+    last_success = Family(
+        "cronjobs_job_last_success_timestamp_seconds", "gauge", "When the job's last successful run finished."
+    )
+    last_run = Family(
+        "cronjobs_job_last_run_timestamp_seconds", "gauge", "When the job's last run (not a skip) started."
+    )
+    last_status = Family(
+        "cronjobs_job_last_status",
+        "gauge",
+        "1 for the status of the job's last run (not a skip); absent when it succeeded or the job never ran.",
+    )
+    runs = Family(
+        "cronjobs_job_runs", "counter", "Finished runs, by status (skips included); statuses the job has had."
+    )
+    failures = Family("cronjobs_job_failures", "counter", "Failed, timed-out, missed and interrupted runs.")
+    duration = Family(
+        "cronjobs_job_duration_seconds",
+        "summary",
+        "How long the job's executed runs took: count and sum (buckets: cronjobs_run_duration_seconds).",
+    )
+    flags = {state: Family(name, "gauge", text) for state, (name, text) in FLAGS.items()}
+    paused = Family("cronjobs_job_paused", "gauge", "1 when the job is paused (absent: it is not).")
+    # The hot loop of a scrape (once per declared job): lines appended directly, lookups hoisted.
+    success_lines, run_lines, runs_lines = last_success.lines, last_run.lines, runs.lines
+    failure_lines, duration_lines = failures.lines, duration.lines
+    succeeded, order = JobRun.Status.SUCCEEDED.value, {status: i for i, status in enumerate(STATUSES)}
+    alerts, executed_statuses = frozenset(map(str, ALERT_STATUSES)), frozenset(map(str, EXECUTED))
+    empty: dict[str, list] = {}
+    for state in states:
+        name = state.job.name
+        job = label("job", name)
+        if state.last_success is not None:
+            success_lines.append(
+                f"cronjobs_job_last_success_timestamp_seconds{{{job}}} {number(state.last_success.timestamp())}\n"
+            )
+        last = state.last_run
+        if last is not None:
+            run_lines.append(
+                f"cronjobs_job_last_run_timestamp_seconds{{{job}}} {number(last.started_at.timestamp())}\n"
+            )
+            if last.status != succeeded:
+                last_status.add("", f"{job},{label('status', last.status)}", 1)
+        per_status = per_job.get(name, empty)
+        failed = executed = 0
+        seconds = 0.0
+        for status in per_status if len(per_status) < 2 else sorted(per_status, key=order.__getitem__):
+            count, spent = per_status[status]
+            runs_lines.append(f'cronjobs_job_runs_total{{{job},status="{status}"}} {number(count)}\n')
+            if status in alerts:
+                failed += count
+            if status in executed_statuses:
+                executed += count
+                seconds += spent
+        failure_lines.append(f"cronjobs_job_failures_total{{{job}}} {number(failed)}\n")
+        duration_lines.append(f"cronjobs_job_duration_seconds_count{{{job}}} {number(executed)}\n")
+        duration_lines.append(f"cronjobs_job_duration_seconds_sum{{{job}}} {number(seconds)}\n")
+        if state.state in flags:
+            flags[state.state].add("", job, 1)
+        if state.pause is not None:
+            paused.add("", job, 1)
+    return [last_success, last_run, last_status, runs, failures, duration, *flags.values(), paused]

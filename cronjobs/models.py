@@ -171,27 +171,30 @@ class ScheduledJob(JobRun):
         default_permissions = ()
 
 
-class PrunedRunTotal(models.Model):
-    """What retention deleted, per job and status, so /metrics counters never go down when history is pruned.
+class RunTotal(models.Model):
+    """Finished runs of a job, per status and duration bucket: the totals /metrics reads, so a scrape costs
+    the number of jobs, not the length of the history.
 
-    Written only by cronjobs.retention (through cronjobs.metrics.fold_into_totals), in the transaction
-    that deletes the runs; the metrics add it to the counts of the history still kept.
+    Kept by database triggers on cronjobs_jobrun (migration 0008), in the statement that inserts a
+    finished run or finishes a running one, whichever process or host writes it; no Python writes here.
+    Deleting history (retention) leaves the totals as they are, so counters never go down.
     """
 
     job_name = models.CharField(max_length=100)
     status = models.CharField(max_length=20)
-    count = models.PositiveBigIntegerField(default=0)
+    # Index in cronjobs.metrics.DURATION_BUCKETS of the first bound the run's duration is at or under;
+    # len(DURATION_BUCKETS) for longer runs and runs without a duration.
+    bucket = models.PositiveSmallIntegerField()
+    count = models.BigIntegerField(default=0)
     duration_seconds = models.FloatField(default=0.0)
-    # Runs at or under each bound of cronjobs.metrics.DURATION_BUCKETS, in that order.
-    buckets = models.JSONField(default=list)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["job_name", "status"], name="cronjobs_prunedruntotal_one_per_status")
+            models.UniqueConstraint(fields=["job_name", "status", "bucket"], name="cronjobs_runtotal_one_per_bucket")
         ]
 
     def __str__(self) -> str:
-        return f"{self.job_name} {self.status}: {self.count} pruned"
+        return f"{self.job_name} {self.status} bucket {self.bucket}: {self.count}"
 
 
 class SchedulerBeat(models.Model):

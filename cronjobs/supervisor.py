@@ -144,7 +144,7 @@ class Supervisor:
     kill_wait: float = 0.0  # seconds from SIGTERM to SIGKILL, when it came to that
     lease_lost: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _done: bool = False
+    _done: threading.Event = field(default_factory=threading.Event)  # set when the child has ended
     _pid: int = 0
     _started: float = 0.0
     _renewed: float = 0.0  # time.monotonic() when the last successful renewal began (or the start)
@@ -160,7 +160,7 @@ class Supervisor:
         try:
             status = self._follow(child)
         finally:
-            self._done = True
+            self._done.set()  # the watchdog wakes at once, not at its next look
             watchdog.join()
             for fd in (child.output, child.results, child.pidfd):
                 if fd is not None:
@@ -321,7 +321,7 @@ class Supervisor:
         # another host may close the run.
         margin = min(1.0, every / 2)
         fence = max(2 * every, ttl - stop_wait - margin)
-        while not self._done:
+        while not self._done.is_set():
             now = time.monotonic()
             if self.stop_reason == "" and _stop_signal is not None:
                 self.stop_signal = _stop_signal
@@ -342,7 +342,7 @@ class Supervisor:
                 self.killed = True
                 self.kill_wait = now - self.stop_sent_at
                 _kill_group(child.pid, signal.SIGKILL)
-            time.sleep(WATCH_INTERVAL)
+            self._done.wait(WATCH_INTERVAL)
 
     def _request_stop(self, reason: str) -> None:
         with self._lock:

@@ -1,5 +1,6 @@
 """`make bench`'s arithmetic and data growth: the growth verdict, the fits, the tables growing to a size."""
 
+import os
 from datetime import UTC, datetime
 
 import pytest
@@ -68,3 +69,78 @@ def test_tables_grow_and_shrink_to_each_size():
     assert Customer.objects.count() == 1000 and Order.objects.count() == 600 * data.ORDERS_PER_CUSTOMER
     # An order's total is its lines' sum (the triggers), 0 for the orders built without lines.
     assert Order.objects.filter(total_amount=0).count() == 540 * data.ORDERS_PER_CUSTOMER
+
+
+# --- the fleet figures (bench/fleet.py, issue 26) ----------------------------------------------------------
+def test_a_scale_figure_is_judged_on_ours_at_the_largest_size_against_ours_at_the_smallest():
+    figure = Figure("10", "health", "scale", 10, ours_label="ours", baseline_label="base", unit="jobs")
+    for size, ours, baseline in ((10, 0.004, 0.001), (10_000, 0.036, 0.008)):
+        figure.points.append({"size": size, "ours": ours, "baseline": baseline, "runs": 3})
+    figure.judge()
+    assert figure.met is True  # 9x ours at 10 jobs
+    assert figure.growth_met is True  # ours/baseline 4.0 -> 4.5
+    row = summary_row("10", {"name": "postgresql"}, figure.__dict__)
+    assert "| 9.00x ours at 10 | ≤ 10x ours at 10 | met |" in row
+    figure.points[-1]["ours"] = 0.041
+    figure.judge()
+    assert figure.met is False and figure.growth_met is False
+
+
+def test_the_fleet_settings_declare_the_fleet_the_figures_measure(monkeypatch):
+    import importlib
+    import sys
+
+    from bench import fleet
+
+    monkeypatch.setenv("BENCH_FLEET_JOBS", "61")
+    sys.modules.pop("bench.fleet_settings", None)
+    module = importlib.import_module("bench.fleet_settings")
+    assert module.CRONJOBS == fleet.fleet(61)
+    assert module.CRONJOBS[60] == ("0 * * * *", "bench.jobs.noop", {"name": "job_60"})
+    monkeypatch.setenv("BENCH_FLEET_SCHEDULE", "* * * * *")
+    assert importlib.reload(module).CRONJOBS == fleet.fleet(61, "* * * * *")
+    sys.modules.pop("bench.fleet_settings", None)
+
+
+@pytest.mark.django_db
+def test_the_fleet_is_seeded_as_the_issue_measured_it_and_the_baselines_answer(settings, capsys):
+    from django.test import Client
+
+    from bench import fleet, fleet_baseline
+    from cronjobs.models import JobRun
+
+    fleet.seed(5, failing=1)
+    assert sorted(JobRun.objects.values_list("job_name", "status")) == [
+        ("job_0", "failed"),
+        *((f"job_{i}", "succeeded") for i in range(1, 5)),
+    ]
+    settings.CRONJOBS = fleet.fleet(5)
+    settings.ROOT_URLCONF = "bench.fleet_urls"
+    settings.CRONJOBS_METRICS_TOKEN = fleet.TOKEN
+    assert Client().get("/bench/fleet/health").json() == {"status": "error", "never": 1}  # job_0 never succeeded
+    assert Client().get("/bench/fleet/metrics").status_code == 404  # the product's own access rule
+    text = Client().get("/bench/fleet/metrics", HTTP_AUTHORIZATION=f"Bearer {fleet.TOKEN}").content.decode()
+    assert 'cronjobs_job_runs_total{job="job_0",status="failed"} 1' in text.splitlines()
+    fleet_baseline.show(failing=True)
+    assert capsys.readouterr().out.splitlines() == ["  job_0  [0 * * * *]  last run: failed", "5 jobs, 1 failing"]
+
+
+def test_the_show_failing_hook_reads_the_command_s_own_options():
+    from bench.fleet import command_has
+
+    assert command_has("--scheduled-for") is True
+    assert command_has("--no-such-option") is False
+
+
+def test_the_process_tree_holds_the_children(tmp_path):
+    import subprocess
+    import sys
+
+    from bench.fleet import tree
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert child.pid in tree(os.getpid())
+    finally:
+        child.kill()
+        child.wait()
