@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from django.db.models import Max, Q
+from django.db import connection
+from django.db.models import Max
 
 from cronjobs import dbclock
-from cronjobs.models import JobPause, JobRun
+from cronjobs.models import JobLatest, JobPause, JobRun
 from cronjobs.reaper import dead_reason, with_lease_state
 from cronjobs.registry import Job, get_registry, start_limit
 from cronjobs.runner import retry_delay
@@ -33,17 +35,45 @@ class State:
 RETRY_MARGIN = timedelta(seconds=60)
 
 
-@dataclass(frozen=True)
 class JobHealth:
-    job: Job
-    state: str
-    next_run: datetime | None
-    previous_run: datetime | None
-    grace: timedelta
-    last_run: JobRun | None
-    last_success: datetime | None
-    error: str = ""  # why the job cannot be scheduled (a broken entry), or why its run is stuck
-    pause: JobPause | None = None
+    """One job's state in a snapshot. `last_run` (the JobRun) is read when first asked for: the snapshot
+    reads the runs of the jobs whose last run did not succeed eagerly and the others' together, in one
+    query, if anyone asks (the admin page, `crontab show`); /health/cron/ and /metrics never do."""
+
+    __slots__ = ("job", "state", "next_run", "previous_run", "grace", "error", "pause", "_row", "_runs", "_timing")
+
+    def __init__(self, job, state, timing, runs, row, error="", pause=None):
+        self.job: Job = job
+        self.state: str = state
+        self.previous_run: datetime | None = timing.previous_run
+        self.next_run: datetime | None = timing.next_run
+        self.grace: timedelta = timing.grace
+        self.error: str = error  # why the job cannot be scheduled (a broken entry), or why its run is stuck
+        self.pause: JobPause | None = pause
+        self._row = row  # the job's JobLatest row: (last run id, its status, its start, last success) or None
+        self._runs: _LastRuns = runs
+        self._timing: _Timing = timing
+
+    def __repr__(self) -> str:
+        return f"<JobHealth {self.job.name}: {self.state}>"
+
+    @property
+    def last_run(self) -> JobRun | None:
+        """The job's last run that was not a skip."""
+        return self._runs.get(self.job.name)
+
+    @property
+    def last_status(self) -> str | None:
+        return self._row[1] if self._row else None
+
+    @property
+    def last_started(self) -> datetime | None:
+        return self._runs.parse(self._row[2]) if self._row else None
+
+    @property
+    def last_success(self) -> datetime | None:
+        """When the job's last successful run finished."""
+        return self._runs.parse(self._row[3]) if self._row else None
 
     @property
     def next_start(self) -> datetime | None:
@@ -52,13 +82,14 @@ class JobHealth:
 
     @property
     def healthy(self) -> bool:
-        return self.state in (State.OK, State.NEW, State.RUNNING, State.DISABLED, State.PAUSED, State.RETRYING)
+        return self.state in HEALTHY
 
     @property
     def problem(self) -> str:
         if self.state == State.LATE:
             since = self.last_success.isoformat() if self.last_success else "never"
-            return f"late: last success {since}, due {self.previous_run.isoformat()} (+{self.grace} grace)"
+            due = self._timing.overdue.astimezone(self.job.zone).isoformat()
+            return f"late: last success {since}, due {due} (+{self._timing.overdue_grace} grace)"
         if self.error:
             return f"{self.state}: {self.error}"
         if self.state == State.FAILING:
@@ -95,48 +126,160 @@ class JobHealth:
         }
 
 
+HEALTHY = frozenset((State.OK, State.NEW, State.RUNNING, State.DISABLED, State.PAUSED, State.RETRYING))
+
+
+class _LastRuns:
+    """The last run of each job of one snapshot: those read with it, the rest in one query when first
+    asked for; and the parser of the snapshot's timestamps."""
+
+    def __init__(self, ids: dict[str, int], read: dict[str, JobRun], parse: Callable[[str | None], datetime | None]):
+        self.ids, self.read, self.parse, self.complete = ids, read, parse, False
+
+    def get(self, name: str) -> JobRun | None:
+        if name not in self.ids:
+            return None
+        if name not in self.read and not self.complete:
+            self.complete = True
+            wanted = [run_id for job_name, run_id in self.ids.items() if job_name not in self.read]
+            self.read.update((run.job_name, run) for run in JobRun.objects.filter(id__in=wanted))
+        return self.read.get(name)
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def job_grace(job: Job, now: datetime) -> timedelta:
-    """How late the job's latest minute may be run before the job is late: its start limit."""
-    return start_limit(job, job.latest_run(now))
+# Up to this many jobs, the snapshot's queries name them; beyond, they read every row and skip the
+# undeclared (a list of thousands of names costs more to send than the few extra rows cost to skip).
+NAMED_QUERY_MAX = 200
+
+
+@dataclass(frozen=True)
+class _Timing:
+    """What a schedule says at the snapshot's `now`: computed once per distinct schedule, zone and grace."""
+
+    previous_run: datetime | None = None  # the latest due minute, in the job's zone
+    next_run: datetime | None = None
+    grace: timedelta = timedelta(0)  # the start limit of previous_run
+    # The latest due minute whose start limit has passed (in UTC), and that limit: a job with no success
+    # since that minute is late.
+    overdue: datetime | None = None
+    overdue_grace: timedelta = timedelta(0)
+    error: str = ""
+
+    @classmethod
+    def of(cls, job: Job, now: datetime) -> _Timing:
+        try:
+            previous_run = job.latest_run(now)
+            overdue = _overdue_minute(job, now)
+            return cls(
+                previous_run,
+                job.next_run(now),
+                start_limit(job, previous_run),
+                overdue.astimezone(UTC),
+                start_limit(job, overdue),
+            )
+        except Exception as exc:  # a schedule croniter cannot place (check refuses these; be safe anyway)
+            return cls(error=f"cannot schedule {job.schedule!r}: {exc}")
+
+
+def _overdue_minute(job: Job, now: datetime) -> datetime:
+    """The latest due minute `m` with m + start limit(m) < now. Not always the latest due minute: an
+    every-minute job's latest minute is always within its limit, the one before need not be."""
+    if job.grace is not None:
+        return job.latest_run(now - timedelta(seconds=job.grace, microseconds=1))
+    minute = job.latest_run(now)
+    # The default limit is at most the interval to the next fire, so the second minute back has passed.
+    for _ in range(2):
+        if minute.astimezone(UTC) + start_limit(job, minute) < now:
+            break
+        minute = job.latest_run(minute - timedelta(minutes=1))
+    return minute
+
+
+NO_TIMING = _Timing()
 
 
 def snapshot(jobs: list[Job] | None = None, *, now: datetime | None = None) -> list[JobHealth]:
-    """The health of each job (CRONJOBS order). Three queries, whatever the number of jobs and runs."""
-    now = now or dbclock.now()
+    """The health of each job (CRONJOBS order), in two or three queries whatever the number of jobs
+    and runs: each job's JobLatest row (kept by triggers), the pauses, and the runs of the jobs whose
+    last run did not succeed (failing or running: their details decide the state)."""
+    now = (now or dbclock.now()).astimezone(UTC)
     jobs = list(get_registry().jobs if jobs is None else jobs)
-    names = [job.name for job in jobs]
-    latest = {
-        row["job_name"]: row
-        for row in JobRun.objects.filter(job_name__in=names)
-        .values("job_name")
-        .annotate(
-            last_success=Max("finished_at", filter=Q(status=JobRun.Status.SUCCEEDED)),
-            last_id=Max("id", filter=~Q(status=JobRun.Status.SKIPPED)),
-        )
-    }
-    last_ids = [row["last_id"] for row in latest.values() if row["last_id"]]
-    rows = with_lease_state(JobRun.objects.filter(id__in=last_ids)) if last_ids else []
-    last_runs = {run.job_name: run for run in rows}
-    paused = {pause.job_name: pause for pause in JobPause.objects.filter(job_name__in=names)}
-    return [_health(job, now, latest.get(job.name, {}), last_runs.get(job.name), paused.get(job.name)) for job in jobs]
+    names = [job.name for job in jobs] if len(jobs) <= NAMED_QUERY_MAX else None
+    latest, parse = _latest_rows(names)
+    pauses = JobPause.objects.all() if names is None else JobPause.objects.filter(job_name__in=names)
+    paused = {pause.job_name: pause for pause in pauses}
+    succeeded = JobRun.Status.SUCCEEDED
+    declared = {job.name for job in jobs} if names is None else latest
+    unsettled = [row[0] for name, row in latest.items() if row[1] != succeeded and name in declared]
+    read = {run.job_name: run for run in with_lease_state(JobRun.objects.filter(id__in=unsettled))} if unsettled else {}
+    runs = _LastRuns({name: row[0] for name, row in latest.items()}, read, parse)
+    timings: dict[tuple, _Timing] = {}
+    found = []
+    for job in jobs:  # the hot loop (once per declared job): the common case decided inline
+        row, pause = latest.get(job.name), paused.get(job.name)
+        key = (job.schedule, job.timezone, job.grace)
+        timing = timings.get(key)
+        if timing is None:
+            timing = timings[key] = _Timing.of(job, now)
+        if job.problems or timing.error or (row is not None and row[1] != succeeded):
+            found.append(_unusual(job, now, timing, row, runs, pause))
+            continue
+        if not job.enabled:
+            state = State.DISABLED
+        elif pause is not None:
+            state = State.PAUSED
+        elif row is None:
+            state = State.NEW
+        elif row[3] is None or parse(row[3]) < timing.overdue:
+            state = State.LATE
+        else:
+            state = State.OK
+        found.append(JobHealth(job, state, timing, runs, row, pause=pause))
+    return found
 
 
-def _health(job: Job, now: datetime, row: dict, last_run: JobRun | None, pause: JobPause | None = None) -> JobHealth:
-    last_success = row.get("last_success")
+def _latest_rows(names: list[str] | None) -> tuple[dict[str, tuple], Callable[[str | None], datetime | None]]:
+    """{job: (last run id, its status, its start, last success)} from JobLatest, and the parser of its
+    timestamps. They come back as text and are parsed when needed: the driver's timezone-aware
+    conversion costs more per value than the rest of the row, and most are never looked at."""
+    vendor = connection.vendor
+    text = "{}::text" if vendor == "postgresql" else "CAST({} AS TEXT)"  # SQLite's driver would parse them too
+    sql = (
+        f"SELECT job_name, last_id, last_status, {text.format('last_started_at')}, {text.format('last_success_at')} "
+        f"FROM {JobLatest._meta.db_table}"
+    )
+    params: list = []
+    if names is not None:
+        if not names:
+            return {}, _parse_timestamp(vendor)
+        sql += f" WHERE job_name IN ({', '.join(['%s'] * len(names))})"
+        params = names
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {row[0]: row[1:] for row in cursor.fetchall()}, _parse_timestamp(vendor)
+
+
+def _parse_timestamp(vendor: str) -> Callable[[str | None], datetime | None]:
+    def aware(value: str | None) -> datetime | None:  # '2026-12-07 10:00:00.123456+00': the session is in UTC
+        return datetime.fromisoformat(value) if value else None
+
+    def naive_utc(value: str | None) -> datetime | None:  # SQLite keeps UTC without an offset
+        return datetime.fromisoformat(value).replace(tzinfo=UTC) if value else None
+
+    return aware if vendor == "postgresql" else naive_utc
+
+
+def _unusual(job: Job, now: datetime, timing: _Timing, row, runs: _LastRuns, pause: JobPause | None) -> JobHealth:
+    """A job that cannot run, whose schedule cannot be placed, or whose last run did not succeed."""
     if job.problems:
         error = "cannot run: " + "; ".join(p.msg for p in job.problems)
-        return JobHealth(job, State.FAILING, None, None, timedelta(0), last_run, last_success, error, pause)
-    try:
-        grace = job_grace(job, now)
-        previous_run = job.latest_run(now)
-        next_run = job.next_run(now)
-    except Exception as exc:  # a schedule croniter cannot place (check refuses these; be safe anyway)
-        error = f"cannot schedule {job.schedule!r}: {exc}"
-        return JobHealth(job, State.FAILING, None, None, timedelta(0), last_run, last_success, error, pause)
+        return JobHealth(job, State.FAILING, NO_TIMING, runs, row, error, pause)
+    if timing.error:
+        return JobHealth(job, State.FAILING, NO_TIMING, runs, row, timing.error, pause)
+    last_run = runs.get(job.name)
     stuck = _stuck(last_run, now)
     if not job.enabled:
         state = State.DISABLED
@@ -147,16 +290,14 @@ def _health(job: Job, now: datetime, row: dict, last_run: JobRun | None, pause: 
     elif last_run is not None and last_run.status in FAILED_STATUSES:
         state = State.FAILING
     elif stuck:
-        return JobHealth(job, State.STUCK, next_run, previous_run, grace, last_run, last_success, stuck, pause)
+        return JobHealth(job, State.STUCK, timing, runs, row, stuck, pause)
     elif last_run is not None and last_run.status == JobRun.Status.RUNNING:
         state = State.RUNNING
-    elif last_run is None:
-        state = State.NEW
-    elif previous_run + grace < now and (last_success is None or last_success < previous_run):
+    elif timing.overdue is not None and (row[3] is None or runs.parse(row[3]) < timing.overdue):
         state = State.LATE
     else:
         state = State.OK
-    return JobHealth(job, state, next_run, previous_run, grace, last_run, last_success, pause=pause)
+    return JobHealth(job, state, timing, runs, row, pause=pause)
 
 
 def _retry_pending(job: Job, last_run: JobRun, now: datetime) -> bool:

@@ -9,27 +9,24 @@ clock is off, and `no scheduler` when jobs are due and nothing alive fires them.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import secrets
 import socket
 from datetime import timedelta
 
-from django.conf import settings
-
-from cronjobs import dbclock
+from cronjobs import dbclock, registry
 from cronjobs.models import SchedulerBeat
+from cronjobs.registry import get_registry
 
 # A scheduler whose last tick is older than this is gone (it ticks every minute).
 ALIVE_WITHIN = timedelta(seconds=150)
 
 
 def cronjobs_version(cronjobs=None) -> str:
-    """A short hash of a CRONJOBS value: two processes with the same settings have the same one."""
-    value = getattr(settings, "CRONJOBS", []) if cronjobs is None else cronjobs
-    text = json.dumps(value, sort_keys=True, default=repr)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    """A short hash of a CRONJOBS value (default: settings.CRONJOBS, hashed once per registry)."""
+    if cronjobs is None:
+        return get_registry().version
+    return registry.cronjobs_version(cronjobs)
 
 
 class Heartbeat:

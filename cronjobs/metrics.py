@@ -220,13 +220,12 @@ def _job_families(states: list[health.JobHealth], per_job: PerJob) -> list[Famil
             success_lines.append(
                 f"cronjobs_job_last_success_timestamp_seconds{{{job}}} {number(state.last_success.timestamp())}\n"
             )
-        last = state.last_run
-        if last is not None:
+        if state.last_started is not None:
             run_lines.append(
-                f"cronjobs_job_last_run_timestamp_seconds{{{job}}} {number(last.started_at.timestamp())}\n"
+                f"cronjobs_job_last_run_timestamp_seconds{{{job}}} {number(state.last_started.timestamp())}\n"
             )
-            if last.status != succeeded:
-                last_status.add("", f"{job},{label('status', last.status)}", 1)
+            if state.last_status != succeeded:
+                last_status.add("", f"{job},{label('status', state.last_status)}", 1)
         per_status = per_job.get(name, empty)
         failed = executed = 0
         seconds = 0.0

@@ -197,6 +197,26 @@ class RunTotal(models.Model):
         return f"{self.job_name} {self.status} bucket {self.bucket}: {self.count}"
 
 
+class JobLatest(models.Model):
+    """Each job's last run (not a skip) and last success: what /health/cron/, the admin, `crontab show`
+    and /metrics read for every declared job, so they cost a row a job, not a scan of the history.
+
+    Kept by database triggers on cronjobs_jobrun (migration 0009), in the statement that inserts, updates
+    or deletes a run, whichever process or host writes it; no Python writes here. It always equals what
+    the history says: a change that takes the last run or the last success away looks them up again,
+    and a job with no run left (skips aside) has no row.
+    """
+
+    job_name = models.CharField(max_length=100, primary_key=True)
+    last_id = models.BigIntegerField()  # the newest run that is not a skip
+    last_status = models.CharField(max_length=20)  # its status, start and
+    last_started_at = models.DateTimeField()
+    last_success_at = models.DateTimeField(null=True)  # the latest finish of a succeeded run
+
+    def __str__(self) -> str:
+        return f"{self.job_name}: last run #{self.last_id}"
+
+
 class SchedulerBeat(models.Model):
     """A scheduler process (`crontab work` or Celery beat) saying it is alive: one row per process, its
     last tick on the database's clock, the CRONJOBS it runs, and what is wrong with a newer one."""

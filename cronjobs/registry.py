@@ -30,7 +30,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib import import_module
 from types import MappingProxyType
 from typing import Any
@@ -372,6 +372,11 @@ class Registry:
     @property
     def jobs(self) -> tuple[Job, ...]:
         return self._parse_all()[0]
+
+    @cached_property
+    def version(self) -> str:
+        """A short hash of the CRONJOBS value read: two processes with the same settings have the same one."""
+        return cronjobs_version(self._source)
 
     @property
     def problems(self) -> tuple[Problem, ...]:
@@ -751,6 +756,12 @@ def _parse_all(cronjobs: Any) -> tuple[tuple[Job, ...], tuple[Problem, ...]]:
 
 
 _registry: Registry | None = None
+
+
+def cronjobs_version(cronjobs: Any) -> str:
+    """A short hash of a CRONJOBS value (the scheduler's heartbeat says which one it runs)."""
+    text = json.dumps(cronjobs, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def get_registry() -> Registry:

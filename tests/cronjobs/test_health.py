@@ -106,6 +106,22 @@ def test_within_grace_is_not_late(client, jobs, settings):
     assert client.get("/health/cron/?jobs=all").status_code == 503
 
 
+@pytest.mark.parametrize(("finished_ago", "state"), [(timedelta(seconds=85), "ok"), (timedelta(minutes=2), "late")])
+def test_an_every_minute_job_is_late_once_the_minute_before_this_one_passed_without_a_success(
+    client, settings, finished_ago, state
+):
+    # At 12:48:30 the 12:48 minute is within its 1-minute limit, but 12:47's has passed: a success since
+    # 12:47:00 is on time, an older one is late. (Before: only the latest minute was compared, which an
+    # every-minute job is always within, so one whose scheduler had died read "ok" forever.)
+    settings.CRONJOBS = [("* * * * *", "tests.cronjobs.health_jobs.noop", {"name": "minutely"})]
+    JobRunFactory(job_name="minutely", started_at=NOW - finished_ago - timedelta(seconds=2))
+    body = client.get("/health/cron/?jobs=all").json()
+    assert states(body) == {"minutely": state}
+    if state == "late":
+        [job] = body["jobs"]
+        assert "due 2026-03-02T12:47:00+00:00 (+0:01:00 grace)" in job["problem"]
+
+
 def test_disabled_job_ignored(client, settings):
     settings.CRONJOBS = [("* * * * *", "tests.cronjobs.health_jobs.noop", {"name": "off", "enabled": False})]
     JobRunFactory(job_name="off", status="failed", started_at=NOW - timedelta(days=1))
