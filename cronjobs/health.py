@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -50,7 +49,7 @@ class JobHealth:
         self.grace: timedelta = timing.grace
         self.error: str = error  # why the job cannot be scheduled (a broken entry), or why its run is stuck
         self.pause: JobPause | None = pause
-        self._row = row  # the job's JobLatest row: (last run id, its status, its start, last success) or None
+        self._row = row  # the job's JobLatest row as _latest_rows reads it, or None
         self._runs: _LastRuns = runs
         self._timing: _Timing = timing
 
@@ -64,16 +63,17 @@ class JobHealth:
 
     @property
     def last_status(self) -> str | None:
-        return self._row[1] if self._row else None
-
-    @property
-    def last_started(self) -> datetime | None:
-        return self._runs.parse(self._row[2]) if self._row else None
+        return self._row[0] if self._row else None
 
     @property
     def last_success(self) -> datetime | None:
         """When the job's last successful run finished."""
-        return self._runs.parse(self._row[3]) if self._row else None
+        return parse_utc_text(self._row[1]) if self._row else None
+
+    @property
+    def last_started(self) -> datetime | None:
+        """When the job's last run started (a snapshot taken with `starts=True`)."""
+        return parse_utc_text(self._row[2]) if self._row else None
 
     @property
     def next_start(self) -> datetime | None:
@@ -130,19 +130,26 @@ HEALTHY = frozenset((State.OK, State.NEW, State.RUNNING, State.DISABLED, State.P
 
 
 class _LastRuns:
-    """The last run of each job of one snapshot: those read with it, the rest in one query when first
-    asked for; and the parser of the snapshot's timestamps."""
+    """The last run of each job of one snapshot: the unsettled ones (not succeeded) read with it, the
+    rest in one query when first asked for, through JobLatest (no list of ids to send)."""
 
-    def __init__(self, ids: dict[str, int], read: dict[str, JobRun], parse: Callable[[str | None], datetime | None]):
-        self.ids, self.read, self.parse, self.complete = ids, read, parse, False
+    def __init__(self, names: list[str] | None):
+        self.names, self.read, self.complete = names, {}, False
+
+    def _rows(self, latest):
+        if self.names is not None:
+            latest = latest.filter(job_name__in=self.names)
+        return JobRun.objects.filter(id__in=latest.values("last_id"))
+
+    def read_unsettled(self) -> None:
+        unsettled = JobLatest.objects.exclude(last_status=JobRun.Status.SUCCEEDED)
+        self.read.update((run.job_name, run) for run in with_lease_state(self._rows(unsettled)))
 
     def get(self, name: str) -> JobRun | None:
-        if name not in self.ids:
-            return None
         if name not in self.read and not self.complete:
             self.complete = True
-            wanted = [run_id for job_name, run_id in self.ids.items() if job_name not in self.read]
-            self.read.update((run.job_name, run) for run in JobRun.objects.filter(id__in=wanted))
+            for run in self._rows(JobLatest.objects.all()):
+                self.read.setdefault(run.job_name, run)
         return self.read.get(name)
 
 
@@ -166,6 +173,7 @@ class _Timing:
     # since that minute is late.
     overdue: datetime | None = None
     overdue_grace: timedelta = timedelta(0)
+    overdue_key: str = ""  # overdue as minute_text()
     error: str = ""
 
     @classmethod
@@ -179,6 +187,7 @@ class _Timing:
                 start_limit(job, previous_run),
                 overdue.astimezone(UTC),
                 start_limit(job, overdue),
+                minute_text(overdue),
             )
         except Exception as exc:  # a schedule croniter cannot place (check refuses these; be safe anyway)
             return cls(error=f"cannot schedule {job.schedule!r}: {exc}")
@@ -201,31 +210,33 @@ def _overdue_minute(job: Job, now: datetime) -> datetime:
 NO_TIMING = _Timing()
 
 
-def snapshot(jobs: list[Job] | None = None, *, now: datetime | None = None) -> list[JobHealth]:
+def snapshot(jobs: list[Job] | None = None, *, now: datetime | None = None, starts: bool = False) -> list[JobHealth]:
     """The health of each job (CRONJOBS order), in two or three queries whatever the number of jobs
     and runs: each job's JobLatest row (kept by triggers), the pauses, and the runs of the jobs whose
-    last run did not succeed (failing or running: their details decide the state)."""
+    last run did not succeed (failing or running: their details decide the state). `starts`: read each
+    job's last start too (JobHealth.last_started: /metrics)."""
     now = (now or dbclock.now()).astimezone(UTC)
     jobs = list(get_registry().jobs if jobs is None else jobs)
     names = [job.name for job in jobs] if len(jobs) <= NAMED_QUERY_MAX else None
-    latest, parse = _latest_rows(names)
+    latest = _latest_rows(names, starts)
     pauses = JobPause.objects.all() if names is None else JobPause.objects.filter(job_name__in=names)
     paused = {pause.job_name: pause for pause in pauses}
     succeeded = JobRun.Status.SUCCEEDED
-    declared = {job.name for job in jobs} if names is None else latest
-    unsettled = [row[0] for name, row in latest.items() if row[1] != succeeded and name in declared]
-    read = {run.job_name: run for run in with_lease_state(JobRun.objects.filter(id__in=unsettled))} if unsettled else {}
-    runs = _LastRuns({name: row[0] for name, row in latest.items()}, read, parse)
+    runs = _LastRuns(names)
+    if any(row[0] != succeeded for row in latest.values()):
+        runs.read_unsettled()
     timings: dict[tuple, _Timing] = {}
     found = []
+    append = found.append
     for job in jobs:  # the hot loop (once per declared job): the common case decided inline
-        row, pause = latest.get(job.name), paused.get(job.name)
+        name = job.name
+        row, pause = latest.get(name), paused.get(name)
         key = (job.schedule, job.timezone, job.grace)
         timing = timings.get(key)
         if timing is None:
             timing = timings[key] = _Timing.of(job, now)
-        if job.problems or timing.error or (row is not None and row[1] != succeeded):
-            found.append(_unusual(job, now, timing, row, runs, pause))
+        if job.problems or timing.error or (row is not None and row[0] != succeeded):
+            append(_unusual(job, now, timing, row, runs, pause))
             continue
         if not job.enabled:
             state = State.DISABLED
@@ -233,43 +244,45 @@ def snapshot(jobs: list[Job] | None = None, *, now: datetime | None = None) -> l
             state = State.PAUSED
         elif row is None:
             state = State.NEW
-        elif row[3] is None or parse(row[3]) < timing.overdue:
+        elif row[1] is None or row[1] < timing.overdue_key:  # both UTC 'YYYY-MM-DD HH:MM:SS...': they sort
             state = State.LATE
         else:
             state = State.OK
-        found.append(JobHealth(job, state, timing, runs, row, pause=pause))
+        append(JobHealth(job, state, timing, runs, row, "", pause))
     return found
 
 
-def _latest_rows(names: list[str] | None) -> tuple[dict[str, tuple], Callable[[str | None], datetime | None]]:
-    """{job: (last run id, its status, its start, last success)} from JobLatest, and the parser of its
-    timestamps. They come back as text and are parsed when needed: the driver's timezone-aware
-    conversion costs more per value than the rest of the row, and most are never looked at."""
-    vendor = connection.vendor
-    text = "{}::text" if vendor == "postgresql" else "CAST({} AS TEXT)"  # SQLite's driver would parse them too
-    sql = (
-        f"SELECT job_name, last_id, last_status, {text.format('last_started_at')}, {text.format('last_success_at')} "
-        f"FROM {JobLatest._meta.db_table}"
-    )
+def _latest_rows(names: list[str] | None, starts: bool) -> dict[str, tuple]:
+    """{job: (last status, last success, [last start])} from JobLatest, the times as UTC text
+    'YYYY-MM-DD HH:MM:SS[.ffffff]', which sorts as the times do: most are only compared, and the driver's
+    conversion to aware datetimes costs more per value than the rest of the row."""
+    if connection.vendor == "postgresql":
+        text = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"
+    else:  # stored so already; as text, or the driver would convert them too
+        text = "CAST({} AS TEXT)"
+    columns = ["job_name", "last_status", text.format("last_success_at")]
+    if starts:
+        columns.append(text.format("last_started_at"))
+    sql = f"SELECT {', '.join(columns)} FROM {JobLatest._meta.db_table}"
     params: list = []
     if names is not None:
         if not names:
-            return {}, _parse_timestamp(vendor)
+            return {}
         sql += f" WHERE job_name IN ({', '.join(['%s'] * len(names))})"
         params = names
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return {row[0]: row[1:] for row in cursor.fetchall()}, _parse_timestamp(vendor)
+        return {row[0]: row[1:] for row in cursor.fetchall()}
 
 
-def _parse_timestamp(vendor: str) -> Callable[[str | None], datetime | None]:
-    def aware(value: str | None) -> datetime | None:  # '2026-12-07 10:00:00.123456+00': the session is in UTC
-        return datetime.fromisoformat(value) if value else None
+def minute_text(minute: datetime) -> str:
+    """A whole minute written to compare with _latest_rows' times: without a fraction, so a time at that
+    very minute, written with or without one (SQLite leaves a zero fraction out), is not before it."""
+    return minute.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
-    def naive_utc(value: str | None) -> datetime | None:  # SQLite keeps UTC without an offset
-        return datetime.fromisoformat(value).replace(tzinfo=UTC) if value else None
 
-    return aware if vendor == "postgresql" else naive_utc
+def parse_utc_text(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value).replace(tzinfo=UTC) if value else None
 
 
 def _unusual(job: Job, now: datetime, timing: _Timing, row, runs: _LastRuns, pause: JobPause | None) -> JobHealth:
@@ -293,7 +306,7 @@ def _unusual(job: Job, now: datetime, timing: _Timing, row, runs: _LastRuns, pau
         return JobHealth(job, State.STUCK, timing, runs, row, stuck, pause)
     elif last_run is not None and last_run.status == JobRun.Status.RUNNING:
         state = State.RUNNING
-    elif timing.overdue is not None and (row[3] is None or runs.parse(row[3]) < timing.overdue):
+    elif timing.overdue is not None and (row[1] is None or row[1] < timing.overdue_key):
         state = State.LATE
     else:
         state = State.OK

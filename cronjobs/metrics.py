@@ -130,7 +130,7 @@ def collect() -> list[Family]:
     The totals are read whole, not filtered by the declared names: a list of 10,000 names costs more
     to send than the rows of jobs no longer declared cost to skip, and the fleet's counters must not
     fall when a job is removed from CRONJOBS."""
-    states = health.snapshot()
+    states = health.snapshot(starts=True)
     per_job, fleet = totals()
     return [*_fleet_families(states, fleet), *_job_families(states, per_job)]
 

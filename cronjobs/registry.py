@@ -126,6 +126,13 @@ def schedule_error(schedule: Any) -> str | None:
     """Why `schedule` is not a schedule that both cron and croniter accept, or None when it is."""
     if not isinstance(schedule, str):
         return f"the schedule must be a string, not {type(schedule).__name__}"
+    return _schedule_text_error(schedule)
+
+
+@lru_cache(maxsize=4096)
+def _schedule_text_error(schedule: str) -> str | None:
+    # Once per distinct schedule: ten thousand jobs share a handful, and croniter's checks are the
+    # costliest part of parsing an entry.
     text = schedule.strip()
     if text != schedule or "\n" in schedule or "%" in schedule:
         return "the schedule has surrounding whitespace, a newline or a '%'"

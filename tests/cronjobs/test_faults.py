@@ -311,11 +311,14 @@ def test_check_refuses_a_schedule_that_never_fires():
 def unschedulable(settings, monkeypatch, tmp_path):
     """A job check would refuse, slipped past it: every reader must report it, not crash."""
     monkeypatch.setattr(registry_module, "_never_fires", lambda text: None)
+    registry_module._schedule_text_error.cache_clear()  # checked once per distinct schedule, then cached
     settings.CRONJOBS = [("0 0 30 2 *", f"{JOBS}.succeed", {"name": "never"}), ("* * * * *", f"{JOBS}.succeed")]
     fake = tmp_path / "crontab"
     fake.write_text("#!/bin/sh\nexit 0\n")
     fake.chmod(0o755)
     settings.CRONTAB_EXECUTABLE = str(fake)
+    yield
+    registry_module._schedule_text_error.cache_clear()  # what it cached without the check
 
 
 @pytest.mark.django_db
