@@ -186,13 +186,25 @@ ZONED_FIRE_TOLERANCE = timedelta(minutes=1)  # cron starts a line within its min
 def scheduled_slot(job: Job, now: datetime) -> datetime | None:
     """The minute a scheduled (`--scheduled`) run started at `now` is for: the latest due minute.
 
-    None, for a zoned job, when `now` is not a due minute in the job's zone (its line fires at every
-    minute that can be due, see cron_schedule): the run then quietly does nothing.
+    None, for a zoned job, when its crontab line fired at a minute that is not due in the job's zone
+    (the line fires at every minute that can be due, see cron_schedule): the run then quietly does
+    nothing. A run started late at a minute the line never fires at (a Kubernetes pod whose image took
+    minutes to pull) is late, not extra: it claims the latest due minute.
     """
     slot = job.latest_run(now)
-    if job.zoned and now.astimezone(UTC).replace(second=0, microsecond=0) - slot > ZONED_FIRE_TOLERANCE:
+    minute = now.astimezone(UTC).replace(second=0, microsecond=0)
+    if job.zoned and minute - slot > ZONED_FIRE_TOLERANCE and _line_fired(job, minute):
         return None
     return slot
+
+
+def _line_fired(job: Job, minute: datetime) -> bool:
+    """Whether the job's crontab line fires at `minute` or the one before (a run may spill over)."""
+    expression, zone = cron_schedule(job, minute.year), schedule_timezone()
+    return any(
+        croniter.match(expression, (minute - back).astimezone(zone).replace(tzinfo=None))
+        for back in (timedelta(0), ZONED_FIRE_TOLERANCE)
+    )
 
 
 def _offset_shifts(job: Job, year: int) -> tuple[set[int], set[tuple[int, int]]]:

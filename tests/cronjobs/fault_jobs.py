@@ -57,10 +57,3 @@ def slow_update(product_id, seconds):
             [product_id, seconds],
         )
     return "updated"
-
-
-def lose_database(sqlite_folder):
-    """Take the SQLite database (its folder, with the WAL files) away while the run is open."""
-    connection.close()
-    os.rename(sqlite_folder, f"{sqlite_folder}.away")
-    return "the job itself succeeded"

@@ -125,12 +125,6 @@ def test_the_command_a_cronjob_runs_records_the_run(settings, shared_db, world_d
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(
-    strict=True,
-    reason="cronjobs/system_crontab.scheduled_slot: a zoned job's `--scheduled` run more than a minute after its "
-    "minute records nothing (the tolerance exists for the crontab line that fires at extra minutes); a pod that "
-    "starts late (image pull) loses its run. Needs a way to claim the latest due minute without it.",
-)
 def test_a_zoned_jobs_pod_starting_late_still_runs():
     due = datetime(2026, 7, 1, 0, 30, tzinfo=UTC)  # 02:30 in Berlin (summer time)
     assert get_registry().get("berlin.nightly").is_due(due)

@@ -423,24 +423,6 @@ def test_an_outcome_the_database_refuses_once_is_saved_on_retry(settings, monkey
     assert refusals and JobRun.objects.get(pk=record.pk).status == "succeeded"
 
 
-@pytest.mark.slow
-def test_an_outcome_that_cannot_be_saved_exits_4_not_job_failed(shared_db, world_dir):
-    if shared_db.sqlite_path is None:
-        pytest.skip("takes the SQLite database file away; the retry itself is tested on every database above")
-    folder = shared_db.sqlite_path.parent
-    cronjobs = [["* * * * *", f"{FAULTS}.lose_database", [str(folder)]]]
-    config = write_config(world_dir, shared_db, CRONJOBS=cronjobs, CRONJOBS_SAVE_RETRY_DELAYS=[0.01, 0.01])
-    away = Path(f"{folder}.away")
-    try:
-        result = manage("crontab", "run", "lose_database", config=config)
-    finally:
-        if away.exists():
-            os.rename(away, folder)
-    # Before: exit 1 ("the job failed") although the job succeeded.
-    assert result.returncode == 4, result.stderr
-    assert "succeeded but its outcome could not be recorded" in result.stderr and "Traceback" not in result.stderr
-
-
 # --- Job logs ------------------------------------------------------------------------------------------
 class _FullDisk:
     """joblog's `os`, whose writes fail as on a full disk (only joblog's: the engine's own pipes still work)."""

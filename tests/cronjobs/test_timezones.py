@@ -137,12 +137,22 @@ def test_a_weekday_job_in_a_zone_without_dst_keeps_its_days(settings):
 
 
 @pytest.mark.django_db
-def test_a_start_at_a_minute_not_due_in_the_jobs_zone_is_quiet_and_records_nothing():
-    with travel(datetime(2026, 7, 1, 1, 30, 2, tzinfo=UTC), tick=False):  # 03:30 in Berlin
+@pytest.mark.parametrize("second", [2, 70])  # 70: a start that spilled into the next minute
+def test_a_start_at_a_minute_not_due_in_the_jobs_zone_is_quiet_and_records_nothing(second):
+    with travel(datetime(2026, 7, 1, 1, 30, tzinfo=UTC) + timedelta(seconds=second), tick=False):  # 03:30 Berlin
         out, err = io.StringIO(), io.StringIO()
         call_command("crontab", "run", "berlin_0230", "--scheduled", stdout=out, stderr=err)
     assert (out.getvalue(), err.getvalue()) == ("", "")
     assert not JobRun.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_start_late_at_a_minute_the_line_never_fires_claims_the_latest_due_minute():
+    # A Kubernetes pod that took 150 s to start (the line fires at :00 and :30 of 00 and 01 UTC only).
+    with travel(datetime(2026, 7, 1, 0, 32, 30, tzinfo=UTC), tick=False):
+        call_command("crontab", "run", "berlin_0230", "--scheduled", stdout=io.StringIO(), stderr=io.StringIO())
+    (run,) = JobRun.objects.all()
+    assert run.scheduled_for == datetime(2026, 7, 1, 0, 30, tzinfo=UTC)  # 02:30 in Berlin
 
 
 def test_the_timezone_option_is_checked():

@@ -177,6 +177,27 @@ def test_a_partition_mid_run_keeps_the_real_outcome_beside_the_record_and_never_
     assert [n["host"] for n in kit.executions("cutoff") if n["what"] == "start"].count("hostA") == 1
 
 
+def test_a_run_whose_database_stays_away_exits_4_saying_its_outcome_was_not_recorded(kit):
+    """The job succeeded, the database never came back within the save retries: exit 4 (not the job's
+    "failed"), one line that says so, and the record claims no more than it knew (still `running`, left to
+    its lease)."""
+    release = kit.folder / "release"
+    kit.configure(
+        CRONJOBS=[hold("unsaved", 120, kit.folder, release=str(release), timeout=150)],
+        CRONJOBS_SAVE_RETRY_DELAYS=[0.1, 0.1],
+    )
+    a = kit.host("hostA")
+    process = a.run_scheduled("unsaved")
+    run = kit.wait_until("hostA running unsaved", lambda: (r := running("unsaved")) and r.renewed_at and r)
+    a.proxy.cut()
+    release.touch()  # the job ends well at once, before its supervisor could miss a lease renewal
+    assert process.wait() == 4, process.output
+    assert f"run #{run.pk} of unsaved succeeded but its outcome could not be recorded" in process.output
+    assert "Traceback" not in process.output
+    a.proxy.heal()
+    assert JobRun.objects.get(pk=run.pk).status == JobRun.Status.RUNNING
+
+
 def test_a_partitioned_host_stops_its_job_before_its_lease_expires_and_says_so_once_healed(kit):
     kit.configure(CRONJOBS=[hold("stranded", 120, kit.folder, timeout=150)])
     a, process, run = partitioned_run(kit, "stranded")
