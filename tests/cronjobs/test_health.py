@@ -1,5 +1,6 @@
 """/health/ and /health/cron/: each state, the 503, and a query count independent of the job count."""
 
+import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -95,6 +96,14 @@ def test_each_state_and_503(client, jobs):
     assert body["late"] == ["fresh", "hourly_late"] and body["failing"] == ["hourly_failing"]
     problems = {job["name"]: job["problem"] for job in body["jobs"]}
     assert problems["hourly_failing"].startswith("failing: last run #") and "boom" in problems["hourly_failing"]
+
+
+def test_an_unhealthy_answer_is_not_logged_as_a_server_error_at_each_poll(client, jobs, caplog):
+    JobRunFactory(job_name="hourly_failing", status="failed", started_at=NOW - timedelta(minutes=7))
+    with caplog.at_level(logging.INFO, logger="django.request"):
+        assert client.get("/health/cron/").status_code == 503
+    # Before: "ERROR django.request Service Unavailable: /health/cron/" at every poll of a monitor.
+    assert [r.getMessage() for r in caplog.records if r.name == "django.request"] == []
 
 
 def test_within_grace_is_not_late(client, jobs, settings):

@@ -128,23 +128,23 @@ def processes_with(variable: str) -> set[int]:
     return found
 
 
+def _signal_all(pids: set[int], signum: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+
 def freeze_and_kill(roots: list[int], variable: str) -> set[int]:
     """SIGKILL a host's processes at once, as a machine dies: the trees under `roots` and every process
     whose environment holds `variable`. Every one is stopped first (so none forks or reacts meanwhile),
     then all are killed. Returns the pids killed."""
     stopped: set[int] = set()
     while new := (process_tree(roots) | processes_with(variable)) - stopped:
-        for pid in new:
-            try:
-                os.kill(pid, signal.SIGSTOP)
-            except ProcessLookupError:
-                pass
+        _signal_all(new, signal.SIGSTOP)
         stopped |= new
-    for pid in stopped:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    _signal_all(stopped, signal.SIGKILL)
     return stopped
 
 
@@ -159,6 +159,7 @@ class Host:
     folder: Path
     skew: str | None = None  # libfaketime offset, e.g. "+90s", "-90s", "+10m"
     procs: list[Proc] = field(default_factory=list)
+    paused: set[int] = field(default_factory=set)
 
     def env(self, **extra) -> dict:
         env = clean_env(
@@ -231,6 +232,15 @@ class Host:
         for proc in self.procs:
             proc.process.wait(30)
         return killed
+
+    def pause(self) -> None:
+        """The machine hangs: SIGSTOP every process of this host until resume()."""
+        roots = [proc.process.pid for proc in self.procs if proc.process.poll() is None]
+        self.paused = process_tree(roots) | processes_with(f"CRONJOBS_TEST_CONFIG={self.config}")
+        _signal_all(self.paused, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        _signal_all(self.paused, signal.SIGCONT)
 
     def output(self) -> str:
         return "\n".join(f"--- {proc.name} (exit {proc.process.poll()})\n{proc.output}" for proc in self.procs)
