@@ -40,9 +40,10 @@ serve: $(VENV)/.runtime
 test: $(VENV)/.dev
 	$(BIN)/pytest -m "not slow" -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
-# Every tier, slow tests included (what .ci/run runs on PostgreSQL + Redis).
+# Every tier, slow tests included (what .ci/run runs on PostgreSQL + Redis). The slow tests, collected
+# first (tests/conftest.py), are handed out two at a time so they wait side by side.
 test-all: $(VENV)/.dev
-	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --maxschedchunk 2 $(PYTEST_ARGS)
 
 # Prints figures, never fails on them: see bench/RESULTS.md, docs/testing.md. BENCH_ARGS="--quick --figures 1,5".
 bench: $(VENV)/.dev

@@ -47,6 +47,19 @@ def pytest_report_header(config):
     ]
 
 
+def pytest_collection_modifyitems(config, items):
+    """The tests that mostly wait (multi-host cases first, then the other `slow` ones) go first, so that
+    pytest-xdist hands them out while every worker is free instead of leaving them to one at the end
+    (with `--maxschedchunk 2`, as make test-all passes: a worker takes two tests at a time)."""
+
+    def rank(item) -> int:
+        if item.get_closest_marker("multihost") is not None:
+            return 0
+        return 1 if item.get_closest_marker("slow") is not None else 2
+
+    items.sort(key=rank)  # stable: the collection order within each rank
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
     for marker in reachable.CHECKS:
