@@ -93,7 +93,8 @@ def active_sleeps() -> int:
 @pytest.mark.postgres
 def test_a_timed_out_statement_is_cancelled_and_never_commits_later(shared_db, world_dir):
     product = ProductFactory(stock=24)
-    cronjobs = [["* * * * *", f"{FAULTS}.slow_update", [product.pk, 5], {}, {"timeout": 0.5}]]
+    # A timeout long enough for the job's process to be connected and inside the UPDATE on a loaded machine.
+    cronjobs = [["* * * * *", f"{FAULTS}.slow_update", [product.pk, 10], {}, {"timeout": 2}]]
     result = manage("crontab", "run", "slow_update", config=write_config(world_dir, shared_db, CRONJOBS=cronjobs))
     assert result.returncode == 1, result.stderr
     (run,) = shared_db.runs("slow_update")
