@@ -119,10 +119,16 @@ class Settings:
 def getter(path: str, *, client=None, expect=(200,), **headers):
     """A side that GETs `path` through the test client and returns the body's size."""
 
+    made = []
+
     def get(size):
         from django.test import Client
 
-        response = (client() if callable(client) else client or Client()).get(path, **headers)
+        if client is None and not made:
+            # One client for the whole curve: a new Client builds a new handler, whose middleware set-up
+            # (WhiteNoise scanning the static files) cost ~10 ms a request and hid the view's own time.
+            made.append(Client())
+        response = (client() if callable(client) else client or made[0]).get(path, **headers)
         if response.status_code not in expect:
             raise RuntimeError(
                 f"GET {path} at {size:,} jobs answered {response.status_code}: {response.content[:300]!r}"

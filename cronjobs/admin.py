@@ -1,15 +1,19 @@
 """The run history (read-only) and the "Scheduled jobs" page with Run now, Pause and Resume, in the Django admin."""
 
+from html import escape
 from urllib.parse import quote
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.middleware.csrf import get_token
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.http import urlencode
+from django.utils.safestring import mark_safe
+from django.utils.timezone import localtime
 
 from cronjobs import health, pausing, runner
 from cronjobs.access import may_see_traceback
@@ -118,6 +122,59 @@ class _Links:
         return self._actions[action].replace(self.MARK, quote(name, safe=""))
 
 
+def _help_line(text: str) -> str:
+    """`<br><span class="help">text</span>`, or "" without text."""
+    return f'<br><span class="help">{escape(text)}</span>' if text else ""
+
+
+def _when(moment, fmt: str) -> str:
+    """As the template's `date` filter writes these numeric formats: in the current time zone."""
+    return localtime(moment).strftime(fmt) if moment else ""
+
+
+def _schedule_cell(job) -> str:
+    zone = f" ({escape(job.timezone)})" if job.timezone else ""
+    retries = f"<br>retries: {job.retries}" if job.retries else ""
+    human = escape(human_schedule(job))
+    return f'<td><code>{escape(job.schedule)}</code><br><span class="help">{human}{zone}{retries}</span></td>'
+
+
+def _next_run_cell(item) -> str:
+    if not item.next_run:
+        return "<td>—</td>"
+    when, offset = _when(item.next_run, "%Y-%m-%d %H:%M"), item.job.start_offset
+    if offset:
+        return f'<td>{when}:{offset:02d}<br><span class="help">jitter: +{offset} s</span></td>'
+    return f"<td>{when}</td>"
+
+
+def _state_cell(item) -> str:
+    state = escape(item.state)
+    pause = f'<br><span class="help pause-summary">{escape(item.pause.summary)}</span>' if item.pause else ""
+    return (
+        f'<td><span class="job-state job-state-{state}" data-state="{state}">{state}</span>'
+        f"{_help_line(item.problem)}{pause}</td>"
+    )
+
+
+def _last_run_cell(last, links) -> str:
+    if last is None:
+        return '<td class="last-run">never</td>'
+    details = [_when(last.started_at, "%Y-%m-%d %H:%M:%S"), last.get_trigger_display()]
+    if last.attempt > 1:
+        details.append(f"attempt {last.attempt}")
+    if last.gap_count:
+        plural = "" if last.gap_count == 1 else "s"
+        details.append(f"gap of {last.gap_count} minute{plural} to {_when(last.gap_last, '%H:%M')}")
+    if last.late_status:
+        details.append(f"then {last.late_status} (late outcome)")
+    status = escape(last.status)
+    return (
+        f'<td class="last-run"><a href="{escape(links.run_page(last.pk))}"><span class="run-status run-{status}">'
+        f'{status}</span></a><br><span class="help">{escape(" · ".join(details))}</span></td>'
+    )
+
+
 @admin.register(ScheduledJob)
 class ScheduledJobAdmin(ReadOnlyAdmin):
     """Every CRONJOBS job: schedule, next run, last run, history link, Run now. Not a model list:
@@ -151,20 +208,22 @@ class ScheduledJobAdmin(ReadOnlyAdmin):
         snapshot = health.snapshot(list(page.object_list))
         history = reverse("admin:cronjobs_jobrun_changelist")
         links = _Links(history)
+        can_run, can_pause = request.user.has_perm(RUN), request.user.has_perm(PAUSE)
+        csrf = f'<input type="hidden" name="csrfmiddlewaretoken" value="{escape(get_token(request))}">'
         context = {
             **self.admin_site.each_context(request),
             "title": "Scheduled jobs",
             "subtitle": None,
             "opts": self.opts,
-            "rows": [self._row(item, links) for item in snapshot],
+            "rows": [self._row(item, links, csrf, can_run, can_pause) for item in snapshot],
             "page": page,
             "query": query,
             "total": len(jobs),
             "schedulers": [liveness.describe(beat) for beat in liveness.alive()],
             "problems": health.problems(snapshot),
             "timezone": schedule_timezone().key,
-            "can_run": request.user.has_perm(RUN),
-            "can_pause": request.user.has_perm(PAUSE),
+            "can_run": can_run,
+            "can_pause": can_pause,
             "history_url": history,
             **(extra_context or {}),
         }
@@ -172,22 +231,38 @@ class ScheduledJobAdmin(ReadOnlyAdmin):
         return TemplateResponse(request, "admin/cronjobs/scheduledjob/scheduled_jobs.html", context)
 
     @staticmethod
-    def _row(item, links: _Links) -> dict:
-        job, last = item.job, item.last_run
-        return {
-            "health": item,
-            "job": job,
-            "human_schedule": human_schedule(job),
-            "last_run": last,
-            "last_duration": format_duration(last),
-            "last_run_url": links.run_page(last.pk) if last else "",
-            "history_url": links.history(job.name),
-            "run_url": links.action("run", job.name),
-            "pause_url": links.action("pause", job.name),
-            "resume_url": links.action("resume", job.name),
-            "runnable": not job.problems,
-            "start_offset": job.start_offset,
-        }
+    def _row(item, links: _Links, csrf: str, can_run: bool, can_pause: bool) -> str:
+        """One job's <tr>, written here rather than by the template language (0.2 ms a row there: a page
+        of a hundred rows cost three times one of ten). Every value is escaped."""
+        job, name = item.job, escape(item.job.name)
+        cells = [
+            f'<th scope="row">{name}{_help_line(job.description)}</th>',
+            _schedule_cell(job),
+            _next_run_cell(item),
+            _state_cell(item),
+            _last_run_cell(item.last_run, links),
+            f"<td>{escape(format_duration(item.last_run) or '—')}</td>",
+            f'<td><a href="{escape(links.history(job.name))}">History</a></td>',
+        ]
+        if can_run and job.problems:
+            cells.append('<td><span class="help">broken entry: see manage.py check</span></td>')
+        elif can_run:
+            cells.append(
+                f'<td><form method="post" action="{escape(links.action("run", job.name))}">{csrf}'
+                f'<input type="submit" class="button" value="Run now" aria-label="Run {name} now"></form></td>'
+            )
+        if can_pause and item.pause:
+            cells.append(
+                f'<td><form method="post" action="{escape(links.action("resume", job.name))}">{csrf}'
+                f'<input type="submit" class="button" value="Resume" aria-label="Resume {name}"></form></td>'
+            )
+        elif can_pause:
+            cells.append(
+                f'<td><form method="post" action="{escape(links.action("pause", job.name))}">{csrf}'
+                f'<input type="text" name="reason" placeholder="reason" aria-label="Why pause {name}">'
+                f'<input type="submit" class="button" value="Pause" aria-label="Pause {name}"></form></td>'
+            )
+        return mark_safe(f'<tr id="job-{name}" data-job="{name}">{"".join(cells)}</tr>')  # noqa: S308 - escaped above
 
     def run_now_view(self, request, name):
         refusal = self._refuse_unless_post_with(request, RUN)

@@ -39,14 +39,11 @@ class JobHealth:
     reads the runs of the jobs whose last run did not succeed eagerly and the others' together, in one
     query, if anyone asks (the admin page, `crontab show`); /health/cron/ and /metrics never do."""
 
-    __slots__ = ("job", "state", "next_run", "previous_run", "grace", "error", "pause", "_row", "_runs", "_timing")
+    __slots__ = ("job", "state", "error", "pause", "_row", "_runs", "_timing")
 
     def __init__(self, job, state, timing, runs, row, error="", pause=None):
         self.job: Job = job
         self.state: str = state
-        self.previous_run: datetime | None = timing.previous_run
-        self.next_run: datetime | None = timing.next_run
-        self.grace: timedelta = timing.grace
         self.error: str = error  # why the job cannot be scheduled (a broken entry), or why its run is stuck
         self.pause: JobPause | None = pause
         self._row = row  # the job's JobLatest row as _latest_rows reads it, or None
@@ -55,6 +52,20 @@ class JobHealth:
 
     def __repr__(self) -> str:
         return f"<JobHealth {self.job.name}: {self.state}>"
+
+    @property
+    def previous_run(self) -> datetime | None:
+        """The job's latest due minute, in its zone."""
+        return self._timing.previous_run
+
+    @property
+    def next_run(self) -> datetime | None:
+        return self._timing.next_run
+
+    @property
+    def grace(self) -> timedelta:
+        """The start limit of previous_run."""
+        return self._timing.grace
 
     @property
     def last_run(self) -> JobRun | None:
@@ -70,10 +81,17 @@ class JobHealth:
         """When the job's last successful run finished."""
         return parse_utc_text(self._row[1]) if self._row else None
 
-    @property
-    def last_started(self) -> datetime | None:
-        """When the job's last run started (a snapshot taken with `starts=True`)."""
-        return parse_utc_text(self._row[2]) if self._row else None
+    def timestamps(self) -> tuple[float | None, float | None]:
+        """(last success, last start) in POSIX seconds, exactly datetime.timestamp()'s values (a snapshot
+        taken with `timestamps=True`: /metrics)."""
+        if not self._row:
+            return None, None
+        success, started = self._row[2], self._row[3]
+        # int / int: one correctly rounded division, as timedelta.total_seconds() does.
+        return (
+            None if success is None else success / 1_000_000,
+            None if started is None else started / 1_000_000,
+        )
 
     @property
     def next_start(self) -> datetime | None:
@@ -175,22 +193,40 @@ class _Timing:
     overdue_grace: timedelta = timedelta(0)
     overdue_key: str = ""  # overdue as minute_text()
     error: str = ""
+    # Every value above holds for any `now` in [valid_from, valid_until): until the next due minute, or
+    # until the start limit of the minute after `overdue` passes, whichever comes first.
+    valid_from: datetime = datetime.min.replace(tzinfo=UTC)
+    valid_until: datetime = datetime.max.replace(tzinfo=UTC)
 
     @classmethod
     def of(cls, job: Job, now: datetime) -> _Timing:
         try:
             previous_run = job.latest_run(now)
+            next_run = job.next_run(now)
             overdue = _overdue_minute(job, now)
+            # Limits never reach past the next fire, so no later minute's limit passes before this one's.
+            after = job.next_run(overdue)
+            changes = min(next_run.astimezone(UTC), after.astimezone(UTC) + start_limit(job, after))
             return cls(
                 previous_run,
-                job.next_run(now),
+                next_run,
                 start_limit(job, previous_run),
                 overdue.astimezone(UTC),
                 start_limit(job, overdue),
                 minute_text(overdue),
+                valid_from=now,
+                valid_until=changes,
             )
         except Exception as exc:  # a schedule croniter cannot place (check refuses these; be safe anyway)
             return cls(error=f"cannot schedule {job.schedule!r}: {exc}")
+
+    @classmethod
+    def cached(cls, job: Job, now: datetime, cache: dict) -> _Timing:
+        """The job's timing at `now`, from `cache` (the registry's) while it still holds."""
+        timing = cache.get(job.timing_key)
+        if timing is None or not timing.valid_from <= now < timing.valid_until:
+            timing = cache[job.timing_key] = cls.of(job, now)
+        return timing
 
 
 def _overdue_minute(job: Job, now: datetime) -> datetime:
@@ -210,59 +246,65 @@ def _overdue_minute(job: Job, now: datetime) -> datetime:
 NO_TIMING = _Timing()
 
 
-def snapshot(jobs: list[Job] | None = None, *, now: datetime | None = None, starts: bool = False) -> list[JobHealth]:
+def snapshot(
+    jobs: list[Job] | None = None, *, now: datetime | None = None, timestamps: bool = False
+) -> list[JobHealth]:
     """The health of each job (CRONJOBS order), in two or three queries whatever the number of jobs
     and runs: each job's JobLatest row (kept by triggers), the pauses, and the runs of the jobs whose
-    last run did not succeed (failing or running: their details decide the state). `starts`: read each
-    job's last start too (JobHealth.last_started: /metrics)."""
+    last run did not succeed (failing or running: their details decide the state). `timestamps`: read
+    each job's last success and last start as numbers too (JobHealth.timestamps(): /metrics)."""
     now = (now or dbclock.now()).astimezone(UTC)
     jobs = list(get_registry().jobs if jobs is None else jobs)
     names = [job.name for job in jobs] if len(jobs) <= NAMED_QUERY_MAX else None
-    latest = _latest_rows(names, starts)
+    latest = _latest_rows(names, timestamps)
     pauses = JobPause.objects.all() if names is None else JobPause.objects.filter(job_name__in=names)
     paused = {pause.job_name: pause for pause in pauses}
     succeeded = JobRun.Status.SUCCEEDED
     runs = _LastRuns(names)
     if any(row[0] != succeeded for row in latest.values()):
         runs.read_unsettled()
-    timings: dict[tuple, _Timing] = {}
+    timings: dict[tuple, _Timing] = {}  # this snapshot's, checked once each against the registry's
+    shared = get_registry().timings
     found = []
-    append = found.append
+    append, get_row, get_timing = found.append, latest.get, timings.get
+    ok, late, new, disabled = State.OK, State.LATE, State.NEW, State.DISABLED
     for job in jobs:  # the hot loop (once per declared job): the common case decided inline
         name = job.name
-        row, pause = latest.get(name), paused.get(name)
-        key = (job.schedule, job.timezone, job.grace)
-        timing = timings.get(key)
+        row, pause = get_row(name), paused.get(name) if paused else None
+        timing = get_timing(job.timing_key)
         if timing is None:
-            timing = timings[key] = _Timing.of(job, now)
+            timing = timings[job.timing_key] = _Timing.cached(job, now, shared)
         if job.problems or timing.error or (row is not None and row[0] != succeeded):
             append(_unusual(job, now, timing, row, runs, pause))
             continue
         if not job.enabled:
-            state = State.DISABLED
+            state = disabled
         elif pause is not None:
             state = State.PAUSED
         elif row is None:
-            state = State.NEW
+            state = new
         elif row[1] is None or row[1] < timing.overdue_key:  # both UTC 'YYYY-MM-DD HH:MM:SS...': they sort
-            state = State.LATE
+            state = late
         else:
-            state = State.OK
+            state = ok
         append(JobHealth(job, state, timing, runs, row, "", pause))
     return found
 
 
-def _latest_rows(names: list[str] | None, starts: bool) -> dict[str, tuple]:
-    """{job: (last status, last success, [last start])} from JobLatest, the times as UTC text
-    'YYYY-MM-DD HH:MM:SS[.ffffff]', which sorts as the times do: most are only compared, and the driver's
-    conversion to aware datetimes costs more per value than the rest of the row."""
+def _latest_rows(names: list[str] | None, timestamps: bool) -> dict[str, tuple]:
+    """{job: (last status, last success, [last success, last start as integer microseconds since the
+    epoch])} from JobLatest. The last success as UTC text 'YYYY-MM-DD HH:MM:SS[.ffffff]', which sorts as
+    the times do: it is only compared, and the driver's conversion to aware datetimes costs more per
+    value than the rest of the row; /metrics' numbers are computed by the database."""
     if connection.vendor == "postgresql":
         text = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"
-    else:  # stored so already; as text, or the driver would convert them too
+        micros = "(EXTRACT(EPOCH FROM {}) * 1000000)::bigint"
+    else:  # stored as UTC text already, with 6, 3 (written by SQL) or no digits of fraction
         text = "CAST({} AS TEXT)"
+        micros = "(CAST(strftime('%%s', {0}) AS INTEGER) * 1000000 + CAST(substr({0} || '000000', 21, 6) AS INTEGER))"
     columns = ["job_name", "last_status", text.format("last_success_at")]
-    if starts:
-        columns.append(text.format("last_started_at"))
+    if timestamps:
+        columns += [micros.format("last_success_at"), micros.format("last_started_at")]
     sql = f"SELECT {', '.join(columns)} FROM {JobLatest._meta.db_table}"
     params: list = []
     if names is not None:
@@ -364,7 +406,8 @@ def problems(jobs: list[JobHealth], *, now: datetime | None = None) -> list[Syst
     schedulers = liveness.alive()
     for kind, text in liveness.problems(schedulers):
         found.append(SystemProblem(kind, text, kind == "configuration"))
-    late = [item.job.name for item in jobs if item.state == State.LATE]
+    late_state = State.LATE
+    late = [item.job.name for item in jobs if item.state == late_state]
     if late and not schedulers:
         shown = ", ".join(late[:5]) + (f" and {len(late) - 5} more" if len(late) > 5 else "")
         text = (

@@ -221,6 +221,11 @@ class Job:
     def __hash__(self) -> int:
         return hash((self.name, self.index, self.legacy_hashes))
 
+    @cached_property
+    def timing_key(self) -> tuple:
+        """What the job's schedule arithmetic depends on: /health/cron/ does it once per distinct key."""
+        return (self.schedule, self.timezone, self.grace)
+
     @property
     def legacy_hash(self) -> str | None:
         """The hash plain django-crontab would put in its crontab line for this entry."""
@@ -368,6 +373,9 @@ class Registry:
         self._full: tuple[tuple[Job, ...], tuple[Problem, ...]] | None = None
         self._names: dict[str, int] | None = None  # first entry of each name
         self._parsed: dict[int, Job] = {}
+        # Schedule arithmetic of /health/cron/ by Job.timing_key, each valid for a stretch of time
+        # (cronjobs/health.py): it lives and dies with these settings.
+        self.timings: dict[tuple, Any] = {}
 
     @classmethod
     def of(cls, jobs, problems=()) -> Registry:

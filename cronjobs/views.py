@@ -68,7 +68,7 @@ def cron_health_view(request):
         found = health.problems(jobs)
     except DatabaseError as exc:
         return _database_unavailable(exc)
-    unhealthy = [item for item in jobs if not item.healthy]
+    unhealthy = [item for item in jobs if item.state not in health.HEALTHY]
     failed = unhealthy or any(problem.error for problem in found)
     body = {"status": "error" if failed else "ok", **_public_names(unhealthy), "unhealthy": len(unhealthy)}
     if may_read_details(request):

@@ -351,4 +351,31 @@ def test_numbers_are_written_as_prometheus_client_writes_them():
     values += [1.796673298058125e9, 1.5e9, 12_345_678.9, 1e15, 9.99e15, 9_999_999_999_999_998.0, 1e16, 1e20]
     values += [float("inf"), float("-inf"), float("nan"), -1e7]
     values += [1.7e9 + k * 0.123_457 for k in range(1_000)] + [10 ** (5 + k / 100) for k in range(1_200)]
+    values += [*range(-1_000, 1_000), -999_999, 999_998, -1_000_000, 10**7, 10**16 + 1]  # counts: ints
     assert [number(v) for v in values] == [floatToGoString(v) for v in values]
+
+
+def test_a_scrape_pauses_the_cyclic_collector_and_gives_it_back_as_it_was(monkeypatch):
+    import gc
+
+    from cronjobs import metrics
+
+    seen, real = [], metrics.collect
+
+    def collect():
+        seen.append(gc.isenabled())
+        if len(seen) == 2:
+            raise RuntimeError("the database went away")
+        return real()
+
+    monkeypatch.setattr(metrics, "collect", collect)
+    assert metrics.exposition().startswith(b"# HELP")
+    with pytest.raises(RuntimeError):
+        metrics.exposition()
+    assert seen == [False, False] and gc.isenabled()
+    gc.disable()
+    try:
+        metrics.exposition()
+        assert not gc.isenabled()  # someone else's pause is theirs to end
+    finally:
+        gc.enable()
