@@ -109,6 +109,18 @@ class TestPage:
             counts[count] = len(queries)
         assert counts[5] == counts[50], counts
 
+    def test_every_value_a_row_shows_is_escaped(self, operator, settings):
+        from cronjobs import pausing
+
+        hostile = "<script>alert(1)</script>"
+        entry = {"name": "xss", "description": hostile, "timezone": "Europe/Berlin"}
+        settings.CRONJOBS = [("* * * * *", "tests.cronjobs.jobs.succeed", entry)]
+        JobRunFactory(job_name="xss", status="failed", result=hostile)
+        pausing.pause_job("xss", by="<b>me</b>", reason='"><img src=x onerror=alert(1)>')
+        html = row_html(logged_in(operator).get(PAGE).content.decode(), "xss")
+        assert "<script>" not in html and "<img" not in html and "<b>" not in html, html
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "&quot;&gt;&lt;img src=x" in html
+
     def test_viewer_without_run_job_sees_no_button(self, viewer, scheduled_jobs):
         response = logged_in(viewer).get(PAGE)
         assert response.status_code == 200 and "Run now" not in response.content.decode()
