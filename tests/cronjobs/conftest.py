@@ -95,16 +95,21 @@ class SharedDb:
     sqlite_path: Path | None
 
     def runs(self, job_name: str) -> list[dict]:
-        sql = (
+        return self.query(
             "SELECT id, job_name, status, trigger, scheduled_for, result, traceback, host, pid "
-            "FROM cronjobs_jobrun WHERE job_name = {} ORDER BY id"
+            "FROM cronjobs_jobrun WHERE job_name = {} ORDER BY id",
+            job_name,
         )
+
+    def query(self, sql: str, *params) -> list[dict]:
+        """Rows as the started processes wrote them (on SQLite, this test's ORM reads another database);
+        `{}` stands for each parameter."""
         if self.sqlite_path:
             with sqlite3.connect(self.sqlite_path) as db:
                 db.row_factory = sqlite3.Row
-                return [dict(row) for row in db.execute(sql.format("?"), (job_name,))]
+                return [dict(row) for row in db.execute(sql.replace("{}", "?"), params)]
         with connection.cursor() as cursor:
-            cursor.execute(sql.format("%s"), [job_name])
+            cursor.execute(sql.replace("{}", "%s"), list(params))
             columns = [c[0] for c in cursor.description]
             return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
