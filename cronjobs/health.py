@@ -79,19 +79,12 @@ class JobHealth:
     @property
     def last_success(self) -> datetime | None:
         """When the job's last successful run finished."""
-        return parse_utc_text(self._row[1]) if self._row else None
+        return from_epoch_us(as_epoch_us(self._row[1])) if self._row else None
 
-    def timestamps(self) -> tuple[float | None, float | None]:
-        """(last success, last start) in POSIX seconds, exactly datetime.timestamp()'s values (a snapshot
-        taken with `timestamps=True`: /metrics)."""
-        if not self._row:
-            return None, None
-        success, started = self._row[2], self._row[3]
-        # int / int: one correctly rounded division, as timedelta.total_seconds() does.
-        return (
-            None if success is None else success / 1_000_000,
-            None if started is None else started / 1_000_000,
-        )
+    def latest_times(self) -> tuple[int | str | None, int | str | None]:
+        """(last success, last start) as _latest_rows reads them (a snapshot taken with `timestamps=True`:
+        /metrics): compare them as they are, as_epoch_us() gives their value; None where there is none."""
+        return (self._row[1], self._row[2]) if self._row else (None, None)
 
     @property
     def next_start(self) -> datetime | None:
@@ -191,7 +184,7 @@ class _Timing:
     # since that minute is late.
     overdue: datetime | None = None
     overdue_grace: timedelta = timedelta(0)
-    overdue_key: str = ""  # overdue as minute_text()
+    overdue_key: int | str = 0  # overdue as _latest_rows writes times (latest_key): compared with them
     error: str = ""
     # Every value above holds for any `now` in [valid_from, valid_until): until the next due minute, or
     # until the start limit of the minute after `overdue` passes, whichever comes first.
@@ -213,7 +206,7 @@ class _Timing:
                 start_limit(job, previous_run),
                 overdue.astimezone(UTC),
                 start_limit(job, overdue),
-                minute_text(overdue),
+                latest_key(overdue),
                 valid_from=now,
                 valid_until=changes,
             )
@@ -252,7 +245,7 @@ def snapshot(
     """The health of each job (CRONJOBS order), in two or three queries whatever the number of jobs
     and runs: each job's JobLatest row (kept by triggers), the pauses, and the runs of the jobs whose
     last run did not succeed (failing or running: their details decide the state). `timestamps`: read
-    each job's last success and last start as numbers too (JobHealth.timestamps(): /metrics)."""
+    each job's last start too (JobHealth.latest_times(): /metrics)."""
     now = (now or dbclock.now()).astimezone(UTC)
     jobs = list(get_registry().jobs if jobs is None else jobs)
     names = [job.name for job in jobs] if len(jobs) <= NAMED_QUERY_MAX else None
@@ -283,7 +276,7 @@ def snapshot(
             state = State.PAUSED
         elif row is None:
             state = new
-        elif row[1] is None or row[1] < timing.overdue_key:  # both UTC 'YYYY-MM-DD HH:MM:SS...': they sort
+        elif row[1] is None or row[1] < timing.overdue_key:
             state = late
         else:
             state = ok
@@ -292,19 +285,17 @@ def snapshot(
 
 
 def _latest_rows(names: list[str] | None, timestamps: bool) -> dict[str, tuple]:
-    """{job: (last status, last success, [last success, last start as integer microseconds since the
-    epoch])} from JobLatest. The last success as UTC text 'YYYY-MM-DD HH:MM:SS[.ffffff]', which sorts as
-    the times do: it is only compared, and the driver's conversion to aware datetimes costs more per
-    value than the rest of the row; /metrics' numbers are computed by the database."""
+    """{job: (last status, last success, [last start])} from JobLatest, the times as the database hands
+    them over cheapest, in a form that sorts as they do: integer microseconds since the epoch on
+    PostgreSQL, UTC text 'YYYY-MM-DD HH:MM:SS[.ffffff]' on SQLite (stored so). Most are only compared
+    (latest_key), and the driver's conversion to aware datetimes costs more per value than the rest."""
     if connection.vendor == "postgresql":
-        text = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"
-        micros = "(EXTRACT(EPOCH FROM {}) * 1000000)::bigint"
-    else:  # stored as UTC text already, with 6, 3 (written by SQL) or no digits of fraction
-        text = "CAST({} AS TEXT)"
-        micros = "(CAST(strftime('%%s', {0}) AS INTEGER) * 1000000 + CAST(substr({0} || '000000', 21, 6) AS INTEGER))"
-    columns = ["job_name", "last_status", text.format("last_success_at")]
+        time = "(EXTRACT(EPOCH FROM {}) * 1000000)::bigint"
+    else:  # as text, or the driver would convert them
+        time = "CAST({} AS TEXT)"
+    columns = ["job_name", "last_status", time.format("last_success_at")]
     if timestamps:
-        columns += [micros.format("last_success_at"), micros.format("last_started_at")]
+        columns.append(time.format("last_started_at"))
     sql = f"SELECT {', '.join(columns)} FROM {JobLatest._meta.db_table}"
     params: list = []
     if names is not None:
@@ -317,14 +308,31 @@ def _latest_rows(names: list[str] | None, timestamps: bool) -> dict[str, tuple]:
         return {row[0]: row[1:] for row in cursor.fetchall()}
 
 
-def minute_text(minute: datetime) -> str:
-    """A whole minute written to compare with _latest_rows' times: without a fraction, so a time at that
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def latest_key(minute: datetime) -> int | str:
+    """A whole minute written as _latest_rows writes times. As text without a fraction: a time at that
     very minute, written with or without one (SQLite leaves a zero fraction out), is not before it."""
+    if connection.vendor == "postgresql":
+        return epoch_us(minute)
     return minute.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def parse_utc_text(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value).replace(tzinfo=UTC) if value else None
+def epoch_us(moment: datetime) -> int:
+    """`moment` in integer microseconds since the epoch, exactly."""
+    return (moment - EPOCH) // timedelta(microseconds=1)
+
+
+def as_epoch_us(value: int | str | None) -> int | None:
+    """A time as _latest_rows reads it, in integer microseconds since the epoch."""
+    if value is None or isinstance(value, int):
+        return value
+    return epoch_us(datetime.fromisoformat(value).replace(tzinfo=UTC))
+
+
+def from_epoch_us(value: int | None) -> datetime | None:
+    return EPOCH + timedelta(microseconds=value) if value is not None else None
 
 
 def _unusual(job: Job, now: datetime, timing: _Timing, row, runs: _LastRuns, pause: JobPause | None) -> JobHealth:

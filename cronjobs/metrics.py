@@ -79,6 +79,15 @@ class Family:
         return f"# HELP {name} {helptext}\n# TYPE {name} {self.type}\n" + "".join(self.lines)
 
 
+# Counts as number() writes them, the small ones made once: a scrape writes four a job.
+_COUNTS = [f"{count}.0" for count in range(1_000)]
+
+
+def count_text(count: int) -> str:
+    """number(count) for a count of runs."""
+    return _COUNTS[count] if 0 <= count < 1_000 else number(count)
+
+
 def number(value: float) -> str:
     """A sample value exactly as prometheus-client writes it (floatToGoString), without its general path for
     the values a scrape writes by the ten thousand: counts, seconds and timestamps."""
@@ -198,6 +207,51 @@ def _fleet_families(states: list[health.JobHealth], fleet: Fleet) -> list[Family
     return [jobs, runs, duration]
 
 
+# The per-job lines of this process's last scrape: {job: (what they were written from, the lines)}.
+_RENDERED: list[dict[str, tuple]] = [{}]
+_ORDER = {status: i for i, status in enumerate(STATUSES)}
+_ALERTS, _EXECUTED = frozenset(map(str, ALERT_STATUSES)), frozenset(map(str, EXECUTED))
+
+
+def _job_lines(name: str, success, started, last_status, per_status: dict) -> tuple[str, ...]:
+    """One job's label and its lines in each per-job family ("" where it has none): last success, last
+    run, last status, runs by status, failures, duration count and sum."""
+    job = label("job", name)
+    success_us, started_us = health.as_epoch_us(success), health.as_epoch_us(started)
+    # int / int: one correctly rounded division, datetime.timestamp()'s value.
+    success = (
+        ""
+        if success_us is None
+        else f"cronjobs_job_last_success_timestamp_seconds{{{job}}} {number(success_us / 1_000_000)}\n"
+    )
+    started = status = ""
+    if started_us is not None:
+        started = f"cronjobs_job_last_run_timestamp_seconds{{{job}}} {number(started_us / 1_000_000)}\n"
+        if last_status != JobRun.Status.SUCCEEDED:
+            status = f"cronjobs_job_last_status{{{job},{label('status', last_status)}}} 1.0\n"
+    failed = executed = 0
+    seconds = 0.0
+    runs = []
+    for state in per_status if len(per_status) < 2 else sorted(per_status, key=_ORDER.__getitem__):
+        count, spent = per_status[state]
+        runs.append(f'cronjobs_job_runs_total{{{job},status="{state}"}} {count_text(count)}\n')
+        if state in _ALERTS:
+            failed += count
+        if state in _EXECUTED:
+            executed += count
+            seconds += spent
+    return (
+        job,
+        success,
+        started,
+        status,
+        "".join(runs),
+        f"cronjobs_job_failures_total{{{job}}} {count_text(failed)}\n",
+        f"cronjobs_job_duration_seconds_count{{{job}}} {count_text(executed)}\n"
+        f"cronjobs_job_duration_seconds_sum{{{job}}} {number(seconds)}\n",
+    )
+
+
 def _job_families(states: list[health.JobHealth], per_job: PerJob) -> list[Family]:
     last_success = Family(
         "cronjobs_job_last_success_timestamp_seconds", "gauge", "When the job's last successful run finished."
@@ -221,38 +275,37 @@ def _job_families(states: list[health.JobHealth], per_job: PerJob) -> list[Famil
     )
     flags = {state: Family(name, "gauge", text) for state, (name, text) in FLAGS.items()}
     paused = Family("cronjobs_job_paused", "gauge", "1 when the job is paused (absent: it is not).")
-    # The hot loop of a scrape (once per declared job): lines appended directly, lookups hoisted.
-    success_lines, run_lines, runs_lines = last_success.lines, last_run.lines, runs.lines
+    # The hot loop of a scrape (once per declared job). A job's lines are written again only when what
+    # they say changed since this process's last scrape (most jobs do not run between two scrapes).
+    success_lines, run_lines, status_lines, runs_lines = (
+        last_success.lines,
+        last_run.lines,
+        last_status.lines,
+        runs.lines,
+    )
     failure_lines, duration_lines = failures.lines, duration.lines
-    succeeded, order = JobRun.Status.SUCCEEDED.value, {status: i for i, status in enumerate(STATUSES)}
-    alerts, executed_statuses = frozenset(map(str, ALERT_STATUSES)), frozenset(map(str, EXECUTED))
     empty: dict[str, list] = {}
+    before, rendered = _RENDERED[0], {}
     for state in states:
         name = state.job.name
-        job = label("job", name)
-        success, started = state.timestamps()
-        if success is not None:
-            success_lines.append(f"cronjobs_job_last_success_timestamp_seconds{{{job}}} {number(success)}\n")
-        if started is not None:
-            run_lines.append(f"cronjobs_job_last_run_timestamp_seconds{{{job}}} {number(started)}\n")
-            if state.last_status != succeeded:
-                last_status.add("", f"{job},{label('status', state.last_status)}", 1)
-        per_status = per_job.get(name, empty)
-        failed = executed = 0
-        seconds = 0.0
-        for status in per_status if len(per_status) < 2 else sorted(per_status, key=order.__getitem__):
-            count, spent = per_status[status]
-            runs_lines.append(f'cronjobs_job_runs_total{{{job},status="{status}"}} {number(count)}\n')
-            if status in alerts:
-                failed += count
-            if status in executed_statuses:
-                executed += count
-                seconds += spent
-        failure_lines.append(f"cronjobs_job_failures_total{{{job}}} {number(failed)}\n")
-        duration_lines.append(f"cronjobs_job_duration_seconds_count{{{job}}} {number(executed)}\n")
-        duration_lines.append(f"cronjobs_job_duration_seconds_sum{{{job}}} {number(seconds)}\n")
+        key = (*state.latest_times(), state.last_status, per_job.get(name, empty))
+        done = before.get(name)
+        if done is None or done[0] != key:
+            done = (key, _job_lines(name, *key))
+        rendered[name] = done
+        job, success, started, status, per_status, failed, spent = done[1]
+        if success:
+            success_lines.append(success)
+        if started:
+            run_lines.append(started)
+        if status:
+            status_lines.append(status)
+        runs_lines.append(per_status)
+        failure_lines.append(failed)
+        duration_lines.append(spent)
         if state.state in flags:
             flags[state.state].add("", job, 1)
         if state.pause is not None:
             paused.add("", job, 1)
+    _RENDERED[0] = rendered
     return [last_success, last_run, last_status, runs, failures, duration, *flags.values(), paused]

@@ -345,7 +345,7 @@ def test_the_text_is_what_prometheus_clients_generate_latest_writes(settings):
 def test_numbers_are_written_as_prometheus_client_writes_them():
     from prometheus_client.utils import floatToGoString
 
-    from cronjobs.metrics import number
+    from cronjobs.metrics import count_text, number
 
     values = [0, 1, 7, 999_999, 1_000_000, 0.1, 2.2, 1e-7, -3.5, -999_999.5, 123_456.789, 1_234_567.0]
     values += [1.796673298058125e9, 1.5e9, 12_345_678.9, 1e15, 9.99e15, 9_999_999_999_999_998.0, 1e16, 1e20]
@@ -353,6 +353,8 @@ def test_numbers_are_written_as_prometheus_client_writes_them():
     values += [1.7e9 + k * 0.123_457 for k in range(1_000)] + [10 ** (5 + k / 100) for k in range(1_200)]
     values += [*range(-1_000, 1_000), -999_999, 999_998, -1_000_000, 10**7, 10**16 + 1]  # counts: ints
     assert [number(v) for v in values] == [floatToGoString(v) for v in values]
+    counts = [*range(0, 2_000), 999_999, 1_000_000, 10**16 + 1]
+    assert [count_text(c) for c in counts] == [floatToGoString(c) for c in counts]
 
 
 def test_a_scrape_pauses_the_cyclic_collector_and_gives_it_back_as_it_was(monkeypatch):
@@ -379,3 +381,21 @@ def test_a_scrape_pauses_the_cyclic_collector_and_gives_it_back_as_it_was(monkey
         assert not gc.isenabled()  # someone else's pause is theirs to end
     finally:
         gc.enable()
+
+
+def test_each_scrape_says_what_changed_since_the_one_before(settings):
+    """A job's lines are reused between scrapes only while what they say is unchanged."""
+    settings.CRONJOBS = [("* * * * *", f"{JOBS}.succeed"), ("* * * * *", f"{JOBS}.add")]
+    settings.CRONJOBS_METRICS_TOKEN = TOKEN
+    add_run("succeed", "succeeded", ago=timedelta(minutes=3))
+    first = scrape(**bearer())
+    assert value(first, "cronjobs_job_runs", "cronjobs_job_runs_total", job="succeed", status="succeeded") == 1
+    late = add_run("succeed", "failed", ago=timedelta(minutes=1), seconds=2.5, result="boom")
+    second = scrape(**bearer())
+    assert value(second, "cronjobs_job_runs", "cronjobs_job_runs_total", job="succeed", status="failed") == 1
+    assert value(second, "cronjobs_job_failures", "cronjobs_job_failures_total", job="succeed") == 1
+    assert value(second, "cronjobs_job_last_status", job="succeed", status="failed") == 1
+    assert value(second, "cronjobs_job_duration_seconds", "cronjobs_job_duration_seconds_sum", job="succeed") == 3.5
+    started = value(second, "cronjobs_job_last_run_timestamp_seconds", job="succeed")
+    assert started == late.started_at.timestamp()
+    assert not samples(second, "cronjobs_job_runs", job="add")  # never ran: no line, in either scrape
