@@ -224,3 +224,15 @@ def details_client(settings):
 
     settings.CRONJOBS_METRICS_TOKEN = "tests-metrics-token"
     return Client(HTTP_AUTHORIZATION="Bearer tests-metrics-token")
+
+
+def jobrun_triggers() -> set[str]:
+    """The names of the database triggers on cronjobs_jobrun."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'cronjobs_jobrun'")
+        else:
+            cursor.execute(
+                "SELECT tgname FROM pg_trigger WHERE tgrelid = 'cronjobs_jobrun'::regclass AND NOT tgisinternal"
+            )
+        return {row[0] for row in cursor.fetchall()}

@@ -18,6 +18,7 @@ from cronjobs import health, runner
 from cronjobs.models import JobLatest, JobRun
 from cronjobs.reaper import reap
 from cronjobs.retention import prune_job_runs
+from tests.cronjobs.conftest import jobrun_triggers
 from tests.factories import JobRunFactory
 
 JOBS = "tests.cronjobs.jobs"
@@ -101,15 +102,7 @@ class TestTriggers:
 
     def test_the_triggers_exist_after_every_migration(self):
         # SQLite drops a table's triggers when a migration rebuilds it.
-        with connection.cursor() as cursor:
-            if connection.vendor == "sqlite":
-                cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'cronjobs_jobrun'")
-            else:
-                cursor.execute(
-                    "SELECT tgname FROM pg_trigger WHERE tgrelid = 'cronjobs_jobrun'::regclass AND NOT tgisinternal"
-                )
-            names = {row[0] for row in cursor.fetchall()}
-        assert {f"cronjobs_jobrun_latest_{event}" for event in ("insert", "update", "delete")} <= names
+        assert {f"cronjobs_jobrun_latest_{event}" for event in ("insert", "update", "delete")} <= jobrun_triggers()
 
 
 # One operation on the history: insert a run, change a run's status (and finish), or delete a run.

@@ -12,6 +12,7 @@ from cronjobs import metrics, runner
 from cronjobs.models import JobRun, RunTotal
 from cronjobs.reaper import reap
 from cronjobs.retention import prune_job_runs
+from tests.cronjobs.conftest import jobrun_triggers
 from tests.factories import JobRunFactory
 
 JOBS = "tests.cronjobs.jobs"
@@ -75,15 +76,7 @@ class TestTriggers:
 
     def test_the_triggers_exist_after_every_migration(self):
         # SQLite drops a table's triggers when a migration rebuilds it (0007 had to create one again).
-        with connection.cursor() as cursor:
-            if connection.vendor == "sqlite":
-                cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'cronjobs_jobrun'")
-            else:
-                cursor.execute(
-                    "SELECT tgname FROM pg_trigger WHERE tgrelid = 'cronjobs_jobrun'::regclass AND NOT tgisinternal"
-                )
-            names = {row[0] for row in cursor.fetchall()}
-        assert {"cronjobs_jobrun_totals_insert", "cronjobs_jobrun_totals_update"} <= names
+        assert {"cronjobs_jobrun_totals_insert", "cronjobs_jobrun_totals_update"} <= jobrun_triggers()
 
 
 def test_the_migration_s_bounds_are_the_metrics_buckets():
