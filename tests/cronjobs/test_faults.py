@@ -99,7 +99,12 @@ def test_a_timed_out_statement_is_cancelled_and_never_commits_later(shared_db, w
     assert result.returncode == 1, result.stderr
     (run,) = shared_db.runs("slow_update")
     assert run["status"] == "timed_out"
-    assert "statement was cancelled and its transaction rolled back" in run["result"]
+    # Stopped inside its UPDATE: either the job's process cancelled the statement and said so, or (on a
+    # loaded machine, SIGTERM landing first) its session was ended for it; both roll the UPDATE back.
+    assert (
+        "statement was cancelled and its transaction rolled back" in run["result"]
+        or "its database session was ended, which rolled back its open transaction" in run["result"]
+    ), run["result"]
     wait_until(lambda: active_sleeps() == 0, "the timed-out statement leaves the server")
     product.refresh_from_db()
     assert product.stock == 24

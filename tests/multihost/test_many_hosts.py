@@ -44,6 +44,10 @@ def assert_each_minute_once(kit, job: str) -> list[JobRun]:
             if run.started_at.timestamp() <= note["at"]
             and (run.finished_at is None or note["at"] <= run.finished_at.timestamp() + 0.5)
         ]
+        if len(owners) > 1:
+            # Back-to-back runs: the half second of slack after one's finish reaches into the next one's
+            # start. The run that holds the note without the slack owns it.
+            owners = [run for run in owners if run.finished_at is None or note["at"] <= run.finished_at.timestamp()]
         assert len(owners) == 1, (note, owners)
         held[owners[0].pk].append(note)
     # A run whose host died may have died before its job started; every other one ran it exactly once.
