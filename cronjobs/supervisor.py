@@ -540,6 +540,7 @@ def _report_database_session(job: Job, report: Callable[[dict], None]) -> None:
 def _call(job: Job) -> dict:
     """Call the job; its outcome as the message for the supervisor."""
     args, kwargs = copy.deepcopy(list(job.args)), copy.deepcopy(dict(job.kwargs))
+    started = time.monotonic()
     try:
         value = job.resolve()(*args, **kwargs)
     except Stopped as exc:
@@ -553,11 +554,33 @@ def _call(job: Job) -> dict:
             "traceback": traceback.format_exc(),
         }
     except BaseException as exc:  # noqa: B036 - SystemExit from a job is a failure to record, too
+        if job.timeout and time.monotonic() - started >= job.timeout - 0.05 and _statement_timed_out(exc):
+            # The server's statement_timeout (the job's timeout, see _report_database_session) ended a
+            # statement before the supervisor's stop arrived: the job's timeout, not a failure of it.
+            _abandon_database_work(_database_state())
+            return {
+                "status": JobRun.Status.TIMED_OUT,
+                "result": f"timed out after {job.timeout:g}s; the database cancelled its statement at the job's "
+                "timeout (statement_timeout), so that statement changed nothing; work it committed before stays",
+                "traceback": traceback.format_exc(),
+            }
         return {"status": JobRun.Status.FAILED, "result": f"{type(exc).__name__}: {exc}",
                 "traceback": traceback.format_exc()}  # fmt: skip
     if value is None:
         return {"status": JobRun.Status.SUCCEEDED, "result": ""}
     return {"status": JobRun.Status.SUCCEEDED, "result": value if isinstance(value, str) else repr(value)}
+
+
+def _statement_timed_out(exc: BaseException) -> bool:
+    """Whether `exc` is, or was caused by, PostgreSQL cancelling a statement at its statement_timeout."""
+    seen: BaseException | None = exc
+    for _ in range(10):  # Django's OperationalError wraps psycopg's QueryCanceled (SQLSTATE 57014)
+        if seen is None:
+            return False
+        if getattr(seen, "sqlstate", None) == "57014" and "statement timeout" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _abandon_database_work(state_when_stopped: str) -> str:

@@ -57,3 +57,14 @@ def slow_update(product_id, seconds):
             [product_id, seconds],
         )
     return "updated"
+
+
+def update_past_statement_timeout(product_id, timeout_ms):
+    """One UPDATE the server ends at `timeout_ms` (the session's statement_timeout, set here as the job's
+    process sets it to the job's timeout)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('statement_timeout', %s, false)", [f"{timeout_ms}ms"])
+        cursor.execute(
+            "UPDATE crm_product SET stock = stock + 1000 WHERE id = %s AND pg_sleep(5) IS NOT NULL", [product_id]
+        )
+    return "updated"

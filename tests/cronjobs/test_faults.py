@@ -99,13 +99,37 @@ def test_a_timed_out_statement_is_cancelled_and_never_commits_later(shared_db, w
     assert result.returncode == 1, result.stderr
     (run,) = shared_db.runs("slow_update")
     assert run["status"] == "timed_out"
-    # Stopped inside its UPDATE: either the job's process cancelled the statement and said so, or (on a
-    # loaded machine, SIGTERM landing first) its session was ended for it; both roll the UPDATE back.
-    assert (
-        "statement was cancelled and its transaction rolled back" in run["result"]
-        or "its database session was ended, which rolled back its open transaction" in run["result"]
+    # Stopped inside its UPDATE: the job's process cancelled the statement and said so; or, on a loaded
+    # machine, its session was ended for it, or the server's statement_timeout (the job's timeout) came
+    # first. Each rolls the UPDATE back.
+    assert any(
+        undone in run["result"]
+        for undone in (
+            "statement was cancelled and its transaction rolled back",
+            "its database session was ended, which rolled back its open transaction",
+            "the database cancelled its statement at the job's timeout",
+        )
     ), run["result"]
     wait_until(lambda: active_sleeps() == 0, "the timed-out statement leaves the server")
+    product.refresh_from_db()
+    assert product.stock == 24
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(("timeout", "status"), [(0.3, "timed_out"), (5, "failed")])
+def test_a_statement_the_server_ends_at_the_jobs_timeout_is_a_timeout_not_a_failure(settings, timeout, status):
+    # Seen in a loaded CI run: the server's statement_timeout (the job's timeout) fired before the
+    # supervisor's SIGTERM reached the job, and the run was recorded `failed` (QueryCanceled).
+    product = ProductFactory(stock=24)
+    entry = [product.pk, 300]  # the server ends the UPDATE after 300 ms
+    settings.CRONJOBS = [("* * * * *", f"{FAULTS}.update_past_statement_timeout", entry, {}, {"timeout": timeout})]
+    message = supervisor._call(registry_module.get_job("update_past_statement_timeout"))
+    assert message["status"] == status, message
+    if status == "timed_out":
+        assert message["result"].startswith("timed out after 0.3s; the database cancelled its statement"), message
+    else:  # a statement timeout of the job's own, well within its timeout: its failure
+        assert "QueryCanceled" in message["result"] or "statement timeout" in message["result"], message
     product.refresh_from_db()
     assert product.stock == 24
 
