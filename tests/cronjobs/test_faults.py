@@ -125,6 +125,7 @@ def test_a_statement_the_server_ends_at_the_jobs_timeout_is_a_timeout_not_a_fail
     entry = [product.pk, 300]  # the server ends the UPDATE after 300 ms
     settings.CRONJOBS = [("* * * * *", f"{FAULTS}.update_past_statement_timeout", entry, {}, {"timeout": timeout})]
     message = supervisor._call(registry_module.get_job("update_past_statement_timeout"))
+    connection.close()  # its statement_timeout stays with the session: not for the test's teardown
     assert message["status"] == status, message
     if status == "timed_out":
         assert message["result"].startswith("timed out after 0.3s; the database cancelled its statement"), message
