@@ -1,5 +1,7 @@
 """The run history (read-only) and the "Scheduled jobs" page with Run now, Pause and Resume, in the Django admin."""
 
+# The page's rows are written in Python (ScheduledJobAdmin._row) with the standard library's escape,
+# the one Django's wraps, without the lazy-string and SafeString handling it adds to every call.
 from html import escape
 from urllib.parse import quote
 

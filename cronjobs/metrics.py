@@ -219,32 +219,29 @@ def _job_lines(name: str, success, started, last_status, per_status: dict) -> tu
     job = label("job", name)
     success_us, started_us = health.as_epoch_us(success), health.as_epoch_us(started)
     # int / int: one correctly rounded division, datetime.timestamp()'s value.
-    success = (
-        ""
-        if success_us is None
-        else f"cronjobs_job_last_success_timestamp_seconds{{{job}}} {number(success_us / 1_000_000)}\n"
-    )
-    started = status = ""
+    success_line = started_line = status_line = ""
+    if success_us is not None:
+        success_line = f"cronjobs_job_last_success_timestamp_seconds{{{job}}} {number(success_us / 1_000_000)}\n"
     if started_us is not None:
-        started = f"cronjobs_job_last_run_timestamp_seconds{{{job}}} {number(started_us / 1_000_000)}\n"
+        started_line = f"cronjobs_job_last_run_timestamp_seconds{{{job}}} {number(started_us / 1_000_000)}\n"
         if last_status != JobRun.Status.SUCCEEDED:
-            status = f"cronjobs_job_last_status{{{job},{label('status', last_status)}}} 1.0\n"
+            status_line = f"cronjobs_job_last_status{{{job},{label('status', last_status)}}} 1.0\n"
     failed = executed = 0
     seconds = 0.0
     runs = []
-    for state in per_status if len(per_status) < 2 else sorted(per_status, key=_ORDER.__getitem__):
-        count, spent = per_status[state]
-        runs.append(f'cronjobs_job_runs_total{{{job},status="{state}"}} {count_text(count)}\n')
-        if state in _ALERTS:
+    for status in per_status if len(per_status) < 2 else sorted(per_status, key=_ORDER.__getitem__):
+        count, spent = per_status[status]
+        runs.append(f'cronjobs_job_runs_total{{{job},status="{status}"}} {count_text(count)}\n')
+        if status in _ALERTS:
             failed += count
-        if state in _EXECUTED:
+        if status in _EXECUTED:
             executed += count
             seconds += spent
     return (
         job,
-        success,
-        started,
-        status,
+        success_line,
+        started_line,
+        status_line,
         "".join(runs),
         f"cronjobs_job_failures_total{{{job}}} {count_text(failed)}\n",
         f"cronjobs_job_duration_seconds_count{{{job}}} {count_text(executed)}\n"
